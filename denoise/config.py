@@ -1,0 +1,179 @@
+"""Typed, strict experiment configuration.
+
+Dataclass defaults are the single source of truth; a YAML file holds overrides; ``key.sub=value`` arguments
+override the YAML. Unknown keys and wrong types are errors that name the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from denoise.dataset.config import DataConfig
+from denoise.inference.config import InferConfig
+from denoise.model.config import ModelConfig
+from denoise.train.config import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+@dataclass
+class Config:
+    """One experiment: model, data, training and inference settings."""
+
+    name: str = "nafnet"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+
+def _nearest(key: str, valid: list[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    if not match:
+        return ""
+    return f"; did you mean '{prefix}.{match[0]}'?" if prefix else f"; did you mean '{match[0]}'?"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint, converting lists to tuples and ints to floats where declared."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: cannot be null")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))]
+        else:
+            item_hint = args[0] if args else Any
+            items = [_coerce(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(hint, value, where)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint!r}")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(f"unknown key '{path}'{_nearest(key, names, where)}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain YAML-ready data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
+    """Apply one ``a.b.c=value`` override to nested dict ``data``, validating each key against the schema."""
+    keys = dotted.split(".")
+    cls: Any = Config
+    node = data
+    for i, key in enumerate(keys):
+        names = [f.name for f in dataclasses.fields(cls)]
+        if key not in names:
+            prefix = ".".join(keys[:i])
+            path = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"unknown key '{path}'{_nearest(key, names, prefix)}")
+        hint = typing.get_type_hints(cls)[key]
+        if i == len(keys) - 1:
+            node[key] = yaml.safe_load(raw) if raw != "" else ""
+            if hint is str and not isinstance(node[key], str):
+                node[key] = raw  # a string field keeps the literal text, e.g. name=001
+        else:
+            if not dataclasses.is_dataclass(hint):
+                raise ConfigError(f"'{'.'.join(keys[: i + 1])}' has no sub-keys")
+            node = node.setdefault(key, {})
+            cls = hint
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``key.sub=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: no such config file") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        _set_path(data, key.strip(), raw)
+    return from_dict(Config, data)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config saved with ``to_dict`` (e.g. from a checkpoint)."""
+    return from_dict(Config, data)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

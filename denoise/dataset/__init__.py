@@ -1,0 +1,1 @@
+"""Reading and writing raw frames, Bayer maths and the training data pipeline."""

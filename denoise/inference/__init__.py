@@ -1,0 +1,1 @@
+"""Tiled, test-time-augmented inference on packed Bayer frames."""

@@ -1,0 +1,80 @@
+"""The competition's metrics on raw mosaics: PSNR, column-wise SSIM, plain 2-D SSIM and the score formula.
+
+All metrics take the full 2-D Bayer mosaic in raw DN units (black level included) and use the white level as
+``data_range``, as the organisers did. See ``COMPETITION.md`` for why the competition's SSIM is column-wise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+COMPETITION_WHITE_LEVEL = 16383
+
+
+def _check(gt: np.ndarray, pred: np.ndarray) -> None:
+    assert gt.ndim == 2, f"expected a 2-D mosaic, got shape {gt.shape}"
+    assert gt.shape == pred.shape, f"shape mismatch: ground truth {gt.shape}, prediction {pred.shape}"
+
+
+def psnr(gt: np.ndarray, pred: np.ndarray, data_range: float = COMPETITION_WHITE_LEVEL) -> float:
+    """PSNR in dB over the whole (H, W) mosaic, ``data_range`` being the white level."""
+    _check(gt, pred)
+    return float(peak_signal_noise_ratio(gt.astype(np.float64), pred.astype(np.float64), data_range=data_range))
+
+
+def ssim_competition(gt: np.ndarray, pred: np.ndarray, data_range: float = COMPETITION_WHITE_LEVEL) -> float:
+    """The organisers' SSIM: scikit-image with the last axis as channels, i.e. the mean 1-D SSIM down each column."""
+    _check(gt, pred)
+    return float(
+        structural_similarity(
+            gt.astype(np.float64), pred.astype(np.float64), channel_axis=-1, data_range=data_range
+        )
+    )
+
+
+def ssim_2d(gt: np.ndarray, pred: np.ndarray, data_range: float = COMPETITION_WHITE_LEVEL) -> float:
+    """Plain 2-D SSIM over the mosaic (7x7 uniform window); reported beside the competition's number."""
+    _check(gt, pred)
+    return float(structural_similarity(gt.astype(np.float64), pred.astype(np.float64), data_range=data_range))
+
+
+def competition_score(psnr_db: float, ssim: float) -> float:
+    """100 * (0.8 * max(PSNR - 30, 0) / 30 + 0.2 * max(SSIM - 0.8, 0) / 0.2)."""
+    return 100.0 * (0.8 * max(psnr_db - 30.0, 0.0) / 30.0 + 0.2 * max(ssim - 0.8, 0.0) / 0.2)
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Metrics of one prediction against its ground truth."""
+
+    psnr: float
+    ssim: float  # the competition's column-wise SSIM, used for the score
+    ssim_2d: float
+    score: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The scores as a plain dict, for JSON and TensorBoard."""
+        return asdict(self)
+
+
+def score_image(gt: np.ndarray, pred: np.ndarray, data_range: float = COMPETITION_WHITE_LEVEL) -> ImageScores:
+    """All metrics for one (H, W) mosaic pair."""
+    p = psnr(gt, pred, data_range)
+    s = ssim_competition(gt, pred, data_range)
+    return ImageScores(psnr=p, ssim=s, ssim_2d=ssim_2d(gt, pred, data_range), score=competition_score(p, s))
+
+
+def mean_scores(scores: Iterable[ImageScores]) -> ImageScores:
+    """Per-metric mean over images (the score is the mean of per-image scores, as inferred for the leaderboard)."""
+    items = list(scores)
+    assert items, "mean of no scores"
+    return ImageScores(
+        psnr=float(np.mean([s.psnr for s in items])),
+        ssim=float(np.mean([s.ssim for s in items])),
+        ssim_2d=float(np.mean([s.ssim_2d for s in items])),
+        score=float(np.mean([s.score for s in items])),
+    )

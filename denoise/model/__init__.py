@@ -1,0 +1,1 @@
+"""The NAFNet U-Net for packed Bayer input."""

@@ -1,0 +1,1 @@
+"""The training run: config, losses, loop, checkpoints."""
