@@ -1,0 +1,119 @@
+"""Tile grid, split/merge round trip, and tiled inference equal to whole-frame inference for local models."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from denoise.inference.tiling import denoise_packed, merge_tiles, split_tiles, tile_grid, tile_starts
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "overlap"),
+    [(37, 53, 16, 4), (16, 16, 16, 0), (10, 70, 32, 8), (64, 64, 24, 23), (5, 9, 0, 0)],
+)
+def test_grid_owns_every_pixel_once(height: int, width: int, tile: int, overlap: int) -> None:
+    owner = torch.zeros(height, width, dtype=torch.int64)
+    for t in tile_grid(height, width, tile, overlap):
+        assert t.y >= 0 and t.y + t.height <= height and t.x >= 0 and t.x + t.width <= width
+        assert t.y <= t.own_y0 < t.own_y1 <= t.y + t.height and t.x <= t.own_x0 < t.own_x1 <= t.x + t.width
+        owner[t.own_y0 : t.own_y1, t.own_x0 : t.own_x1] += 1
+    assert (owner == 1).all()
+
+
+def test_owned_pixels_keep_half_the_overlap_from_inner_edges() -> None:
+    height, width, tile, overlap = 100, 77, 32, 10
+    for t in tile_grid(height, width, tile, overlap):
+        if t.y > 0:
+            assert t.own_y0 - t.y >= overlap // 2
+        if t.y + t.height < height:
+            assert t.y + t.height - t.own_y1 >= overlap // 2
+        if t.x > 0:
+            assert t.own_x0 - t.x >= overlap // 2
+        if t.x + t.width < width:
+            assert t.x + t.width - t.own_x1 >= overlap // 2
+
+
+def test_tile_starts_cover_with_overlap() -> None:
+    starts = tile_starts(100, 32, 8)
+    assert starts[0] == 0 and starts[-1] == 100 - 32
+    assert all(b - a <= 32 - 8 for a, b in itertools.pairwise(starts))
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(8, 2), (16, 6), (64, 0), (0, 0)])
+def test_split_merge_round_trip(tile: int, overlap: int) -> None:
+    packed = torch.randn(4, 29, 43)
+    tiles, grid = split_tiles(packed, tile, overlap)
+    assert tiles.shape[0] == len(grid) and tiles.shape[1] == 4
+    assert torch.equal(merge_tiles(tiles, grid, 29, 43), packed)
+
+
+def test_merge_takes_each_pixel_from_its_owner() -> None:
+    packed = torch.zeros(1, 20, 20)
+    tiles, grid = split_tiles(packed, 8, 4)
+    marked = torch.stack([torch.full_like(t, i) for i, t in enumerate(tiles)])
+    merged = merge_tiles(marked, grid, 20, 20)
+    for i, t in enumerate(grid):
+        assert (merged[:, t.own_y0 : t.own_y1, t.own_x0 : t.own_x1] == i).all()
+
+
+def _local_model(kernel: int, layers: int) -> nn.Module:
+    torch.manual_seed(0)
+    convs = [nn.Conv2d(4, 4, kernel, padding=kernel // 2) for _ in range(layers)]
+    return nn.Sequential(*convs).eval()
+
+
+@pytest.mark.parametrize(("kernel", "layers", "overlap"), [(1, 1, 0), (3, 1, 2), (3, 2, 4), (5, 1, 5)])
+def test_tiled_equals_whole_frame_for_local_models(kernel: int, layers: int, overlap: int) -> None:
+    # Receptive radius (kernel // 2) * layers fits in overlap // 2, so every kept pixel saw its full context.
+    model = _local_model(kernel, layers)
+    packed = torch.rand(4, 45, 38)
+    whole = denoise_packed(model, packed, tile=0, overlap=0)
+    tiled = denoise_packed(model, packed, tile=16, overlap=overlap, batch_size=3)
+    assert torch.allclose(tiled, whole, atol=1e-6, rtol=0)
+
+
+def test_too_small_overlap_shows_seams() -> None:
+    model = _local_model(3, 2)
+    packed = torch.rand(4, 40, 40)
+    whole = denoise_packed(model, packed, tile=0, overlap=0)
+    tiled = denoise_packed(model, packed, tile=16, overlap=0)
+    assert (tiled - whole).abs().max() > 1e-3
+
+
+def test_batched_frames_and_progress() -> None:
+    model = _local_model(3, 1)
+    packed = torch.rand(2, 4, 30, 30)
+    done = []
+    out = denoise_packed(model, packed, tile=12, overlap=4, batch_size=4, progress=done.append)
+    grid = tile_grid(30, 30, 12, 4)
+    assert sum(done) == 2 * len(grid) and max(done) <= 4
+    for n in range(2):
+        assert torch.allclose(out[n], denoise_packed(model, packed[n], tile=0, overlap=0), atol=1e-6, rtol=0)
+
+
+class _Stride4(nn.Module):
+    """A model that only accepts sides divisible by 4, like a U-Net."""
+
+    size_multiple = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[-2] % 4 == 0 and x.shape[-1] % 4 == 0
+        return x * 2
+
+
+def test_inputs_padded_to_the_model_multiple() -> None:
+    packed = torch.rand(4, 13, 7)
+    out = denoise_packed(_Stride4(), packed, tile=0, overlap=0)
+    assert out.shape == packed.shape and torch.allclose(out, packed * 2)
+
+
+def test_bf16_close_to_fp32() -> None:
+    model = _local_model(3, 1)
+    packed = torch.rand(4, 24, 24)
+    fp32 = denoise_packed(model, packed, tile=0, overlap=0)
+    bf16 = denoise_packed(model, packed, tile=0, overlap=0, precision="bf16")
+    assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().max() < 0.05
