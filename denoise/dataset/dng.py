@@ -1,15 +1,61 @@
-"""DNG reading through rawpy/LibRaw and writing through tifffile. (Interface stub: being implemented.)"""
+"""Read Bayer DNG files through rawpy/LibRaw and write denoised mosaics back as DNG files.
+
+``read_dng`` refuses unusable files from their TIFF header before LibRaw decodes anything (see
+``dng_header``), then copies the visible mosaic and its levels out of LibRaw. ``write_dng`` patches the
+source's pixel bytes when they are plain 16-bit samples (the competition's layout) and otherwise rebuilds a
+new DNG; ``write_new_dng`` writes a DNG from scratch (one little-endian strip, so it can be patched later).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rawpy
 
+from denoise.dataset.dng_header import (
+    CfaLayout,
+    DngCorruptError,
+    DngError,
+    DngFormatError,
+    DngNotBayerError,
+    DngNotFoundError,
+    DngTooLargeError,
+    DngWriteError,
+    TagValue,
+    inspect_dng,
+    tag_floats,
+)
+from denoise.dataset.dng_write import (
+    LONG,
+    RATIONAL,
+    cfa_tags,
+    patch_dng,
+    patchable,
+    rationals,
+    stored_cfa,
+    write_cfa_dng,
+)
 
-class DngError(Exception):
-    """A raw file that cannot be used; the message names the file and the problem."""
+__all__ = [
+    "DngCorruptError",
+    "DngError",
+    "DngFormatError",
+    "DngNotBayerError",
+    "DngNotFoundError",
+    "DngTooLargeError",
+    "DngWriteError",
+    "RawFrame",
+    "read_dng",
+    "write_dng",
+    "write_new_dng",
+]
+
+BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+ILLUMINANT_D65 = 21
+COPIED_RAW_TAGS = (50718, 50733, 50738, 50780)  # DefaultScale, BayerGreenSplit, AntiAliasStrength, BestQualityScale
 
 
 @dataclass(frozen=True)
@@ -26,14 +72,157 @@ class RawFrame:
     path: Path
 
 
+def _libraw_error(path: Path, exc: Exception) -> DngError:
+    """Map a LibRaw failure to the DngError kind that says what is wrong with the file."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, rawpy.LibRawFileUnsupportedError):
+        return DngFormatError(f"{path}: LibRaw cannot decode this raw format ({detail})")
+    if isinstance(exc, (rawpy.LibRawTooBigError, rawpy.LibRawUnsufficientMemoryError)):
+        return DngTooLargeError(f"{path}: image too large to decode ({detail})")
+    return DngCorruptError(f"{path}: truncated or corrupt raw data ({detail})")
+
+
+def _pattern(raw: rawpy.RawPy, path: Path) -> str:
+    """CFA letters at the visible origin; raw_pattern indexes color_desc, where b"RGBG"[3] is the second green."""
+    indices = raw.raw_pattern
+    if indices is None or indices.shape != (2, 2) or raw.raw_type != rawpy.RawType.Flat:
+        raise DngNotBayerError(f"{path}: LibRaw does not see a 2x2 Bayer mosaic")
+    letters = "".join(chr(raw.color_desc[i]) for i in indices.ravel())
+    if letters not in BAYER_PATTERNS:
+        raise DngNotBayerError(f"{path}: CFA pattern {letters!r} is not a Bayer pattern")
+    return letters
+
+
+def _as_shot_neutral(layout: CfaLayout, raw: rawpy.RawPy) -> np.ndarray | None:
+    """AsShotNeutral from the tag, else the inverse of LibRaw's camera multipliers (green = 1)."""
+    tag = tag_floats(layout.camera_tags.get(50728))
+    if tag is not None and len(tag) == 3 and min(tag) > 0:
+        return np.asarray(tag, dtype=np.float64)
+    mult = np.asarray(raw.camera_whitebalance[:3], dtype=np.float64)
+    return mult[1] / mult if (mult > 0).all() else None
+
+
+def _color_matrix(layout: CfaLayout, raw: rawpy.RawPy) -> np.ndarray | None:
+    """The D65 ColorMatrix if there is one, else ColorMatrix1, else LibRaw's XYZ -> camera matrix."""
+    matrices = [
+        (tag_floats(layout.camera_tags.get(code)), tag_floats(layout.camera_tags.get(illuminant)))
+        for code, illuminant in ((50721, 50778), (50722, 50779))
+    ]
+    matrices = [(m, ill) for m, ill in matrices if m is not None and len(m) == 9]
+    matrices.sort(key=lambda item: item[1] != [ILLUMINANT_D65])  # stable: D65 first, else ColorMatrix1 first
+    if matrices:
+        return np.asarray(matrices[0][0], dtype=np.float64).reshape(3, 3)
+    fallback = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
+    return fallback if np.abs(fallback).sum() > 0 else None
+
+
+def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, np.ndarray | None, tuple]:
+    """Decode with LibRaw; returns the frame, the full raw image (if asked) and the visible window (top, left)."""
+    try:
+        with rawpy.imread(str(path)) as raw:
+            pattern = _pattern(raw, path)
+            sizes = raw.sizes
+            mosaic = raw.raw_image_visible.copy()  # a view would dangle once LibRaw is closed
+            full = raw.raw_image.copy() if keep_full else None
+            per_channel = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+            frame = RawFrame(
+                mosaic=mosaic,
+                pattern=pattern,
+                black_level=per_channel[raw.raw_pattern],  # (2, 2): black of the colour at each CFA position
+                white_level=int(raw.white_level),
+                as_shot_neutral=_as_shot_neutral(layout, raw),
+                color_matrix=_color_matrix(layout, raw),
+                iso=layout.iso or (float(raw.other.iso_speed) if raw.other.iso_speed > 0 else None),
+                path=path,
+            )
+    except rawpy.LibRawError as exc:
+        raise _libraw_error(path, exc) from None
+    if mosaic.ndim != 2 or mosaic.dtype != np.uint16 or min(mosaic.shape) < 2:
+        raise DngNotBayerError(f"{path}: decoded raw image is {mosaic.shape} {mosaic.dtype}, not a 2-D uint16 mosaic")
+    return frame, full, (sizes.top_margin, sizes.left_margin)
+
+
 def read_dng(path: str | Path) -> RawFrame:
     """Read the visible Bayer mosaic and its metadata."""
-    raise NotImplementedError
+    path = Path(path)
+    frame, _, _ = _decode(path, inspect_dng(path), keep_full=False)
+    return frame
+
+
+def _clip_to_levels(mosaic: np.ndarray, black_level: np.ndarray, white_level: int, name: Path) -> np.ndarray:
+    """Round to nearest and clip each pixel to [its CFA position's black, white] as uint16. (H, W)."""
+    values = np.asarray(mosaic)
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise DngWriteError(f"{name}: mosaic to write contains NaN or infinite values")
+        values = np.rint(values)
+    elif values.dtype.kind not in "iu":
+        raise DngWriteError(f"{name}: mosaic to write has dtype {values.dtype}, expected integers or floats")
+    height, width = values.shape
+    black = np.ceil(np.tile(np.asarray(black_level).reshape(2, 2), ((height + 1) // 2, (width + 1) // 2)))
+    return np.clip(values, black[:height, :width], white_level).astype(np.uint16)
+
+
+def _crop_tags(layout: CfaLayout, window: tuple[int, int], shape: tuple[int, int]) -> dict[int, TagValue]:
+    """DefaultCropOrigin/Size re-expressed for an image that starts at the visible window, clipped to it."""
+    origin = tag_floats(layout.raw_tags.get(50719))
+    size = tag_floats(layout.raw_tags.get(50720))
+    if origin is None or size is None:
+        return {}
+    # The tags are (x, y) relative to the ActiveArea origin; the rebuilt image starts at LibRaw's visible origin.
+    x = max(origin[0] - (window[1] - layout.active_area[1]), 0.0)
+    y = max(origin[1] - (window[0] - layout.active_area[0]), 0.0)
+    new_origin = [min(x, shape[1] - 1), min(y, shape[0] - 1)]
+    new_size = [min(size[0], shape[1] - new_origin[0]), min(size[1], shape[0] - new_origin[1])]
+    values = new_origin + new_size
+    if all(float(v).is_integer() for v in values):
+        return {50719: TagValue(LONG, 2, tuple(int(v) for v in new_origin)),
+                50720: TagValue(LONG, 2, tuple(int(v) for v in new_size))}  # fmt: skip
+    return {50719: TagValue(RATIONAL, 2, tuple(rationals(new_origin))),
+            50720: TagValue(RATIONAL, 2, tuple(rationals(new_size)))}  # fmt: skip
+
+
+def _rebuild_tags(layout: CfaLayout, frame: RawFrame, window: tuple[int, int], shape: tuple[int, int]) -> dict:
+    """Tags of the rebuilt DNG: the frame's levels and pattern plus the source's camera and colour tags."""
+    tags = cfa_tags(frame.pattern, frame.black_level, frame.white_level, frame.as_shot_neutral, frame.color_matrix,
+                    frame.iso)  # fmt: skip
+    if 50721 in layout.camera_tags:
+        # The source's own matrices and illuminants replace the computed ones as a consistent set.
+        tags.pop(50721)
+        tags.pop(50778)
+    tags.update(layout.camera_tags)
+    tags.update({code: layout.raw_tags[code] for code in COPIED_RAW_TAGS if code in layout.raw_tags})
+    tags.update(_crop_tags(layout, window, shape))
+    return tags
+
+
+def _check_paths(source: Path, dest: Path) -> None:
+    """Refuse to overwrite the source, including through another name for the same file."""
+    same = dest.resolve() == source.resolve() or (dest.exists() and source.exists() and os.path.samefile(source, dest))
+    if same:
+        raise DngWriteError(f"{dest}: destination is the source file; refusing to overwrite an input")
 
 
 def write_dng(source: str | Path, dest: str | Path, mosaic: np.ndarray) -> str:
     """Write ``mosaic`` as a DNG keeping ``source``'s metadata; returns the mode used, "patch" or "rebuild"."""
-    raise NotImplementedError
+    source, dest = Path(source), Path(dest)
+    _check_paths(source, dest)
+    layout = inspect_dng(source)
+    frame, full, window = _decode(source, layout, keep_full=True)
+    if np.shape(mosaic) != frame.mosaic.shape:
+        raise DngWriteError(f"{dest}: mosaic shape {np.shape(mosaic)} differs from {source}'s {frame.mosaic.shape}")
+    values = _clip_to_levels(mosaic, frame.black_level, frame.white_level, dest)
+    height, width = values.shape
+    if patchable(layout) and full is not None and full.shape == (layout.height, layout.width):
+        stored = stored_cfa(source.read_bytes(), layout)
+        # Patch only when LibRaw's values are the stored samples themselves (no linearisation or shifts).
+        if np.array_equal(stored, full):
+            top, left = window
+            stored[top : top + height, left : left + width] = values
+            patch_dng(source, dest, layout, stored)
+            return "patch"
+    write_cfa_dng(dest, values, _rebuild_tags(layout, frame, window, values.shape))
+    return "rebuild"
 
 
 def write_new_dng(
@@ -48,5 +237,16 @@ def write_new_dng(
     make: str = "raw-denoise",
     model: str = "synthetic",
 ) -> None:
-    """Write a fresh uncompressed 16-bit DNG (one strip) with the given tags, atomically."""
-    raise NotImplementedError
+    """Write a fresh uncompressed 16-bit DNG (one little-endian strip) with the given tags, atomically."""
+    dest = Path(dest)
+    if pattern not in BAYER_PATTERNS:
+        raise DngWriteError(f"{dest}: {pattern!r} is not a 2x2 Bayer pattern ({', '.join(BAYER_PATTERNS)})")
+    if np.ndim(mosaic) != 2 or min(np.shape(mosaic)) < 2:
+        raise DngWriteError(f"{dest}: mosaic must be a 2-D array of at least 2x2, got shape {np.shape(mosaic)}")
+    black = np.broadcast_to(np.asarray(black_level, dtype=np.float64).reshape(-1), (4,)).reshape(2, 2)
+    values = _clip_to_levels(mosaic, black, white_level, dest)
+    tags = cfa_tags(pattern, black, white_level, as_shot_neutral, color_matrix, iso)
+    tags[271] = TagValue(2, 0, make)
+    tags[272] = TagValue(2, 0, model)
+    tags[50708] = TagValue(2, 0, f"{make} {model}")  # UniqueCameraModel
+    write_cfa_dng(dest, values, tags)
