@@ -1,0 +1,91 @@
+"""A deliberately simple raw-to-sRGB pipeline for looking at mosaics: black/white levels, white balance from the
+file, bilinear (or half-size) demosaic, sRGB gamma. No colour matrix, no tone curve, no denoising: it is for
+side-by-side pictures (TensorBoard, comparison sheets), where the same rendering of every image is what matters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import convolve
+
+from denoise.dataset.bayer import channel_offsets, even_shape, normalize, pack_bayer
+
+# Normalised-convolution kernel: each missing sample becomes the weighted mean of its same-colour neighbours.
+_BILINEAR = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
+
+
+def white_balance_gains(as_shot_neutral: np.ndarray | None) -> np.ndarray:
+    """(3,) R, G, B gains that map the camera's neutral to grey, green fixed at 1; ones when unknown."""
+    if as_shot_neutral is None:
+        return np.ones(3, dtype=np.float32)
+    neutral = np.asarray(as_shot_neutral, dtype=np.float32).reshape(3)
+    assert (neutral > 0).all(), f"as-shot neutral must be positive, got {neutral}"
+    return (neutral[1] / neutral).astype(np.float32)
+
+
+def demosaic_bilinear(x: np.ndarray, pattern: str) -> np.ndarray:
+    """(H, W) normalised mosaic with CFA ``pattern`` -> (H, W, 3) RGB by per-colour normalised convolution."""
+    assert x.ndim == 2, f"expected an (H, W) mosaic, got {x.shape}"
+    rgb = np.empty((*x.shape, 3), dtype=np.float32)
+    r, gr, gb, b = channel_offsets(pattern)
+    for colour, offsets in enumerate(((r,), (gr, gb), (b,))):
+        mask = np.zeros(x.shape, dtype=np.float32)
+        for dy, dx in offsets:
+            mask[dy::2, dx::2] = 1.0
+        weight = convolve(mask, _BILINEAR, mode="mirror")
+        rgb[..., colour] = convolve(x * mask, _BILINEAR, mode="mirror") / weight
+    return rgb
+
+
+def demosaic_half(x: np.ndarray, pattern: str) -> np.ndarray:
+    """(H, W) normalised mosaic -> (H/2, W/2, 3) RGB, one pixel per 2x2 cell with the two greens averaged."""
+    assert x.ndim == 2 and x.shape[0] % 2 == 0 and x.shape[1] % 2 == 0, f"expected even (H, W), got {x.shape}"
+    packed = pack_bayer(x, pattern)  # (4, H/2, W/2) R, Gr, Gb, B
+    return np.stack([packed[0], 0.5 * (packed[1] + packed[2]), packed[3]], axis=-1)
+
+
+def srgb_gamma(linear: np.ndarray) -> np.ndarray:
+    """The sRGB transfer curve on linear values in [0, 1]."""
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1.0 / 2.4) - 0.055)
+
+
+def render_srgb(
+    mosaic: np.ndarray,
+    pattern: str,
+    black_level: np.ndarray | float,
+    white_level: float,
+    as_shot_neutral: np.ndarray | None = None,
+    half: bool = False,
+    exposure: float = 1.0,
+) -> np.ndarray:
+    """uint16 (H, W) mosaic -> uint8 sRGB picture, (H, W, 3) or (H/2, W/2, 3) with ``half``.
+
+    Odd dimensions are cropped to even ones first. ``exposure`` multiplies the white-balanced linear values; use
+    one value for every picture that is to be compared.
+    """
+    assert mosaic.ndim == 2, f"expected an (H, W) mosaic, got {mosaic.shape}"
+    height, width = even_shape(*mosaic.shape)
+    x = normalize(np.asarray(mosaic)[:height, :width], black_level, white_level)  # (H, W) float32
+    rgb = demosaic_half(x, pattern) if half else demosaic_bilinear(x, pattern)
+    rgb = rgb * white_balance_gains(as_shot_neutral) * exposure
+    return np.round(srgb_gamma(rgb) * 255.0).astype(np.uint8)
+
+
+def auto_exposure(
+    mosaic: np.ndarray,
+    pattern: str,
+    black_level: np.ndarray | float,
+    white_level: float,
+    as_shot_neutral: np.ndarray | None = None,
+    percentile: float = 99.0,
+    max_gain: float = 16.0,
+) -> float:
+    """An ``exposure`` that brings the white-balanced ``percentile`` of a (reference) mosaic up to white.
+
+    Dark phone frames become visible; the gain never darkens and is capped at ``max_gain``.
+    """
+    height, width = even_shape(*mosaic.shape)
+    rgb = demosaic_half(normalize(np.asarray(mosaic)[:height, :width], black_level, white_level), pattern)
+    level = float(np.percentile(rgb * white_balance_gains(as_shot_neutral), percentile))
+    return float(np.clip(1.0 / max(level, 1e-6), 1.0, max_gain))

@@ -1,0 +1,110 @@
+"""One process or many: torchrun/DistributedDataParallel setup, rank-0-only side effects, metric reduction.
+
+``torchrun`` sets RANK, LOCAL_RANK and WORLD_SIZE; without them everything here degrades to a single process
+and every collective is the identity. NCCL joins GPU processes, gloo CPU processes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job and which device it trains on."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process (rank 0) logs, validates and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether a process group joins several processes."""
+        return self.world_size > 1
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """"auto" -> this process's GPU when CUDA is present, else CPU; any other string is taken as given."""
+    if requested == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but CUDA is not available")
+    return device
+
+
+def setup_distributed(requested_device: str = "auto", timeout_minutes: int = 60) -> DistInfo:
+    """Join the torchrun process group when there is one, and choose this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # Rank 0 validates alone while the others wait, so the default collective timeout can be too short.
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every process (no-op for one process)."""
+    if info.distributed:
+        dist.barrier()
+
+
+def reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Mean of each named scalar over all processes (the same dict for one process)."""
+    if not info.distributed or not values:
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def any_true(flags: list[bool], info: DistInfo) -> list[bool]:
+    """Element-wise logical OR of ``flags`` over all processes, so that every rank takes the same branch."""
+    if not info.distributed:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags], dtype=torch.float32, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v > 0) for v in t.tolist()]
+
+
+def broadcast_str(text: str, info: DistInfo) -> str:
+    """Rank 0's ``text`` on every process (e.g. the run folder or checkpoint it chose)."""
+    if not info.distributed:
+        return text
+    holder = [text]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_objects(obj: object, info: DistInfo) -> list:
+    """Every rank's ``obj`` as a list indexed by rank (``[obj]`` for one process)."""
+    if not info.distributed:
+        return [obj]
+    holder: list = [None] * info.world_size
+    dist.all_gather_object(holder, obj)
+    return holder

@@ -1,0 +1,76 @@
+"""Optimiser and learning-rate schedule: Adam/AdamW, StepLR or cosine, optional linear warm-up.
+
+The schedule is a pure function of the optimiser step (``lr_factor``), wrapped in a ``LambdaLR`` so that its
+position is saved with the checkpoint like any other scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from torch import nn
+
+
+def build_optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float, betas: tuple[float, float]
+) -> torch.optim.Optimizer:
+    """Adam or AdamW over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    assert name in optimizers, f"unknown optimizer {name!r}; expected one of {sorted(optimizers)}"
+    return optimizers[name](params, lr=lr, weight_decay=weight_decay, betas=betas)
+
+
+def lr_factor(
+    step: int,
+    steps_per_epoch: int,
+    total_steps: int,
+    scheduler: str,
+    step_size: int,
+    gamma: float,
+    min_ratio: float,
+    warmup_steps: int,
+) -> float:
+    """Multiplier of the base learning rate for optimiser step ``step`` (0-based).
+
+    "step": ``gamma`` once every ``step_size`` epochs; "cosine": from 1 down to ``min_ratio`` at ``total_steps``.
+    Warm-up rises linearly over the first ``warmup_steps`` steps on top of either.
+    """
+    assert steps_per_epoch > 0 and total_steps > 0, "need at least one step per epoch"
+    if scheduler == "step":
+        factor = gamma ** ((step // steps_per_epoch) // max(step_size, 1))
+    elif scheduler == "cosine":
+        progress = min(step / total_steps, 1.0)
+        factor = min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise AssertionError(f"unknown scheduler {scheduler!r}")
+    if warmup_steps > 0 and step < warmup_steps:
+        factor *= (step + 1) / warmup_steps
+    return factor
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    scheduler: str,
+    step_size: int,
+    gamma: float,
+    lr: float,
+    min_lr: float,
+    warmup_steps: int,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step ``LambdaLR`` following ``lr_factor``; call its ``step()`` after every optimiser step."""
+    schedule = partial(
+        lr_factor,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * epochs,
+        scheduler=scheduler,
+        step_size=step_size,
+        gamma=gamma,
+        min_ratio=min(min_lr / lr, 1.0) if lr > 0 else 0.0,
+        warmup_steps=warmup_steps,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
