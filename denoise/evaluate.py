@@ -1,0 +1,165 @@
+"""Score denoised DNGs against ground truth: ``python -m denoise.evaluate --pred DIR --gt DIR [--noisy DIR]``.
+
+Files pair by the number in their names (``denoise{N}`` with ``gt{N}`` and ``noisy{N}`` by default). Prints
+PSNR, the competition's column-wise SSIM, the plain 2-D SSIM and the score per image and their mean; with
+``--noisy`` the same for the noisy input, so the gain is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from denoise.dataset.dng import DngError, RawFrame, read_dng
+from denoise.metrics import ImageScores, mean_scores, score_image
+
+
+class EvaluateError(ValueError):
+    """Folders that cannot be scored against each other; the message names the files and the problem."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """Scores of one image: the prediction's, and the noisy input's when given."""
+
+    key: str
+    pred: ImageScores
+    noisy: ImageScores | None = None
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """``denoise{N}`` -> a regex matching ``denoise12.dng`` with the number captured."""
+    if pattern.count("{N}") != 1:
+        raise EvaluateError(f"file pattern {pattern!r} must contain {{N}} exactly once")
+    head, tail = pattern.split("{N}")
+    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\.dng", re.IGNORECASE)
+
+
+def index_folder(folder: Path, pattern: str) -> dict[int, Path]:
+    """Files in ``folder`` matching ``pattern`` (with ``{N}``), keyed by N."""
+    if not folder.is_dir():
+        raise EvaluateError(f"{folder}: no such folder")
+    regex = _pattern_regex(pattern)
+    found = {}
+    for path in folder.iterdir():
+        match = regex.fullmatch(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    if not found:
+        raise EvaluateError(f"{folder}: no files named like {pattern}.dng")
+    return found
+
+
+def _check_pair(gt: RawFrame, other: RawFrame) -> None:
+    """Shapes and levels must agree, or the numbers would be meaningless."""
+    if gt.mosaic.shape != other.mosaic.shape:
+        raise EvaluateError(f"{other.path}: shape {other.mosaic.shape} differs from {gt.path}'s {gt.mosaic.shape}")
+    if gt.white_level != other.white_level or not np.array_equal(gt.black_level, other.black_level):
+        raise EvaluateError(
+            f"{other.path}: levels (black {other.black_level.ravel().tolist()}, white {other.white_level}) differ "
+            f"from {gt.path}'s (black {gt.black_level.ravel().tolist()}, white {gt.white_level})"
+        )
+    if gt.pattern != other.pattern:
+        raise EvaluateError(f"{other.path}: CFA pattern {other.pattern} differs from {gt.path}'s {gt.pattern}")
+
+
+def _score(gt: RawFrame, other: RawFrame) -> ImageScores:
+    _check_pair(gt, other)
+    return score_image(gt.mosaic, other.mosaic, data_range=gt.white_level)
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    noisy_dir: str | Path | None = None,
+    pred_pattern: str = "denoise{N}",
+    gt_pattern: str = "gt{N}",
+    noisy_pattern: str = "noisy{N}",
+) -> list[Row]:
+    """One row per prediction, in order of N; every prediction needs a ground truth (and a noisy input if asked)."""
+    preds = index_folder(Path(pred_dir), pred_pattern)
+    gts = index_folder(Path(gt_dir), gt_pattern)
+    noisies = index_folder(Path(noisy_dir), noisy_pattern) if noisy_dir is not None else {}
+    rows = []
+    for n in sorted(preds):
+        if n not in gts:
+            raise EvaluateError(f"{preds[n]}: no ground truth {gt_pattern.replace('{N}', str(n))}.dng in {gt_dir}")
+        if noisy_dir is not None and n not in noisies:
+            raise EvaluateError(f"{preds[n]}: no noisy input {noisy_pattern.replace('{N}', str(n))}.dng in {noisy_dir}")
+        gt = read_dng(gts[n])
+        noisy = _score(gt, read_dng(noisies[n])) if noisy_dir is not None else None
+        rows.append(Row(preds[n].stem, _score(gt, read_dng(preds[n])), noisy))
+    return rows
+
+
+def mean_row(rows: Sequence[Row]) -> Row:
+    """The per-metric mean over rows."""
+    noisy = mean_scores(r.noisy for r in rows) if rows[0].noisy is not None else None
+    return Row("mean", mean_scores(r.pred for r in rows), noisy)
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A fixed-width table: one line per image and the mean; noisy columns when present."""
+    has_noisy = rows[0].noisy is not None
+    head = f"{'image':<16}{'PSNR':>9}{'SSIM':>9}{'SSIM-2D':>9}{'score':>8}"
+    if has_noisy:
+        head += f"  |{'in PSNR':>9}{'SSIM':>9}{'SSIM-2D':>9}{'score':>8}"
+
+    def cells(s: ImageScores) -> str:
+        return f"{s.psnr:>9.3f}{s.ssim:>9.5f}{s.ssim_2d:>9.5f}{s.score:>8.3f}"
+
+    lines = [head, "-" * len(head)]
+    for row in [*rows, mean_row(rows)]:
+        if row.key == "mean":
+            lines.append("-" * len(head))
+        line = f"{row.key:<16}{cells(row.pred)}"
+        if row.noisy is not None:
+            line += f"  |{cells(row.noisy)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def rows_as_json(rows: Sequence[Row]) -> dict[str, object]:
+    """Rows and their mean as plain data."""
+
+    def plain(row: Row) -> dict[str, object]:
+        return {"pred": row.pred.as_dict(), "noisy": row.noisy.as_dict() if row.noisy else None}
+
+    return {"images": {r.key: plain(r) for r in rows}, "mean": plain(mean_row(rows))}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m denoise.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--pred", type=Path, required=True, help="folder of denoised DNGs")
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth DNGs")
+    parser.add_argument("--noisy", type=Path, help="folder of the noisy inputs, to score them too")
+    parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    parser.add_argument("--pred-pattern", default="denoise{N}", help="prediction file names, {N} the number")
+    parser.add_argument("--gt-pattern", default="gt{N}", help="ground-truth file names")
+    parser.add_argument("--noisy-pattern", default="noisy{N}", help="noisy input file names")
+    args = parser.parse_args(argv)
+    try:
+        rows = evaluate_folders(
+            args.pred, args.gt, args.noisy, args.pred_pattern, args.gt_pattern, args.noisy_pattern
+        )
+    except (EvaluateError, DngError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    if args.json is not None:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(rows_as_json(rows), indent=2) + "\n")
+        tmp.replace(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``denoise.evaluate``: pairing by number, numbers equal to direct scikit-image calls, clear mismatch errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from denoise.dataset.dng import write_new_dng
+from denoise.evaluate import EvaluateError, evaluate_folders, format_table, main
+
+BLACK, WHITE = 1024, 16383
+
+
+def _frames(rng: np.random.Generator, shape: tuple[int, int] = (24, 32)) -> tuple[np.ndarray, ...]:
+    clean = rng.integers(3000, 9000, size=shape).astype(np.uint16)
+    noisy = np.clip(clean + rng.normal(0, 400, size=shape), BLACK, WHITE).astype(np.uint16)
+    pred = np.clip(clean + rng.normal(0, 100, size=shape), BLACK, WHITE).astype(np.uint16)
+    return clean, noisy, pred
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path, Path, dict[int, tuple[np.ndarray, ...]]]:
+    rng = np.random.default_rng(0)
+    gt_dir, noisy_dir, pred_dir = tmp_path / "gt", tmp_path / "noisy", tmp_path / "pred"
+    for d in (gt_dir, noisy_dir, pred_dir):
+        d.mkdir()
+    frames = {}
+    for n in (0, 1, 10):
+        clean, noisy, pred = _frames(rng)
+        write_new_dng(gt_dir / f"gt{n}.dng", clean, "BGGR", BLACK, WHITE)
+        write_new_dng(noisy_dir / f"noisy{n}.dng", noisy, "BGGR", BLACK, WHITE)
+        write_new_dng(pred_dir / f"denoise{n}.dng", pred, "BGGR", BLACK, WHITE)
+        frames[n] = (clean, noisy, pred)
+    return pred_dir, gt_dir, noisy_dir, frames
+
+
+def _direct(gt: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
+    g, p = gt.astype(np.float64), x.astype(np.float64)
+    psnr = peak_signal_noise_ratio(g, p, data_range=WHITE)
+    # The competition's SSIM: a 1-D SSIM down each column, averaged over columns.
+    columns = np.mean([structural_similarity(g[:, j], p[:, j], data_range=WHITE) for j in range(g.shape[1])])
+    return psnr, float(columns), structural_similarity(g, p, data_range=WHITE)
+
+
+def test_scores_match_direct_scikit_image(folders) -> None:
+    pred_dir, gt_dir, noisy_dir, frames = folders
+    rows = evaluate_folders(pred_dir, gt_dir, noisy_dir)
+    assert [r.key for r in rows] == ["denoise0", "denoise1", "denoise10"]
+    for row, n in zip(rows, (0, 1, 10), strict=True):
+        clean, noisy, pred = frames[n]
+        for scores, x in ((row.pred, pred), (row.noisy, noisy)):
+            psnr, ssim_cols, ssim_2d = _direct(clean, x)
+            assert scores.psnr == pytest.approx(psnr, abs=1e-9)
+            assert scores.ssim == pytest.approx(ssim_cols, abs=1e-6)
+            assert scores.ssim_2d == pytest.approx(ssim_2d, abs=1e-9)
+            expected = 100 * (0.8 * max(psnr - 30, 0) / 30 + 0.2 * max(ssim_cols - 0.8, 0) / 0.2)
+            assert scores.score == pytest.approx(expected, abs=1e-6)
+        assert row.pred.psnr > row.noisy.psnr
+
+
+def test_table_and_json(folders, tmp_path: Path, capsys) -> None:
+    pred_dir, gt_dir, noisy_dir, _ = folders
+    out = tmp_path / "scores.json"
+    assert main(["--pred", str(pred_dir), "--gt", str(gt_dir), "--noisy", str(noisy_dir), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "denoise10" in printed and "mean" in printed
+    data = json.loads(out.read_text())
+    rows = evaluate_folders(pred_dir, gt_dir, noisy_dir)
+    assert data["mean"]["pred"]["psnr"] == pytest.approx(np.mean([r.pred.psnr for r in rows]))
+    assert set(data["images"]) == {"denoise0", "denoise1", "denoise10"}
+    assert format_table(rows).count("\n") == len(rows) + 3
+
+
+def test_custom_patterns(folders, tmp_path: Path) -> None:
+    pred_dir, gt_dir, _, frames = folders
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for n in frames:
+        (renamed / f"{n}_gt.dng").write_bytes((gt_dir / f"gt{n}.dng").read_bytes())
+    rows = evaluate_folders(pred_dir, renamed, gt_pattern="{N}_gt")
+    assert len(rows) == 3
+
+
+def test_missing_ground_truth_is_an_error(folders) -> None:
+    pred_dir, gt_dir, _, _ = folders
+    (gt_dir / "gt10.dng").unlink()
+    with pytest.raises(EvaluateError, match=r"gt10\.dng"):
+        evaluate_folders(pred_dir, gt_dir)
+
+
+def test_shape_and_level_mismatch_are_errors(folders, capsys) -> None:
+    pred_dir, gt_dir, _, frames = folders
+    write_new_dng(pred_dir / "denoise1.dng", frames[1][2][:, :30], "BGGR", BLACK, WHITE)
+    with pytest.raises(EvaluateError, match="shape"):
+        evaluate_folders(pred_dir, gt_dir)
+    write_new_dng(pred_dir / "denoise1.dng", frames[1][2], "BGGR", 512, WHITE)
+    with pytest.raises(EvaluateError, match="levels"):
+        evaluate_folders(pred_dir, gt_dir)
+    assert main(["--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "denoise1.dng" in err and "Traceback" not in err
