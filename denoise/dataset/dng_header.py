@@ -17,6 +17,7 @@ from typing import Any
 import tifffile
 
 MAX_PIXELS = 400_000_000  # larger than any current sensor (a 200 MP phone raw is 200e6)
+MIN_SIDE = 22  # LibRaw (like dcraw) rejects smaller images as "not RAW"
 
 PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
@@ -133,7 +134,7 @@ def _pattern_letters(page: tifffile.TiffPage, name: str) -> str:
     letters = []
     for code in codes:
         color = plane_colors[code] if code < len(plane_colors) else -1
-        letters.append({0: "R", 1: "G", 2: "B"}.get(color, "?"))
+        letters.append("RGBCMYW"[color] if 0 <= color < 7 else "?")  # DNG CFAPlaneColor codes
     pattern = "".join(letters)
     if pattern not in ("RGGB", "BGGR", "GRBG", "GBRG"):
         raise DngNotBayerError(f"{name}: CFA pattern {pattern!r} is not a Bayer pattern")
@@ -242,8 +243,11 @@ def inspect_dng(path: str | Path) -> CfaLayout:
                     raise DngNotBayerError(f"{path}: LinearRaw (already demosaiced) image, not a Bayer CFA image")
                 raise DngFormatError(f"{path}: TIFF file without a CFA raw image, not a Bayer DNG")
             page = cfa[0]
-            if min(page.imagelength, page.imagewidth) < 2:
-                raise DngFormatError(f"{path}: CFA image of {page.imagewidth}x{page.imagelength} pixels is too small")
+            if min(page.imagelength, page.imagewidth) < MIN_SIDE:
+                raise DngFormatError(
+                    f"{path}: CFA image of {page.imagewidth}x{page.imagelength} pixels is too small"
+                    f" (LibRaw needs {MIN_SIDE}x{MIN_SIDE})"
+                )
             if page.imagelength * page.imagewidth > MAX_PIXELS:
                 raise DngTooLargeError(
                     f"{path}: header declares {page.imagewidth}x{page.imagelength} pixels"
