@@ -1,0 +1,108 @@
+"""Blind noise estimation: the high-pass, the block statistics and the recovery of known (a, b)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from denoise.noise_estimation import (
+    NoiseParams,
+    block_dof,
+    block_statistics,
+    estimate_noise,
+    estimate_noise_per_channel,
+    fit_noise_params,
+    high_pass,
+)
+
+DN_STEP = 1.0 / (16383 - 1024)  # one raw DN in normalised units, as in the competition's files
+
+
+def smooth_frame(h: int = 160, w: int = 160) -> np.ndarray:
+    """A (4, h, w) clean frame of smooth shading spanning ~0.04..0.9, each channel a different gain."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = 0.04 + 0.8 * (0.6 * xx + 0.4 * yy) + 0.05 * np.sin(2.5 * xx) * np.cos(1.7 * yy)
+    return np.stack([base * g for g in (0.7, 1.0, 1.0, 0.85)]).astype(np.float32)
+
+
+def add_noise(clean: np.ndarray, params: NoiseParams | list[NoiseParams], seed: int = 0) -> np.ndarray:
+    """Gaussian noise of variance a x + b, quantised to DN and clipped to [0, 1] as a raw file would be."""
+    rng = np.random.default_rng(seed)
+    per_channel = params if isinstance(params, list) else [params] * clean.shape[0]
+    std = np.stack([np.sqrt(p.variance(c)) for p, c in zip(per_channel, clean, strict=True)])
+    noisy = clean + std * rng.standard_normal(clean.shape)
+    return np.clip(np.rint(noisy / DN_STEP) * DN_STEP, 0.0, 1.0).astype(np.float32)
+
+
+def std_errors(est: NoiseParams, true: NoiseParams, clean: np.ndarray) -> np.ndarray:
+    """Relative error of the predicted noise std at the 10th, 50th and 90th percentile clean level."""
+    levels = np.quantile(clean, [0.1, 0.5, 0.9])
+    return np.sqrt(est.variance(levels) / true.variance(levels)) - 1.0
+
+
+def test_high_pass_cancels_additive_separable_images_and_has_unit_gain():
+    rng = np.random.default_rng(1)
+    rows, cols = rng.standard_normal(40), rng.standard_normal(50)
+    assert np.abs(high_pass(rows[:, None] + cols[None, :])).max() < 1e-12
+    delta = np.zeros((5, 5))
+    delta[2, 2] = 1.0
+    assert np.sum(high_pass(delta) ** 2) == pytest.approx(1.0)
+
+
+def test_block_dof_matches_monte_carlo_spread_of_white_noise_blocks():
+    block = 8
+    noise = np.random.default_rng(2).standard_normal((block * 96 + 2, block * 96 + 2))
+    _, variances = block_statistics(0.5 + 0.01 * noise, block)  # stays inside (0, 1): nothing clipped
+    rel_var = np.var(variances) / np.mean(variances) ** 2
+    assert rel_var == pytest.approx(2.0 / block_dof(block), rel=0.1)
+    assert np.mean(variances) == pytest.approx(1e-4, rel=0.02)
+
+
+def test_blocks_touching_clipped_samples_are_dropped():
+    channel = np.full((34, 34), 0.5)
+    channel[5, 5] = 0.0  # in the first block's support only
+    means, _ = block_statistics(channel, 16)
+    assert len(means) == 3
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [(1e-4, 1e-6), (1e-4, 1e-3), (1e-3, 1e-5), (3e-3, 2e-4), (1e-2, 1e-6), (1e-2, 1e-3)],
+)
+def test_recovers_known_noise_on_a_smooth_frame(a, b):
+    """Stated tolerance: predicted noise std within 5% over the frame's range of levels."""
+    clean = smooth_frame()
+    true = NoiseParams(a, b)
+    est = estimate_noise(add_noise(clean, true))
+    assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
+
+
+def test_per_channel_estimates_follow_each_channel():
+    clean = smooth_frame(192, 192)
+    true = [NoiseParams(1e-3, 1e-5), NoiseParams(4e-3, 1e-5), NoiseParams(1e-3, 5e-4), NoiseParams(8e-3, 1e-4)]
+    estimates = estimate_noise_per_channel(add_noise(clean, true, seed=3))
+    for est, t, c in zip(estimates, true, clean, strict=True):
+        assert np.abs(std_errors(est, t, c)).max() < 0.08, (est, t)
+
+
+def test_fit_ignores_textured_blocks():
+    rng = np.random.default_rng(4)
+    dof = block_dof(16)
+    means = rng.uniform(0.05, 0.9, 2000)
+    true = NoiseParams(2e-3, 5e-5)
+    variances = true.variance(means) * rng.chisquare(dof, means.size) / dof
+    textured = rng.random(means.size) < 0.4
+    variances[textured] += rng.uniform(1e-3, 1e-2, textured.sum())  # texture only ever adds variance
+    est = fit_noise_params(means, variances, dof)
+    assert est.a == pytest.approx(true.a, rel=0.05)
+    assert est.b == pytest.approx(true.b, rel=0.25)
+
+
+def test_accepts_torch_and_rejects_wrong_layout():
+    noisy = add_noise(smooth_frame(64, 64), NoiseParams(2e-3, 1e-4))
+    assert estimate_noise(torch.from_numpy(noisy)) == estimate_noise(noisy)
+    with pytest.raises(AssertionError, match="packed"):
+        estimate_noise(noisy[:3])
+    with pytest.raises(ValueError, match="smooth unclipped blocks"):
+        estimate_noise(np.zeros((4, 64, 64), dtype=np.float32))  # everything clipped at black
