@@ -1,0 +1,214 @@
+"""Denoise DNG files with a trained checkpoint: ``python -m denoise.infer [--checkpoint] [--input] [--output]``.
+
+With no arguments it takes the newest ``best.pth`` under ``runs/`` and the test and output folders of
+``configs/nafnet.yaml``, and says what it chose. ``noisy{N}.dng`` becomes ``denoise{N}.dng``; any other name
+``{stem}_denoised.dng``. A bad input is reported and skipped; the exit status is 2 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from denoise.config import Config, ConfigError, load_config
+from denoise.dataset.dng import DngError, read_dng, write_dng
+from denoise.inference.loading import CheckpointError, load_model, resolve_device
+from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles
+
+DEFAULT_CONFIG = Path("configs/nafnet.yaml")
+
+
+class InferError(ValueError):
+    """A request that cannot be run as given (missing input, refused output); the message says why."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the file its denoised frame goes to."""
+
+    source: Path
+    dest: Path
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a batch of files cost and which failed (path, reason)."""
+
+    done: int
+    megapixels: float
+    seconds: float
+    failures: tuple[tuple[Path, str], ...]
+
+
+def _natural_key(path: Path) -> list[object]:
+    """Sort key putting noisy2 before noisy10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """The DNG files named by ``paths``: files as given, folders expanded to their *.dng files in natural order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".dng"), key=_natural_key)
+            if not files:
+                raise InferError(f"{path}: folder holds no .dng files")
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InferError(f"{path}: no such file or folder")
+    return found
+
+
+def output_name(source: Path) -> str:
+    """``noisy{N}.dng`` -> ``denoise{N}.dng`` (the competition's naming); anything else -> ``{stem}_denoised.dng``."""
+    match = re.fullmatch(r"noisy(\d+)", source.stem)
+    return f"denoise{match.group(1)}.dng" if match else f"{source.stem}_denoised.dng"
+
+
+def plan_jobs(inputs: Sequence[Path], output_dir: Path, overwrite: bool = False) -> list[Job]:
+    """Pair each input with its output, refusing to write over an input or, without ``overwrite``, over an
+    existing file in an input's folder; checked for every file before anything runs."""
+    sources = {p.resolve() for p in inputs}
+    input_dirs = {p.resolve().parent for p in inputs}
+    jobs, seen = [], {}
+    for source in inputs:
+        dest = output_dir / output_name(source)
+        key = dest.resolve()
+        if key in sources:
+            raise InferError(f"{dest}: is an input itself; refusing to overwrite it with the output of {source.name}")
+        if key in seen:
+            raise InferError(f"{dest}: both {seen[key]} and {source} would be written there")
+        if key.exists() and key.parent in input_dirs and not overwrite:
+            raise InferError(f"{dest}: already exists in an input folder; pass --overwrite to replace it")
+        seen[key] = source
+        jobs.append(Job(source, dest))
+    return jobs
+
+
+def run_jobs(
+    model: torch.nn.Module,
+    jobs: Sequence[Job],
+    settings: InferSettings,
+    log: Callable[[str], None] = print,
+) -> RunSummary:
+    """Denoise every job with a progress bar per file; a failing file is logged and the rest still run."""
+    failures: list[tuple[Path, str]] = []
+    megapixels, start = 0.0, time.perf_counter()
+    for job in jobs:
+        try:
+            frame = read_dng(job.source)
+            with tqdm(total=frame_tiles(frame, settings), desc=job.source.name, unit="tile", leave=False) as bar:
+                mosaic = denoise_frame(model, frame, settings, progress=bar.update)
+            job.dest.parent.mkdir(parents=True, exist_ok=True)
+            mode = write_dng(job.source, job.dest, mosaic)
+        except (DngError, OSError, ValueError) as err:
+            failures.append((job.source, str(err)))
+            log(f"FAILED {job.source}: {err}")
+            continue
+        megapixels += mosaic.size / 1e6
+        log(f"{job.source.name} -> {job.dest} ({mode})")
+    seconds = time.perf_counter() - start
+    return RunSummary(len(jobs) - len(failures), megapixels, seconds, tuple(failures))
+
+
+def summary_line(summary: RunSummary, settings: InferSettings) -> str:
+    """One line: files, megapixels, time per megapixel, settings, failures."""
+    rate = f"{summary.seconds / summary.megapixels:.2f} s/MP" if summary.megapixels else "n/a s/MP"
+    tile = "whole frame" if settings.tile == 0 else f"tile {settings.tile}, overlap {settings.overlap}"
+    return (
+        f"denoised {summary.done} file(s), {summary.megapixels:.2f} MP in {summary.seconds:.1f} s ({rate}); "
+        f"{tile}, tta {'x8' if settings.tta else 'off'}, {settings.precision} on {settings.device}; "
+        f"{len(summary.failures)} failed"
+    )
+
+
+def newest_checkpoint(runs_dir: str | Path) -> Path | None:
+    """The most recently modified ``best.pth`` anywhere under ``runs_dir``, or None."""
+    root = Path(runs_dir)
+    found = list(root.rglob("best.pth")) if root.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def defaults_config(path: Path | None) -> Config:
+    """The config whose ``infer`` section supplies defaults: ``path`` if it exists, else the built-in defaults."""
+    if path is not None and path.is_file():
+        return load_config(path)
+    return load_config(None)
+
+
+def add_settings_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``infer`` and ``submit``; unset ones fall back to the config's ``infer`` section."""
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML whose infer section gives defaults")
+    parser.add_argument("--tile", type=int, help="packed tile side in pixels (0 = whole frame)")
+    parser.add_argument("--overlap", type=int, help="packed pixels shared by neighbouring tiles")
+    parser.add_argument("--batch-size", type=int, help="tiles per forward pass")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="x8 self-ensemble")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+
+
+def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
+    """Command-line values over the config's ``infer`` section, validated."""
+    infer = cfg.infer
+
+    def pick(value: object, default: object) -> object:
+        return default if value is None else value
+
+    tile, overlap = pick(args.tile, infer.tile), pick(args.overlap, infer.overlap)
+    batch_size = pick(args.batch_size, infer.batch_size)
+    if tile < 0 or overlap < 0 or (tile > 0 and overlap >= tile):
+        raise InferError(f"need tile >= 0 and 0 <= overlap < tile, got tile {tile}, overlap {overlap}")
+    if batch_size < 1:
+        raise InferError(f"batch size must be at least 1, got {batch_size}")
+    device = resolve_device(pick(args.device, infer.device))
+    precision = pick(args.precision, infer.precision)
+    return InferSettings(tile, overlap, bool(pick(args.tta, infer.tta)), batch_size, device, precision)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="default: the newest best.pth under runs/")
+    parser.add_argument("--input", nargs="+", help="DNG files or folders (default: the config's infer.test_dir)")
+    parser.add_argument("--output", type=Path, help="output folder (default: the config's infer.output_dir)")
+    parser.add_argument("--overwrite", action="store_true", help="allow replacing existing files in input folders")
+    add_settings_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = defaults_config(args.config)
+        settings = settings_from_args(args, cfg)
+        checkpoint = args.checkpoint or newest_checkpoint(cfg.infer.runs_dir)
+        if checkpoint is None:
+            raise InferError(f"no --checkpoint given and no best.pth under {cfg.infer.runs_dir}/: train first")
+        inputs = collect_inputs(args.input or [cfg.infer.test_dir])
+        output_dir = args.output or Path(cfg.infer.output_dir)
+        jobs = plan_jobs(inputs, output_dir, args.overwrite)
+        print(f"checkpoint: {checkpoint}{'' if args.checkpoint else ' (newest best.pth)'}")
+        print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
+        model, _ = load_model(checkpoint, settings.device)
+    except (InferError, CheckpointError, ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = run_jobs(model, jobs, settings)
+    print(summary_line(summary, settings))
+    for path, reason in summary.failures:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    return 2 if summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

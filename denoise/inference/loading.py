@@ -1,0 +1,85 @@
+"""Rebuild a trained model from a checkpoint: the config stored inside it, EMA weights when present."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denoise.config import Config, ConfigError, config_from_dict
+from denoise.model import build_model, prepare_model
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the problem."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else as torch spells it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded on the CPU with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from err
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a raw-denoise checkpoint (expected a dict with 'model' and 'config')")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Config:
+    """The experiment config saved in a checkpoint."""
+    try:
+        return config_from_dict(ckpt["config"])
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: its stored config is invalid ({err})") from err
+
+
+def inference_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights inference should use: the EMA copy when present, else the raw model's.
+
+    Wrapper prefixes (``module.`` from averaging/parallel wrappers, ``_orig_mod.`` from torch.compile) and the
+    averaging counter are dropped so the keys match the bare network.
+    """
+    state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    clean = {}
+    for key, value in state.items():
+        if key == "n_averaged":
+            continue
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        clean[key] = value
+    return clean
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
+    """The model rebuilt from the checkpoint's config with its inference weights, in eval mode on ``device``."""
+    ckpt = read_checkpoint(checkpoint)
+    cfg = checkpoint_config(ckpt, checkpoint)
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict(inference_state_dict(ckpt))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{checkpoint}: weights do not match its config's model ({reason})") from err
+    model.eval()
+    device = resolve_device(device) if isinstance(device, str) else device
+    return prepare_model(model, device), cfg

@@ -1,0 +1,65 @@
+"""One raw frame in, one denoised uint16 mosaic out: normalise, denoise (tiled, maybe x8 TTA), denormalise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize
+from denoise.dataset.dng import RawFrame
+from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """How to run the network over a frame; mirrors the inference config minus the folders."""
+
+    tile: int = 256
+    overlap: int = 32
+    tta: bool = False
+    batch_size: int = 4
+    device: str | torch.device = "cpu"
+    precision: str = "fp32"
+
+
+def frame_tiles(frame: RawFrame, settings: InferSettings) -> int:
+    """Tiles ``denoise_frame`` will run for ``frame``, for a progress bar's total."""
+    height, width = even_shape(*frame.mosaic.shape)
+    transforms = transforms_for(settings.tta)
+    return count_tiles(height, width, frame.pattern, settings.tile, settings.overlap, transforms)
+
+
+def denoise_frame(
+    model: torch.nn.Module,
+    frame: RawFrame,
+    settings: InferSettings,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """The denoised (H, W) uint16 mosaic of ``frame``, in [black, white] per CFA position.
+
+    The network sees the largest even region; an odd last row or column is copied from the input unchanged.
+    """
+    mosaic = frame.mosaic
+    assert mosaic.ndim == 2 and mosaic.dtype == np.uint16, f"expected an (H, W) uint16 mosaic, got {mosaic.shape}"
+    height, width = even_shape(*mosaic.shape)
+    assert height >= 2 and width >= 2, f"{frame.path}: frame {mosaic.shape} too small to pack"
+    black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
+    x = normalize(torch.from_numpy(mosaic[:height, :width].astype(np.int32)), black, frame.white_level)
+    y = denoise_mosaic(
+        model,
+        x,
+        frame.pattern,
+        settings.tile,
+        settings.overlap,
+        transforms_for(settings.tta),
+        settings.batch_size,
+        settings.device,
+        settings.precision,
+        progress,
+    )  # (H, W) float32, normalised
+    out = mosaic.copy()
+    out[:height, :width] = denormalize(y, black, frame.white_level)
+    return out
