@@ -1,0 +1,45 @@
+"""Paired Bayer-preserving augmentation of packed crops.
+
+Packed channels must never be flipped spatially on their own: that moves every sample by half a CFA cell.
+Instead the crop is unpacked to its mosaic, flipped or transposed there, cropped by one row/column where the
+CFA phase moved (``bayer_transform`` mode "crop"), and packed again. Noisy and clean are stacked and
+transformed as one array, so the pair always receives the same operation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from denoise.dataset.bayer import all_transforms, bayer_transform, pack_bayer, unpack_bayer
+
+Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose)
+IDENTITY: Flags = (False, False, False)
+
+
+def random_flags(rng: np.random.Generator) -> Flags:
+    """One of the eight flips/transposes, uniformly."""
+    return all_transforms()[int(rng.integers(8))]
+
+
+def transform_packed(packed: np.ndarray, pattern: str, flags: Flags, size: int) -> np.ndarray:
+    """Bayer-preserving transform of a packed square crop with one spare packed pixel. (..., 4, s+1, s+1) -> s.
+
+    The result is the packed form of the flipped/transposed mosaic, re-phased to ``pattern``; a crop without
+    the spare pixel cannot be re-phased, hence the +1.
+    """
+    expected = (4, size + 1, size + 1)
+    assert packed.shape[-3:] == expected, f"expected (..., {expected}), got {packed.shape}"
+    if flags == IDENTITY:
+        return np.ascontiguousarray(packed[..., :size, :size])
+    mosaic = unpack_bayer(packed, pattern)  # (..., 2s+2, 2s+2)
+    moved = bayer_transform(mosaic, pattern, *flags, mode="crop")  # (..., 2s or 2s+2, 2s or 2s+2)
+    return np.ascontiguousarray(pack_bayer(moved[..., : 2 * size, : 2 * size], pattern))
+
+
+def transform_pair(
+    noisy: np.ndarray, clean: np.ndarray, pattern: str, flags: Flags, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``transform_packed`` applied identically to both crops of a pair. Each (4, s+1, s+1) -> (4, s, s)."""
+    assert noisy.shape == clean.shape, f"pair crops differ in shape: {noisy.shape} vs {clean.shape}"
+    both = transform_packed(np.stack([noisy, clean]), pattern, flags, size)
+    return both[0], both[1]

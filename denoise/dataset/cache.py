@@ -1,0 +1,156 @@
+"""Decode-once cache: each DNG becomes a memory-mapped .npy of its packed frame plus a JSON of its levels.
+
+An entry's name carries a hash of the source's absolute path and of its size and modification time, so a
+changed source gets a new entry (the stale one is removed). Files are written to a temporary name and moved
+into place, the array before the JSON, so a reader that finds the JSON always finds a complete array; several
+processes filling the same cache at once only duplicate work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from denoise.dataset import dng
+from denoise.dataset.bayer import cfa_black, channel_offsets, even_shape, normalize, pack_bayer, unpack_bayer
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CachedFrame:
+    """A cache entry: where the packed array is and the frame's metadata."""
+
+    array_path: Path
+    source: Path
+    shape: tuple[int, int]  # full mosaic (H, W); the array covers its even region
+    pattern: str
+    black_level: np.ndarray  # (2, 2) per CFA position
+    white_level: int
+    as_shot_neutral: np.ndarray | None
+    dtype: str  # "uint16": raw DN; "float32": normalised
+
+    def load(self) -> np.ndarray:
+        """The packed frame, memory-mapped read-only. (4, H/2, W/2)."""
+        return np.load(self.array_path, mmap_mode="r")
+
+    def channel_black(self) -> np.ndarray:
+        """Black level of each packed channel R, Gr, Gb, B. (4,)."""
+        black = cfa_black(self.black_level, np.float64)
+        return np.array([black[r, c] for r, c in channel_offsets(self.pattern)])
+
+    def meta(self) -> dict:
+        """The metadata compared between the two frames of a pair."""
+        return {"shape": self.shape, "pattern": self.pattern, "black_level": self.black_level,
+                "white_level": self.white_level}
+
+
+def normalized_region(frame: CachedFrame, array: np.ndarray, y: int, x: int, h: int, w: int) -> np.ndarray:
+    """Packed region [y, y+h) x [x, x+w) as float32 normalised like ``bayer.normalize``. (4, h, w)."""
+    region = np.asarray(array[:, y : y + h, x : x + w])
+    assert region.shape == (4, h, w), f"region {h}x{w} at ({y}, {x}) outside packed frame {array.shape}"
+    if frame.dtype == "float32":
+        return region.astype(np.float32, copy=True)
+    black = frame.channel_black().astype(np.float32)[:, None, None]
+    return (region.astype(np.float32) - black) / (np.float32(frame.white_level) - black)
+
+
+def cached_mosaic(frame: CachedFrame) -> np.ndarray:
+    """The even region of the original mosaic in DN, rebuilt from the cache. (H', W') uint16."""
+    array = np.asarray(frame.load())
+    if frame.dtype == "float32":
+        black = frame.channel_black()[:, None, None]
+        dn = np.rint(array.astype(np.float64) * (frame.white_level - black) + black)
+        array = np.clip(dn, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    return unpack_bayer(array, frame.pattern)
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:12]
+
+
+def _atomic_write(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through ``write`` to a temporary file beside ``dest``, then move it into place."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def entry_stem(source: Path, cache_dir: Path, dtype: str) -> tuple[Path, str]:
+    """(stem of the entry for the source's current state, prefix shared by all its states)."""
+    stat = source.stat()
+    prefix = f"{source.stem}-{_digest(source)}"
+    return cache_dir / f"{prefix}-{_digest(stat.st_size, stat.st_mtime_ns, dtype, CACHE_VERSION)}", prefix
+
+
+def _from_json(array_path: Path, info: dict) -> CachedFrame:
+    neutral = info["as_shot_neutral"]
+    return CachedFrame(
+        array_path=array_path,
+        source=Path(info["source"]),
+        shape=tuple(info["shape"]),
+        pattern=info["pattern"],
+        black_level=np.array(info["black_level"], dtype=np.float64),
+        white_level=int(info["white_level"]),
+        as_shot_neutral=None if neutral is None else np.array(neutral, dtype=np.float64),
+        dtype=info["dtype"],
+    )
+
+
+def _decode(source: Path, dtype: str) -> tuple[np.ndarray, dict]:
+    """Read the DNG and pack its even region, as raw DN or normalised."""
+    raw = dng.read_dng(source)
+    height, width = raw.mosaic.shape
+    eh, ew = even_shape(height, width)
+    assert eh > 0 and ew > 0, f"{source}: frame {height}x{width} too small to pack"
+    mosaic = raw.mosaic[:eh, :ew]
+    if dtype == "float32":
+        packed = pack_bayer(normalize(mosaic, raw.black_level, raw.white_level), raw.pattern)
+    else:
+        packed = pack_bayer(mosaic, raw.pattern).astype(np.uint16)
+    info = {
+        "version": CACHE_VERSION,
+        "source": str(source),
+        "shape": [height, width],
+        "pattern": raw.pattern,
+        "black_level": cfa_black(raw.black_level, np.float64).tolist(),
+        "white_level": int(raw.white_level),
+        "as_shot_neutral": None if raw.as_shot_neutral is None else np.asarray(raw.as_shot_neutral).tolist(),
+        "dtype": dtype,
+    }
+    return np.ascontiguousarray(packed), info
+
+
+def cache_frame(source: str | Path, cache_dir: str | Path, dtype: str = "uint16") -> tuple[CachedFrame, bool]:
+    """The cache entry for ``source``, decoding it first if needed; also whether it was decoded now."""
+    assert dtype in ("uint16", "float32"), f"cache dtype must be uint16 or float32, got {dtype!r}"
+    source = Path(source).resolve()
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stem, prefix = entry_stem(source, cache_dir, dtype)
+    array_path, json_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    if json_path.exists() and array_path.exists():
+        return _from_json(array_path, json.loads(json_path.read_text())), False
+    packed, info = _decode(source, dtype)
+    _atomic_write(array_path, lambda f: np.save(f, packed))
+    _atomic_write(json_path, lambda f: f.write(json.dumps(info).encode()))
+    for old in cache_dir.glob(f"{prefix}-*"):
+        if old.stem != stem.name and old.suffix in (".npy", ".json"):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()  # a process still mapping it keeps its data until it closes
+    return _from_json(array_path, info), True

@@ -1,0 +1,294 @@
+"""Training batches and validation frames from a dataset folder: the builders the trainer calls.
+
+``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops and
+``build_val_frames(cfg)`` the held-out frames whole. Both decode every DNG once into the cache first (so bad
+files fail before training starts) and afterwards only read memory-mapped arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from denoise.dataset import dng
+from denoise.dataset.augment import IDENTITY, random_flags, transform_pair
+from denoise.dataset.bayer import cfa_black, normalize, pack_bayer
+from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, normalized_region
+from denoise.dataset.config import DataConfig
+from denoise.dataset.noise import add_noise, log_uniform
+from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
+from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """A pair's cache entries; ``noisy`` is None in a clean-only dataset."""
+
+    key: str
+    noisy: CachedFrame | None
+    clean: CachedFrame
+
+    @property
+    def packed_shape(self) -> tuple[int, int]:
+        height, width = self.clean.shape
+        return height // 2, width // 2
+
+
+@dataclass
+class ValFrame:
+    """A whole validation frame: the network's input and the mosaics the score is computed on."""
+
+    key: str
+    noisy: torch.Tensor  # (4, h, w) float32 normalised, packed R, Gr, Gb, B
+    clean_mosaic: np.ndarray  # (H, W) uint16 DN
+    noisy_mosaic: np.ndarray  # (H, W) uint16 DN
+    pattern: str
+    black_level: np.ndarray  # (2, 2) per CFA position
+    white_level: int
+    as_shot_neutral: np.ndarray | None
+
+
+def cache_dir_for(cfg: DataConfig) -> Path:
+    """The configured cache folder, or ``<root>/.cache``."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.root) / ".cache"
+
+
+def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePair]:
+    """Decode every frame of ``pairs`` into the cache (once) and check that each pair's frames agree."""
+    problems: list[str] = []
+    cached: dict[Path, CachedFrame] = {}
+    paths = [p for pair in pairs for p in (pair.noisy, pair.clean) if p is not None]
+    for path in tqdm(paths, desc="caching frames", unit="frame", leave=False, disable=None):
+        try:
+            cached[path] = cache_frame(path, cache_dir, dtype)[0]
+        except dng.DngError as err:
+            problems.append(str(err))
+    frame_pairs = []
+    for pair in pairs:
+        if pair.clean not in cached or (pair.noisy is not None and pair.noisy not in cached):
+            continue
+        noisy = cached[pair.noisy] if pair.noisy is not None else None
+        if noisy is not None:
+            problems += check_pair_metadata(pair, noisy.meta(), cached[pair.clean].meta())
+        frame_pairs.append(FramePair(pair.key, noisy, cached[pair.clean]))
+    if problems:
+        raise DatasetError(f"{len(problems)} problem(s) in the dataset: {'; '.join(problems[:20])}")
+    return frame_pairs
+
+
+def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
+    """Discover, split and cache the dataset: (train, val) pairs."""
+    pairs = discover_pairs(cfg.root, cfg.noisy_glob, cfg.clean_glob, cfg.key_regex)
+    if not cfg.noisy_glob and cfg.synthetic_fraction < 1.0:
+        raise DatasetError(f"{cfg.root}: a clean-only dataset (noisy_glob '') needs synthetic_fraction = 1")
+    train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
+    cached = cache_pairs(train + val, cache_dir_for(cfg), cfg.cache_dtype)
+    return cached[: len(train)], cached[len(train) :]
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """How pairs are synthesised from clean crops: the fraction of samples, noise model and ranges."""
+
+    fraction: float = 0.0
+    model: str = "gaussian"
+    a_range: tuple[float, float] = (1e-4, 1e-2)
+    b_range: tuple[float, float] = (1e-6, 1e-3)
+    brightness_range: tuple[float, float] = (1.0, 1.0)
+
+
+def synthesize(clean: np.ndarray, rng: np.random.Generator, synth: SynthesisSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) from a normalised clean crop: brightness scaled, then noise at a random level."""
+    gain = rng.uniform(*synth.brightness_range)
+    clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
+    a = log_uniform(rng, *synth.a_range)
+    b = log_uniform(rng, *synth.b_range)
+    return add_noise(clean, a, b, rng, synth.model), clean
+
+
+class PairDataset(Dataset):
+    """Packed crops of cached pairs; item ``i`` is a crop of the frame that tile ``i mod n_tiles`` lies in.
+
+    In "tiles" mode the crop is that tile; in "random" mode it is placed at random in the same frame, so
+    frames are sampled in proportion to their area. Randomness comes from a per-process generator seeded from
+    ``seed`` (main process) or from the DataLoader's per-worker seed.
+    """
+
+    def __init__(
+        self,
+        frames: list[FramePair],
+        patch_size: int,
+        sampling: str = "random",
+        tile_overlap: int = 32,
+        samples_per_epoch: int = 0,
+        augment: bool = True,
+        synth: SynthesisSettings | None = None,
+        seed: int = 0,
+    ) -> None:
+        assert sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {sampling!r}"
+        self.frames = frames
+        self.patch_size = patch_size
+        self.sampling = sampling
+        self.augment = augment
+        self.synth = synth or SynthesisSettings()
+        self.seed = seed
+        shapes = [f.packed_shape for f in frames]
+        check_fits(shapes, patch_size + int(augment), [str(f.clean.source) for f in frames])
+        self.tiles = tile_crops(shapes, patch_size, min(tile_overlap, patch_size - 1))
+        self.length = samples_per_epoch or len(self.tiles)
+        self._state: tuple[int, np.random.Generator, dict[int, np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_state": None}  # memory maps and generators are per process
+
+    def _process_state(self) -> tuple[np.random.Generator, dict[int, np.ndarray]]:
+        """This process's generator and open memory maps, created on first use after a fork or spawn."""
+        if self._state is None or self._state[0] != os.getpid():
+            info = torch.utils.data.get_worker_info()
+            seed = self.seed if info is None else info.seed
+            self._state = (os.getpid(), np.random.default_rng(seed), {})
+        return self._state[1], self._state[2]
+
+    @staticmethod
+    def _region(frame: CachedFrame, arrays: dict[int, np.ndarray], y: int, x: int, size: int) -> np.ndarray:
+        """A normalised square region of ``frame``, opening its memory map on first use in this process."""
+        if id(frame) not in arrays:
+            arrays[id(frame)] = frame.load()
+        return normalized_region(frame, arrays[id(frame)], y, x, size, size)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng, arrays = self._process_state()
+        tile = self.tiles[index % len(self.tiles)]
+        pair = self.frames[tile.frame]
+        height, width = pair.packed_shape
+        crop = tile if self.sampling == "tiles" else random_crop(rng, tile.frame, height, width, self.patch_size)
+        size = self.patch_size + int(self.augment)
+        y, x = read_window(crop, height, width, size)
+        clean = self._region(pair.clean, arrays, y, x, size)
+        synthetic = pair.noisy is None or rng.random() < self.synth.fraction
+        noisy = clean if synthetic else self._region(pair.noisy, arrays, y, x, size)
+        flags = random_flags(rng) if self.augment else IDENTITY
+        if self.augment:
+            noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
+        if synthetic:
+            noisy, clean = synthesize(clean, rng, self.synth)
+        return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
+                "clean": torch.from_numpy(np.ascontiguousarray(clean))}
+
+
+def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
+    return SynthesisSettings(
+        fraction=cfg.synthetic_fraction,
+        model=cfg.noise_model,
+        a_range=tuple(cfg.noise_a_range),
+        b_range=tuple(cfg.noise_b_range),
+        brightness_range=tuple(cfg.brightness_range),
+    )
+
+
+def build_train_dataset(cfg: DataConfig, seed: int = 0) -> PairDataset:
+    """The training split as a PairDataset (filling the cache first if needed)."""
+    train, _ = load_split(cfg)
+    return PairDataset(
+        train,
+        patch_size=cfg.patch_size,
+        sampling=cfg.sampling,
+        tile_overlap=cfg.tile_overlap,
+        samples_per_epoch=cfg.samples_per_epoch,
+        augment=cfg.augment_flips,
+        synth=_synthesis_settings(cfg),
+        seed=seed,
+    )
+
+
+def build_train_loader(cfg: DataConfig, seed: int = 0, distributed: bool = False) -> DataLoader:
+    """Shuffled batches of ``{"noisy", "clean"}``, each (B, 4, p, p) float32; B is per process.
+
+    Under ``distributed`` (torch.distributed initialised, e.g. by torchrun) rank 0 fills the cache while the
+    others wait, and a DistributedSampler splits each epoch: call ``loader.sampler.set_epoch(epoch)``.
+    """
+    if distributed:
+        assert dist.is_available() and dist.is_initialized(), "distributed=True needs torch.distributed initialised"
+        if dist.get_rank() == 0:
+            load_split(cfg)
+        dist.barrier()
+    dataset = build_train_dataset(cfg, seed)
+    if dist.is_available() and distributed:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    per_epoch = len(sampler) // cfg.batch_size
+    if per_epoch == 0:
+        raise DatasetError(f"{cfg.root}: {len(sampler)} samples per epoch per process < batch_size {cfg.batch_size}")
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=cfg.pin_memory and torch.cuda.is_available(),
+        persistent_workers=cfg.num_workers > 0,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
+
+
+def _val_noisy(frame: FramePair, clean_mosaic: np.ndarray, synth: SynthesisSettings) -> np.ndarray:
+    """A clean-only frame's noisy twin, with noise seeded by its key so every run validates on the same input."""
+    rng = np.random.default_rng(int(hashlib.sha1(frame.key.encode()).hexdigest()[:8], 16))
+    clean = frame.clean
+    x = normalize(clean_mosaic, clean.black_level, clean.white_level)
+    noisy = add_noise(x, log_uniform(rng, *synth.a_range), log_uniform(rng, *synth.b_range), rng, synth.model)
+    black = np.tile(cfa_black(clean.black_level, np.float64), (x.shape[0] // 2 + 1, x.shape[1] // 2 + 1))
+    black = black[: x.shape[0], : x.shape[1]]
+    dn = np.rint(noisy * (clean.white_level - black) + black)
+    return np.clip(dn, 0, clean.white_level).astype(np.uint16)
+
+
+def _full_mosaic(frame: CachedFrame) -> np.ndarray:
+    """The whole mosaic: from the cache when even-sized, else decoded (the cache lacks the odd row/column)."""
+    if frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0:
+        return cached_mosaic(frame)
+    return dng.read_dng(frame.source).mosaic
+
+
+def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
+    """The validation split, whole frames, in key order."""
+    _, val = load_split(cfg)
+    frames = []
+    for pair in val:
+        clean = pair.clean
+        clean_mosaic = _full_mosaic(clean)
+        if pair.noisy is None:
+            noisy_mosaic = _val_noisy(pair, clean_mosaic, _synthesis_settings(cfg))
+        else:
+            noisy_mosaic = _full_mosaic(pair.noisy)
+        height, width = clean.shape
+        even = noisy_mosaic[: height - height % 2, : width - width % 2]
+        packed = pack_bayer(normalize(even, clean.black_level, clean.white_level), clean.pattern)
+        frames.append(ValFrame(
+            key=pair.key,
+            noisy=torch.from_numpy(np.ascontiguousarray(packed)),
+            clean_mosaic=clean_mosaic,
+            noisy_mosaic=noisy_mosaic,
+            pattern=clean.pattern,
+            black_level=cfa_black(clean.black_level, np.float64),
+            white_level=clean.white_level,
+            as_shot_neutral=clean.as_shot_neutral,
+        ))
+    return frames
+
+
+def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[PairDataset, list[ValFrame]]:
+    """(training dataset, validation frames) in one call."""
+    return build_train_dataset(cfg, seed), build_val_frames(cfg)

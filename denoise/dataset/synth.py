@@ -1,0 +1,236 @@
+"""The embedded demo dataset: scikit-image's bundled photos unprocessed to 14-bit BGGR raw, with competition noise.
+
+    python -m denoise.dataset.synth --out data/demo [--seed 0] [--train 60] [--test 10]
+
+Each photo is rescaled and cropped, then a simple camera pipeline is run backwards (Brooks et al. 2019):
+inverse tone curve, inverse sRGB gamma, inverse colour matrix, inverse white-balance gains and exposure; the
+result is mosaicked to BGGR, scaled to black 1024 / white 16383, and given heteroscedastic Gaussian noise
+``var = a*x + b`` on normalised values (a in [1e-4, 1e-2], b in [1e-6, 1e-3], log-uniform). Test photos
+never appear in training; the test frames' noise runs from the lowest level (frame 0) to the highest (9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import skimage
+import skimage.io
+import torch
+
+from denoise.dataset import dng
+from denoise.dataset.bayer import channel_offsets, denormalize
+from denoise.dataset.noise import add_gaussian_noise, log_uniform
+
+PATTERN = "BGGR"
+BLACK, WHITE = 1024, 16383
+A_RANGE, B_RANGE = (1e-4, 1e-2), (1e-6, 1e-3)
+# Photos stored inside scikit-image's package (no download). Greyscale textures add fine detail to training.
+TRAIN_PHOTOS = ("chelsea", "hubble_deep_field", "ihc", "motorcycle_left", "motorcycle_right", "retina",
+                "brick", "grass", "gravel", "camera", "coins", "moon")
+TEST_PHOTOS = ("astronaut", "coffee", "rocket")
+SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+
+
+@dataclass(frozen=True)
+class FrameRecipe:
+    """Everything that makes one frame, recorded in meta.json."""
+
+    key: str
+    photo: str
+    rot90: int
+    scale: float
+    crop: tuple[int, int, int, int]  # (y, x, height, width) in the rescaled photo
+    wb_gains: tuple[float, float, float]  # (R, G, B) gains of the forward pipeline
+    exposure: float
+    a: float
+    b: float
+
+
+def load_photo(name: str) -> np.ndarray:
+    """A bundled photo as float RGB in [0, 1]; greyscale photos get three equal channels. (H, W, 3)."""
+    folder = Path(skimage.__file__).parent / "data"
+    path = next((p for p in (folder / f"{name}.png", folder / f"{name}.jpg") if p.exists()), None)
+    if path is None:
+        raise FileNotFoundError(f"{folder}: scikit-image's bundled photo {name!r} is missing")
+    image = skimage.io.imread(path)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    return image[..., :3].astype(np.float64) / 255.0
+
+
+def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize, antialiased when shrinking. (H, W, 3) -> (*shape, 3)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    shrink = shape[0] < image.shape[0]
+    out = torch.nn.functional.interpolate(tensor, size=shape, mode="bicubic", align_corners=False, antialias=shrink)
+    return out[0].numpy().transpose(1, 2, 0)
+
+
+def inverse_tone_curve(srgb: np.ndarray) -> np.ndarray:
+    """Undo the smoothstep tone curve 3x^2 - 2x^3."""
+    y = np.clip(srgb, 0.0, 1.0)
+    return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)
+
+
+def inverse_gamma(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values to linear light."""
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def random_rgb_to_camera(rng: np.random.Generator) -> np.ndarray:
+    """A plausible linear sRGB -> camera matrix: overlapping channel responses, rows summing to 1. (3, 3)."""
+    matrix = np.eye(3) + rng.uniform(0.05, 0.3, size=(3, 3)) * (1 - np.eye(3))
+    return matrix / matrix.sum(axis=1, keepdims=True)  # rows summing to 1 keep white neutral before WB
+
+
+def apply_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Colour matrix applied to every pixel. (H, W, 3) -> (H, W, 3)."""
+    assert image.shape[-1] == 3 and matrix.shape == (3, 3), f"bad shapes {image.shape}, {matrix.shape}"
+    return image @ matrix.T
+
+
+def mosaic_rgb(image: np.ndarray, pattern: str) -> np.ndarray:
+    """Keep one colour per pixel following ``pattern``. (H, W, 3) -> (H, W)."""
+    assert image.ndim == 3 and image.shape[-1] == 3, f"expected (H, W, 3), got {image.shape}"
+    out = np.empty(image.shape[:2], dtype=image.dtype)
+    for (r, c), colour in zip(channel_offsets(pattern), (0, 1, 1, 2), strict=True):
+        out[r::2, c::2] = image[r::2, c::2, colour]
+    return out
+
+
+def unprocess(srgb: np.ndarray, rgb_to_cam: np.ndarray, wb_gains: np.ndarray, exposure: float) -> np.ndarray:
+    """sRGB photo -> linear camera RGB before white balance, in [0, 1]. (H, W, 3)."""
+    linear = inverse_gamma(inverse_tone_curve(srgb))
+    camera = apply_matrix(linear, rgb_to_cam)
+    return np.clip(camera * exposure / wb_gains, 0.0, 1.0)
+
+
+def _recipe(rng: np.random.Generator, key: str, photo: str, shape: tuple[int, int], size: tuple[int, int],
+            a: float, b: float, max_upscale: float) -> FrameRecipe:
+    """Random orientation, scale, crop and camera settings for one frame of ``size`` from a photo of ``shape``."""
+    rot90 = int(rng.integers(4))
+    height, width = shape if rot90 % 2 == 0 else shape[::-1]
+    fit = max(size[0] / height, size[1] / width)
+    scale = fit * rng.uniform(1.0, max_upscale) if fit > 1 else rng.uniform(fit, min(1.0, fit * max_upscale * 1.5))
+    scaled = (round(height * scale), round(width * scale))
+    y = int(rng.integers(0, scaled[0] - size[0] + 1))
+    x = int(rng.integers(0, scaled[1] - size[1] + 1))
+    gains = (float(rng.uniform(1.9, 2.4)), 1.0, float(rng.uniform(1.5, 1.9)))
+    exposure = log_uniform(rng, 0.35, 1.0)
+    return FrameRecipe(key, photo, rot90, float(scale), (y, x, *size), gains, exposure, a, b)
+
+
+def render_frame(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(clean DN, noisy DN, XYZ -> camera matrix) for one recipe; the camera matrix is drawn from ``rng``."""
+    image = np.rot90(photo, recipe.rot90)
+    height, width = image.shape[:2]
+    scaled = (round(height * recipe.scale), round(width * recipe.scale))
+    image = resize(image, scaled)
+    y, x, h, w = recipe.crop
+    image = np.clip(image[y : y + h, x : x + w], 0.0, 1.0)
+    rgb_to_cam = random_rgb_to_camera(rng)
+    gains = np.array(recipe.wb_gains)
+    clean = mosaic_rgb(unprocess(image, rgb_to_cam, gains, recipe.exposure), PATTERN)  # (H, W) in [0, 1]
+    noisy = add_gaussian_noise(clean, recipe.a, recipe.b, rng).astype(np.float64)
+    clean_dn = denormalize(clean, BLACK, WHITE)
+    noisy_dn = denormalize(noisy, BLACK, WHITE)  # clipped at black, as the DNG writer (and the organisers') do
+    xyz_to_cam = np.diag(1.0 / gains) @ rgb_to_cam @ np.linalg.inv(SRGB_TO_XYZ)
+    return clean_dn, noisy_dn, xyz_to_cam
+
+
+def _write_pair(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generator, noisy: Path, clean: Path) -> None:
+    clean_dn, noisy_dn, xyz_to_cam = render_frame(recipe, photo, rng)
+    neutral = 1.0 / np.array(recipe.wb_gains)
+    iso = 100.0 * recipe.a / A_RANGE[0]  # shot-noise gain grows with ISO; a label only
+    for path, mosaic in ((noisy, noisy_dn), (clean, clean_dn)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dng.write_new_dng(path, mosaic, PATTERN, BLACK, WHITE, as_shot_neutral=neutral, color_matrix=xyz_to_cam,
+                          iso=iso, model="demo (unprocessed scikit-image photo)")
+
+
+def _paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
+    """(noisy, clean) file paths of a frame in the competition layout."""
+    if split == "train":
+        return out / "train/noisy" / f"{index}_noise.dng", out / "train/ground truth" / f"{index}_gt.dng"
+    return out / "test" / f"noisy{index}.dng", out / "test_gt" / f"gt{index}.dng"
+
+
+def plan(seed: int, n_train: int, n_test: int, train_size: tuple[int, int], test_size: tuple[int, int],
+         shapes: dict[str, tuple[int, int]]) -> tuple[list[FrameRecipe], list[FrameRecipe]]:
+    """Recipes for every frame: training photos round-robin at random noise, test noise rising with the index."""
+    rng = np.random.default_rng([seed, 0])
+    train = []
+    for i in range(n_train):
+        photo = TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)]
+        a, b = log_uniform(rng, *A_RANGE), log_uniform(rng, *B_RANGE)
+        train.append(_recipe(rng, str(i), photo, shapes[photo], train_size, a, b, max_upscale=1.3))
+    test = []
+    for i in range(n_test):
+        t = i / max(n_test - 1, 1)
+        a = A_RANGE[0] * (A_RANGE[1] / A_RANGE[0]) ** t
+        b = B_RANGE[0] * (B_RANGE[1] / B_RANGE[0]) ** t
+        photo = TEST_PHOTOS[i % len(TEST_PHOTOS)]
+        test.append(_recipe(rng, str(i), photo, shapes[photo], test_size, a, b, max_upscale=1.1))
+    return train, test
+
+
+def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 10,
+               train_size: tuple[int, int] = (384, 576), test_size: tuple[int, int] = (512, 512)) -> dict:
+    """Write the demo dataset into the new folder ``out``; returns the metadata also saved as meta.json."""
+    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS), "test photos must not be used for training"
+    assert all(s % 2 == 0 for s in (*train_size, *test_size)), "frame sizes must be even"
+    photos = {name: load_photo(name) for name in TRAIN_PHOTOS + TEST_PHOTOS}
+    train, test = plan(seed, n_train, n_test, train_size, test_size, {k: v.shape[:2] for k, v in photos.items()})
+    for split, recipes in (("train", train), ("test", test)):
+        for index, recipe in enumerate(recipes):
+            rng = np.random.default_rng([seed, 1 if split == "train" else 2, index])
+            noisy, clean = _paths(out, split, index)
+            _write_pair(recipe, photos[recipe.photo], rng, noisy, clean)
+    meta = {
+        "seed": seed, "pattern": PATTERN, "black_level": BLACK, "white_level": WHITE,
+        "noise": "gaussian var = a*x + b on normalised values, rounded and clipped to [black, white]",
+        "train": [asdict(r) for r in train], "test": [asdict(r) for r in test],
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.synth", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="dataset folder to create (e.g. data/demo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=60, help="training pairs")
+    parser.add_argument("--test", type=int, default=10, help="test frames (with ground truth in test_gt/)")
+    parser.add_argument("--train-size", type=int, nargs=2, default=(384, 576), metavar=("H", "W"))
+    parser.add_argument("--test-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--force", action="store_true", help="replace an existing folder")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    sizes = (*args.train_size, *args.test_size)
+    if any(s <= 0 or s % 2 for s in sizes) or args.train < 1 or args.test < 1:
+        print("error: frame sizes must be positive and even, --train and --test at least 1", file=sys.stderr)
+        return 2
+    if out.exists() and any(out.iterdir()) and not args.force:
+        print(f"error: {out} exists and is not empty (pass --force to replace it)", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the destination and moved into place, so a failure leaves no half-written dataset.
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        meta = build_demo(Path(tmp) / "demo", args.seed, args.train, args.test,
+                          tuple(args.train_size), tuple(args.test_size))
+        if out.exists():
+            shutil.rmtree(out)
+        (Path(tmp) / "demo").replace(out)
+    print(f"wrote {len(meta['train'])} training pairs and {len(meta['test'])} test frames to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
