@@ -3,9 +3,9 @@
 Each baseline runs per packed channel in the domain of the generalised Anscombe transform (GAT), which turns
 the heteroscedastic noise ``var = a * x + b`` into noise of standard deviation ~1, so Gaussian denoisers can be
 used with a single, known sigma. The way back is the exact unbiased inverse for this noise model (Gaussian
-noise clipped to [0, 1], as in a DN-clipped raw file), tabulated by quadrature: plain algebraic inversion of
-the square root comes back about a/4 too low on unclipped levels (E[sqrt(z)] < sqrt(E[z])) and too high near
-black, where clipping at 0 lifts the mean.
+noise clipped where the file clipped it), tabulated by quadrature: plain algebraic inversion of the square
+root comes back about a/4 too low on unclipped levels (E[sqrt(z)] < sqrt(E[z])) and too high near black,
+where clipping (at 0, or the square root's own floor) lifts the mean.
 
 Noise parameters come from ``denoise.noise_estimation`` (the noisy frame alone), or from the caller.
 """
@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from denoise.noise_estimation import NoiseParams
+from denoise.noise_estimation import NoiseParams, clip_range
 
 _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite.hermgauss(64)
 _INVERSE_GRID = 4096
@@ -56,11 +56,11 @@ def gat_expectation(x: np.ndarray, params: NoiseParams, clip: tuple[float, float
 def gat_inverse_unbiased(d: np.ndarray, params: NoiseParams, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Exact unbiased inverse: the clean level x whose noisy GAT value has expectation ``d``.
 
-    Tabulated over clean levels in ``clip`` (denser near 0, where the curve bends) and inverted by linear
-    interpolation; outside the table the result is clamped to ``clip``, as the clean signal is.
+    ``clip`` is where the noisy values were clipped. Tabulated over clean levels in [0, 1] (denser near 0,
+    where the curve bends) and inverted by linear interpolation, so the result stays in [0, 1] as the clean
+    signal does.
     """
-    lo, hi = clip
-    levels = lo + (hi - lo) * np.linspace(0.0, 1.0, _INVERSE_GRID) ** 2
+    levels = np.linspace(0.0, 1.0, _INVERSE_GRID) ** 2
     expected = np.maximum.accumulate(gat_expectation(levels, params, clip))  # monotone for np.interp
     return np.interp(np.asarray(d, dtype=np.float64), expected, levels)
 
@@ -68,14 +68,16 @@ def gat_inverse_unbiased(d: np.ndarray, params: NoiseParams, clip: tuple[float, 
 def _per_channel_gat(
     packed: np.ndarray, params: NoiseParams, denoiser: Callable[[np.ndarray], np.ndarray], unbiased: bool = True
 ) -> np.ndarray:
-    """Forward GAT, ``denoiser`` on each channel at unit noise std, inverse GAT; (4, h, w) float32 out."""
+    """Forward GAT, ``denoiser`` on each channel at unit noise std, inverse GAT; (4, h, w) float32 out.
+
+    The unbiased inverse models the noisy values as clipped where this frame's values were (``clip_range``).
+    """
     _check_packed(packed)
+    clip = clip_range(packed)
     out = np.empty(packed.shape, dtype=np.float32)
     for c in range(packed.shape[0]):
-        d = gat_forward(packed[c], params)
-        d = denoiser(d)
-        inverse = gat_inverse_unbiased if unbiased else gat_inverse_algebraic
-        out[c] = inverse(d, params)
+        d = denoiser(gat_forward(packed[c], params))
+        out[c] = gat_inverse_unbiased(d, params, clip) if unbiased else gat_inverse_algebraic(d, params)
     return out
 
 

@@ -12,7 +12,8 @@ smooth blocks" calibration (Foi et al. 2008, PMRID 2020), done blind:
 3. fit ``a`` and ``b`` by iteratively re-weighted least squares that drops blocks whose variance lies far above
    the current fit (texture only ever adds variance), with weights from the variance of a block estimate.
 
-Blocks touching the clipping limits (0 and 1) are left out: clipping shrinks the variance there.
+Blocks touching the clipping limits are left out: clipping shrinks the variance there. The limits are read
+off the frame (see ``clip_range``), as files differ: some clip noisy values at black, others keep them below.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _HIGH_PASS_1D = np.array([1.0, -2.0, 1.0])  # 2-D kernel is its outer product; L2 norm 6
-_CLIP_MARGIN = 1e-6  # a noisy value this close to 0 or 1 was clipped by the DN range
+_CLIP_MARGIN = 1e-6  # a noisy value this close to a clipping limit is taken as clipped
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,15 @@ class NoiseParams:
     def as_dict(self) -> dict[str, float]:
         """The parameters as a plain dict, for JSON."""
         return {"a": self.a, "b": self.b}
+
+
+def clip_range(packed: np.ndarray) -> tuple[float, float]:
+    """Where a normalised noisy frame's values were clipped: (min(0, frame min), max(1, frame max)).
+
+    A file that clips at black has no value below 0, so the low limit is 0; one that keeps noise below black
+    (down to DN 0) reaches its own floor, which the frame minimum then approximates.
+    """
+    return min(0.0, float(packed.min())), max(1.0, float(packed.max()))
 
 
 def high_pass(channel: np.ndarray) -> np.ndarray:
@@ -63,10 +73,13 @@ def block_dof(block: int) -> float:
     return float(block * block) ** 2 / pairs_1d**2  # the 2-D correlation is separable
 
 
-def block_statistics(channel: np.ndarray, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def block_statistics(
+    channel: np.ndarray, block: int = 16, clip: tuple[float, float] = (0.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-block (mean of noisy values, mean square of the high-pass) of an (h, w) channel, unclipped blocks only.
 
-    Blocks are block x block high-pass outputs; the mean is taken over the same samples' centres.
+    Blocks are block x block high-pass outputs; the mean is taken over the same samples' centres. A block with
+    any sample within a hair of the ``clip`` limits in its support is dropped.
     """
     assert channel.ndim == 2, f"expected (h, w), got {channel.shape}"
     d = high_pass(channel)  # (h-2, w-2), d[i, j] centred on channel[i+1, j+1]
@@ -81,7 +94,7 @@ def block_statistics(channel: np.ndarray, block: int = 16) -> tuple[np.ndarray, 
 
     # A clipped sample anywhere in the high-pass support poisons the block, so test the padded support.
     full = channel.astype(np.float64)[: hb * block + 2, : wb * block + 2]
-    clipped = (full <= _CLIP_MARGIN) | (full >= 1.0 - _CLIP_MARGIN)
+    clipped = (full <= clip[0] + _CLIP_MARGIN) | (full >= clip[1] - _CLIP_MARGIN)
     touched = np.zeros(d[: hb * block, : wb * block].shape, dtype=bool)
     for dy in range(3):
         for dx in range(3):
@@ -151,14 +164,15 @@ def _check_packed(packed: np.ndarray) -> np.ndarray:
 def estimate_noise_per_channel(packed: np.ndarray, block: int = 16) -> tuple[NoiseParams, ...]:
     """Separate (a, b) for each of the 4 packed channels of a normalised (4, h, w) noisy frame."""
     packed = _check_packed(packed)
-    dof = block_dof(block)
-    return tuple(fit_noise_params(*block_statistics(c, block), dof=dof) for c in packed)
+    dof, clip = block_dof(block), clip_range(packed)
+    return tuple(fit_noise_params(*block_statistics(c, block, clip), dof=dof) for c in packed)
 
 
 def estimate_noise(packed: np.ndarray, block: int = 16) -> NoiseParams:
     """One (a, b) for a normalised (4, h, w) noisy frame, fitted to the blocks of all 4 channels pooled."""
     packed = _check_packed(packed)
-    stats = [block_statistics(c, block) for c in packed]
+    clip = clip_range(packed)
+    stats = [block_statistics(c, block, clip) for c in packed]
     means = np.concatenate([m for m, _ in stats])
     variances = np.concatenate([v for _, v in stats])
     return fit_noise_params(means, variances, dof=block_dof(block))

@@ -54,6 +54,15 @@ def test_gat_expectation_matches_monte_carlo_with_clipping():
         assert float(gat_expectation(np.array(level), PARAMS)) == pytest.approx(mc, abs=0.01)
 
 
+def test_unbiased_inverse_with_noise_kept_below_black():
+    low = -0.0667  # DN 0 with black 1024, white 16383
+    levels = np.array([0.0, 0.004, 0.05])
+    rng = np.random.default_rng(4)
+    z = np.clip(levels[:, None] + np.sqrt(PARAMS.variance(levels))[:, None] * rng.standard_normal((3, 400_000)), low, 1)
+    unbiased = gat_inverse_unbiased(gat_forward(z, PARAMS).mean(axis=1), PARAMS, clip=(low, 1.0))
+    np.testing.assert_allclose(unbiased, levels, rtol=0.02, atol=3e-4)
+
+
 def test_unbiased_inverse_recovers_the_level_from_the_mean_transformed_noise():
     levels = np.array([0.0015, 0.01, 0.05, 0.3, 0.8])
     rng = np.random.default_rng(3)

@@ -10,6 +10,7 @@ from denoise.noise_estimation import (
     NoiseParams,
     block_dof,
     block_statistics,
+    clip_range,
     estimate_noise,
     estimate_noise_per_channel,
     fit_noise_params,
@@ -26,13 +27,15 @@ def smooth_frame(h: int = 160, w: int = 160) -> np.ndarray:
     return np.stack([base * g for g in (0.7, 1.0, 1.0, 0.85)]).astype(np.float32)
 
 
-def add_noise(clean: np.ndarray, params: NoiseParams | list[NoiseParams], seed: int = 0) -> np.ndarray:
-    """Gaussian noise of variance a x + b, quantised to DN and clipped to [0, 1] as a raw file would be."""
+def add_noise(
+    clean: np.ndarray, params: NoiseParams | list[NoiseParams], seed: int = 0, low: float = 0.0
+) -> np.ndarray:
+    """Gaussian noise of variance a x + b, quantised to DN and clipped to [low, 1] as a raw file would be."""
     rng = np.random.default_rng(seed)
     per_channel = params if isinstance(params, list) else [params] * clean.shape[0]
     std = np.stack([np.sqrt(p.variance(c)) for p, c in zip(per_channel, clean, strict=True)])
     noisy = clean + std * rng.standard_normal(clean.shape)
-    return np.clip(np.rint(noisy / DN_STEP) * DN_STEP, 0.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(noisy / DN_STEP) * DN_STEP, low, 1.0).astype(np.float32)
 
 
 def std_errors(est: NoiseParams, true: NoiseParams, clean: np.ndarray) -> np.ndarray:
@@ -76,6 +79,18 @@ def test_recovers_known_noise_on_a_smooth_frame(a, b):
     true = NoiseParams(a, b)
     est = estimate_noise(add_noise(clean, true))
     assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
+
+
+def test_dark_frame_with_noise_kept_below_black():
+    """Files that keep noisy values below black (down to DN 0) must not lose their dark blocks as 'clipped'."""
+    clean = 0.2 * smooth_frame()  # levels ~0.008..0.18: the read noise b is visible
+    true = NoiseParams(2e-3, 4e-4)
+    noisy = add_noise(clean, true, low=-1024 * DN_STEP)
+    assert noisy.min() < 0 and clip_range(noisy) == (float(noisy.min()), 1.0)
+    est = estimate_noise(noisy)
+    assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
+    clipped_at_black = estimate_noise(np.maximum(noisy, 0.0))  # same frame clipped: dark blocks are dropped
+    assert np.abs(std_errors(clipped_at_black, true, clean)).max() < 0.1, clipped_at_black
 
 
 def test_per_channel_estimates_follow_each_channel():
