@@ -8,7 +8,10 @@ with the CFA image in a SubIFD, an ActiveArea with masked borders, packed 12-bit
 
 from __future__ import annotations
 
+import json
+import shutil
 import struct
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +21,10 @@ import pytest
 import tifffile
 
 BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL = 1, 2, 3, 4, 5, 10
+needs_dcraw = pytest.mark.skipif(shutil.which("dcraw") is None, reason="dcraw not installed (apt-get install dcraw)")
+needs_exiftool = pytest.mark.skipif(
+    shutil.which("exiftool") is None, reason="exiftool not installed (apt-get install libimage-exiftool-perl)"
+)
 DNG_VERSION = (50706, BYTE, 4, b"\x01\x04\x00\x00", True)
 
 # A plausible XYZ -> camera matrix and neutral, stored as rationals with denominator 10000.
@@ -172,3 +179,55 @@ def build_bad_dng(path: Path, kind: str) -> Path:
 def make_bad_dng(tmp_path: Path) -> Callable[[str], Path]:
     """``make_bad_dng(kind)`` writes one of ``build_bad_dng``'s broken files into tmp_path."""
     return lambda kind: build_bad_dng(tmp_path / f"bad_{kind}.dng", kind)
+
+
+def tiled_black(black: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(2, 2) per-position black repeated over a mosaic."""
+    return np.tile(black, (shape[0] // 2 + 1, shape[1] // 2 + 1))[: shape[0], : shape[1]]
+
+
+def changed_pixels(source: Path, dest: Path) -> np.ndarray:
+    """(N, 2) image coordinates of the changed pixels; fails if a changed byte is not a 16-bit CFA pixel's byte."""
+    a = np.frombuffer(source.read_bytes(), np.uint8)
+    b = np.frombuffer(dest.read_bytes(), np.uint8)
+    assert a.size == b.size, "patch mode must keep the file size"
+    changed = np.flatnonzero(a != b)
+    covered = np.zeros(changed.size, bool)
+    with tifffile.TiffFile(source) as tiff:
+        page = next(p for q in tiff.pages for p in [q, *(q.pages or [])] if p.photometric == 32803)
+        height, width = page.imagelength, page.imagewidth
+        if page.is_tiled:
+            chunk_h, chunk_w = page.tilelength, page.tilewidth
+        else:
+            chunk_h, chunk_w = min(page.rowsperstrip, height), width
+        per_row = -(-width // chunk_w)
+        hit = np.zeros(height * width, bool)
+        for i, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
+            top, left = (i // per_row) * chunk_h, (i % per_row) * chunk_w
+            rows, cols = min(chunk_h, height - top), min(chunk_w, width - left)
+            # Padded tiles keep the full tile width per row; a writer may also store an edge tile cropped.
+            stride = chunk_w if count >= rows * chunk_w * 2 else cols
+            inside = (changed >= offset) & (changed < offset + count)
+            covered |= inside
+            pixel = (changed[inside] - offset) // 2
+            assert (pixel % stride < cols).all() and (pixel // stride < rows).all(), "tile padding changed"
+            hit[(pixel // stride + top) * width + pixel % stride + left] = True
+    assert covered.all(), f"{(~covered).sum()} bytes outside the pixel data changed"
+    return np.stack(np.divmod(np.flatnonzero(hit), width), axis=1)
+
+
+def dcraw_mosaic(path: Path) -> np.ndarray:
+    """The raw mosaic as dcraw sees it (document mode, 16-bit, no flip), parsed from its PGM output."""
+    out = subprocess.run(["dcraw", "-D", "-4", "-t", "0", "-c", str(path)], capture_output=True, check=True).stdout
+    magic, width, height, maxval, body = out.split(maxsplit=4)
+    assert magic == b"P5" and int(maxval) > 255
+    return np.frombuffer(body[: int(width) * int(height) * 2], ">u2").reshape(int(height), int(width))
+
+
+def exif(path: Path) -> dict:
+    out = subprocess.run(["exiftool", "-j", "-n", str(path)], capture_output=True, check=True, text=True).stdout
+    return json.loads(out)[0]
+
+
+def numbers(value: object) -> np.ndarray:
+    return np.asarray([float(v) for v in str(value).split()])

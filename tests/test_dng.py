@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
 import tracemalloc
 from pathlib import Path
@@ -13,7 +10,18 @@ import numpy as np
 import pytest
 import rawpy
 import tifffile
-from conftest import AS_SHOT_NEUTRAL, COLOR_MATRIX, random_mosaic
+from conftest import (
+    AS_SHOT_NEUTRAL,
+    COLOR_MATRIX,
+    changed_pixels,
+    dcraw_mosaic,
+    exif,
+    needs_dcraw,
+    needs_exiftool,
+    numbers,
+    random_mosaic,
+    tiled_black,
+)
 
 from denoise.dataset import dng
 from denoise.dataset.bayer import PATTERNS, pack_bayer, unpack_bayer
@@ -37,55 +45,6 @@ LAYOUTS = {
     "tiles-le": dict(tile=(16, 16)),
     "tiles-be": dict(tile=(16, 16), byteorder=">"),
 }
-needs_dcraw = pytest.mark.skipif(shutil.which("dcraw") is None, reason="dcraw not installed (apt-get install dcraw)")
-needs_exiftool = pytest.mark.skipif(
-    shutil.which("exiftool") is None, reason="exiftool not installed (apt-get install libimage-exiftool-perl)"
-)
-
-
-def tiled_black(black: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(2, 2) per-position black repeated over a mosaic."""
-    return np.tile(black, (shape[0] // 2 + 1, shape[1] // 2 + 1))[: shape[0], : shape[1]]
-
-
-def changed_pixels(source: Path, dest: Path) -> np.ndarray:
-    """(N, 2) image coordinates of the changed pixels; fails if any changed byte is not a pixel byte."""
-    a = np.frombuffer(source.read_bytes(), np.uint8)
-    b = np.frombuffer(dest.read_bytes(), np.uint8)
-    assert a.size == b.size, "patch mode must keep the file size"
-    changed = np.flatnonzero(a != b)
-    coords, covered = [], np.zeros(changed.size, bool)
-    with tifffile.TiffFile(source) as tiff:
-        page = next(p for q in tiff.pages for p in [q, *(q.pages or [])] if p.photometric == 32803)
-        chunk_h, chunk_w = (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, page.imagewidth)
-        per_row = -(-page.imagewidth // chunk_w)
-        for i, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
-            inside = (changed >= offset) & (changed < offset + count)
-            covered |= inside
-            pixel = (changed[inside] - offset) // 2
-            rows, cols = pixel // chunk_w + (i // per_row) * chunk_h, pixel % chunk_w + (i % per_row) * chunk_w
-            assert (pixel % chunk_w < min(chunk_w, page.imagewidth)).all(), "tile padding changed"
-            assert (rows < page.imagelength).all() and (cols < page.imagewidth).all(), "padding outside image changed"
-            coords.append(np.stack([rows, cols], axis=1))
-    assert covered.all(), f"{(~covered).sum()} bytes outside the pixel data changed"
-    return np.unique(np.concatenate(coords), axis=0) if coords else np.zeros((0, 2), int)
-
-
-def dcraw_mosaic(path: Path) -> np.ndarray:
-    """The raw mosaic as dcraw sees it (document mode, 16-bit, no flip), parsed from its PGM output."""
-    out = subprocess.run(["dcraw", "-D", "-4", "-t", "0", "-c", str(path)], capture_output=True, check=True).stdout
-    magic, width, height, maxval, body = out.split(maxsplit=4)
-    assert magic == b"P5" and int(maxval) > 255
-    return np.frombuffer(body[: int(width) * int(height) * 2], ">u2").reshape(int(height), int(width))
-
-
-def exif(path: Path) -> dict:
-    out = subprocess.run(["exiftool", "-j", "-n", str(path)], capture_output=True, check=True, text=True).stdout
-    return json.loads(out)[0]
-
-
-def numbers(value: object) -> np.ndarray:
-    return np.asarray([float(v) for v in str(value).split()])
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
