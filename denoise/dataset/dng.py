@@ -214,12 +214,13 @@ def write_dng(source: str | Path, dest: str | Path, mosaic: np.ndarray) -> str:
     values = _clip_to_levels(mosaic, frame.black_level, frame.white_level, dest)
     height, width = values.shape
     if patchable(layout) and full is not None and full.shape == (layout.height, layout.width):
-        stored = stored_cfa(source.read_bytes(), layout)
+        data = bytearray(source.read_bytes())
+        stored = stored_cfa(data, layout)
         # Patch only when LibRaw's values are the stored samples themselves (no linearisation or shifts).
         if np.array_equal(stored, full):
             top, left = window
             stored[top : top + height, left : left + width] = values
-            patch_dng(source, dest, layout, stored)
+            patch_dng(data, dest, layout, stored)
             return "patch"
     write_cfa_dng(dest, values, _rebuild_tags(layout, frame, window, values.shape))
     return "rebuild"

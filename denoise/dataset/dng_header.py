@@ -256,5 +256,7 @@ def inspect_dng(path: str | Path) -> CfaLayout:
             return _layout(tiff, page, path, file_size)
     except tifffile.TiffFileError as exc:
         raise DngFormatError(f"{path}: not a TIFF/DNG file ({exc})") from None
-    except (ValueError, KeyError, IndexError, TypeError, EOFError, OSError) as exc:
+    except OSError as exc:
+        raise DngError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
         raise DngCorruptError(f"{path}: corrupt TIFF structure ({type(exc).__name__}: {exc})") from None

@@ -68,10 +68,12 @@ def stored_cfa(data: bytes, layout: CfaLayout) -> np.ndarray:
     return image
 
 
-def patch_dng(source: Path, dest: Path, layout: CfaLayout, image: np.ndarray) -> None:
-    """Write ``source`` with the CFA pixel bytes replaced by ``image`` (height, width); nothing else changes."""
+def patch_dng(data: bytearray, dest: Path, layout: CfaLayout, image: np.ndarray) -> None:
+    """Write the source file's ``data`` with the CFA pixel bytes replaced by ``image`` (height, width) to ``dest``.
+
+    Nothing outside the pixels of the image area changes: not the tags, not the preview, not tile padding.
+    """
     assert image.shape == (layout.height, layout.width), f"expected {(layout.height, layout.width)}, {image.shape}"
-    data = bytearray(source.read_bytes())
     for view, (y, x, rows, cols) in _chunk_views(data, layout):
         view[...] = image[y : y + rows, x : x + cols]  # the view writes through into ``data`` in file byte order
     write_atomic(dest, lambda tmp: tmp.write_bytes(data))
