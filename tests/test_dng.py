@@ -302,6 +302,10 @@ def test_wrong_shape_and_missing_folder_are_refused(make_dng, tmp_path):
         write_dng(source, tmp_path / "out.dng", np.zeros((24, 26), np.uint16))
     with pytest.raises(DngWriteError, match="folder"):
         write_dng(source, tmp_path / "nowhere" / "out.dng", np.zeros((24, 24), np.uint16))
+    (tmp_path / "taken.dng").mkdir()
+    with pytest.raises(DngWriteError, match="cannot write"):
+        write_dng(source, tmp_path / "taken.dng", np.zeros((24, 24), np.uint16))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.dng", "taken.dng"]
     with pytest.raises(DngWriteError, match="NaN"):
         write_dng(source, tmp_path / "out.dng", np.full((24, 24), np.nan))
 
@@ -319,7 +323,7 @@ def test_failed_write_leaves_no_partial_file(make_dng, tmp_path, monkeypatch, mo
 
     target = (Path, "write_bytes") if mode == "patch" else (tifffile.TiffWriter, "write")
     monkeypatch.setattr(*target, crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DngWriteError, match="disk full"):
         write_dng(source, dest, random_mosaic(H, W, 64, 4095))
     assert dest.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.dng", "s.dng"]

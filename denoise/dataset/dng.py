@@ -116,7 +116,7 @@ def _color_matrix(layout: CfaLayout, raw: rawpy.RawPy) -> np.ndarray | None:
     return fallback if np.abs(fallback).sum() > 0 else None
 
 
-def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, np.ndarray | None, tuple]:
+def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, np.ndarray | None, tuple[int, int]]:
     """Decode with LibRaw; returns the frame, the full raw image (if asked) and the visible window (top, left)."""
     try:
         with rawpy.imread(str(path)) as raw:

@@ -35,6 +35,9 @@ def write_atomic(dest: Path, write: Callable[[Path], None]) -> None:
             os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DngWriteError(f"{dest}: cannot write ({exc})") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
