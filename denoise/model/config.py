@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 @dataclass
 class ModelConfig:
-    """NAFNet U-Net hyper-parameters; read only by ``build_model``."""
+    """NAFNet U-Net hyper-parameters; read only by ``build_model``.
+
+    ``local_window`` switches on test-time local statistics for the channel attention: the pooling window in
+    packed input pixels (about 1.5x the training patch), used only where the input is larger; 0 pools over the
+    whole frame as in training.
+    """
 
     name: str = "nafnet"
     in_channels: int = 4
@@ -16,3 +21,4 @@ class ModelConfig:
     middle_blocks: int = 12
     dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
     dropout: float = 0.0
+    local_window: int = 0
