@@ -253,9 +253,14 @@ def test_bomb_is_refused_fast_without_allocating(make_bad_dng):
     assert elapsed < 0.5 and peak < 10 * 2**20
 
 
-def test_too_small_for_libraw(make_dng):
+def test_too_small_for_libraw(make_dng, tmp_path):
     with pytest.raises(DngFormatError, match="too small"):
         read_dng(make_dng("tiny.dng", random_mosaic(16, 16, 64, 4095)))
+    with pytest.raises(DngWriteError, match="at least 22x22"):
+        write_new_dng(tmp_path / "tiny_new.dng", random_mosaic(16, 30, 64, 4095), "RGGB", 64, 4095)
+    with pytest.raises(DngWriteError, match="not a 2x2 Bayer"):
+        write_new_dng(tmp_path / "xtrans.dng", random_mosaic(24, 24, 64, 4095), "RGBG", 64, 4095)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.dng"]
 
 
 def test_missing_file(tmp_path):

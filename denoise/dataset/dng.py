@@ -16,6 +16,7 @@ import numpy as np
 import rawpy
 
 from denoise.dataset.dng_header import (
+    MIN_SIDE,
     CfaLayout,
     DngCorruptError,
     DngError,
@@ -242,8 +243,10 @@ def write_new_dng(
     dest = Path(dest)
     if pattern not in BAYER_PATTERNS:
         raise DngWriteError(f"{dest}: {pattern!r} is not a 2x2 Bayer pattern ({', '.join(BAYER_PATTERNS)})")
-    if np.ndim(mosaic) != 2 or min(np.shape(mosaic)) < 2:
-        raise DngWriteError(f"{dest}: mosaic must be a 2-D array of at least 2x2, got shape {np.shape(mosaic)}")
+    if np.ndim(mosaic) != 2 or min(np.shape(mosaic)) < MIN_SIDE:
+        raise DngWriteError(
+            f"{dest}: mosaic must be 2-D and at least {MIN_SIDE}x{MIN_SIDE} (LibRaw's minimum), got {np.shape(mosaic)}"
+        )
     black = np.broadcast_to(np.asarray(black_level, dtype=np.float64).reshape(-1), (4,)).reshape(2, 2)
     values = _clip_to_levels(mosaic, black, white_level, dest)
     tags = cfa_tags(pattern, black, white_level, as_shot_neutral, color_matrix, iso)
