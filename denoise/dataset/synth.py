@@ -166,9 +166,10 @@ def plan(seed: int, n_train: int, n_test: int, train_size: tuple[int, int], test
          shapes: dict[str, tuple[int, int]]) -> tuple[list[FrameRecipe], list[FrameRecipe]]:
     """Recipes for every frame: training photos round-robin at random noise, test noise rising with the index."""
     rng = np.random.default_rng([seed, 0])
+    # Every photo used equally often, in shuffled order so evenly spaced validation keys see different photos.
+    order = rng.permutation([TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)] for i in range(n_train)])
     train = []
-    for i in range(n_train):
-        photo = TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)]
+    for i, photo in enumerate(order.tolist()):
         a, b = log_uniform(rng, *A_RANGE), log_uniform(rng, *B_RANGE)
         train.append(_recipe(rng, str(i), photo, shapes[photo], train_size, a, b, max_upscale=1.3))
     test = []

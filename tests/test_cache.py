@@ -1,0 +1,93 @@
+"""The decode-once cache: contents, reuse, invalidation, atomic writes, and epochs that never decode a DNG."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from dataset_fixtures import BLACK, WHITE, write_frame, write_pairs
+
+from denoise.dataset import cache, dng
+from denoise.dataset.bayer import normalize, pack_bayer
+from denoise.dataset.cache import cache_frame, cached_mosaic, normalized_region
+from denoise.dataset.config import DataConfig
+from denoise.dataset.loader import build_train_loader, build_val_frames
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts calls of ``dng.read_dng`` (the only decoder the pipeline uses)."""
+    calls = []
+    real = dng.read_dng
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(dng, "read_dng", counting)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_entry_holds_the_packed_normalised_frame(tmp_path, dtype):
+    mosaic = np.random.default_rng(1).integers(0, WHITE, size=(24, 32), dtype=np.uint16)
+    mosaic = np.maximum(mosaic, BLACK)
+    source = write_frame(tmp_path / "f.dng", mosaic, "GRBG")
+    frame, decoded = cache_frame(source, tmp_path / "cache", dtype)
+    assert decoded and frame.pattern == "GRBG" and frame.shape == (24, 32) and frame.white_level == WHITE
+    expected = pack_bayer(normalize(mosaic, BLACK, WHITE), "GRBG")
+    region = normalized_region(frame, frame.load(), 2, 3, 8, 9)
+    np.testing.assert_allclose(region, expected[:, 2:10, 3:12], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(cached_mosaic(frame), mosaic)
+    assert isinstance(frame.load(), np.memmap)
+
+
+def test_second_use_reads_the_cache_and_a_changed_source_is_decoded_again(tmp_path, decodes):
+    source = write_frame(tmp_path / "f.dng", np.full((24, 32), 3000, np.uint16))
+    first, decoded = cache_frame(source, tmp_path / "cache")
+    assert decoded and len(decodes) == 1
+    again, decoded = cache_frame(source, tmp_path / "cache")
+    assert not decoded and len(decodes) == 1 and again.array_path == first.array_path
+    write_frame(source, np.full((24, 32), 5000, np.uint16))
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))  # a distinct mtime
+    changed, decoded = cache_frame(source, tmp_path / "cache")
+    assert decoded and len(decodes) == 2
+    assert int(cached_mosaic(changed)[0, 0]) == 5000
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [changed.array_path.name, changed.array_path.with_suffix(".json").name]
+    )  # the stale entry is gone
+
+
+def test_a_failed_write_leaves_no_entry_and_no_temporary_file(tmp_path, monkeypatch):
+    source = write_frame(tmp_path / "f.dng", np.full((24, 32), 3000, np.uint16))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.np, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        cache_frame(source, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.undo()
+    assert cache_frame(source, tmp_path / "cache")[1]
+
+
+def test_an_array_without_its_json_is_not_trusted(tmp_path, decodes):
+    source = write_frame(tmp_path / "f.dng", np.full((24, 32), 3000, np.uint16))
+    frame, _ = cache_frame(source, tmp_path / "cache")
+    frame.array_path.with_suffix(".json").unlink()  # as if a writer died between the two files
+    assert cache_frame(source, tmp_path / "cache")[1] and len(decodes) == 2
+
+
+def test_epochs_after_the_first_pass_never_decode(tmp_path, decodes):
+    write_pairs(tmp_path / "data", count=3, shape=(24, 32))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=1, patch_size=4, batch_size=2, num_workers=0)
+    loader = build_train_loader(cfg, seed=0)
+    assert len(decodes) == 6  # every frame once, validation included
+    for _ in range(2):
+        assert sum(batch["noisy"].shape[0] for batch in loader) == len(loader) * 2
+    build_val_frames(cfg)
+    build_train_loader(cfg, seed=1)  # a second run finds everything cached
+    assert len(decodes) == 6
+    assert (tmp_path / "data/.cache").is_dir()  # the default cache folder sits inside the dataset root

@@ -1,0 +1,52 @@
+"""Noise models: variance against the requested model, true Poisson shot noise, the k-sigma transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from denoise.dataset.noise import add_noise, ksigma, ksigma_inverse, log_uniform, noise_variance
+
+N = 200_000
+
+
+@pytest.mark.parametrize("model", ["gaussian", "poisson_gaussian"])
+@pytest.mark.parametrize(("x", "a", "b"), [(0.05, 1e-2, 1e-3), (0.5, 1e-4, 1e-6), (0.2, 3e-3, 1e-5)])
+def test_noise_has_the_requested_mean_and_variance(model, x, a, b):
+    clean = np.full(N, x, np.float32)
+    noisy = add_noise(clean, a, b, np.random.default_rng(0), model)
+    assert noisy.dtype == np.float32 and noisy.shape == clean.shape
+    expected = a * x + b
+    assert abs(noisy.var() / expected - 1) < 0.02
+    assert abs(noisy.mean() - x) < 4 * np.sqrt(expected / N)
+
+
+def test_poisson_shot_noise_counts_whole_electrons():
+    a = 1 / 50  # 50 electrons at white
+    noisy = add_noise(np.full(1000, 0.3, np.float32), a, 0.0, np.random.default_rng(1), "poisson_gaussian")
+    electrons = noisy.astype(np.float64) / a
+    np.testing.assert_allclose(electrons, np.rint(electrons), atol=1e-4)
+    assert (noisy >= 0).all()
+
+
+def test_variance_ignores_negative_clean_values_and_unknown_models_fail():
+    np.testing.assert_allclose(noise_variance(np.array([-0.1, 0.0, 0.5]), 0.01, 0.001), [0.001, 0.001, 0.006])
+    with pytest.raises(ValueError, match="unknown noise model"):
+        add_noise(np.zeros(4), 1e-3, 1e-4, np.random.default_rng(0), "laplace")
+
+
+def test_ksigma_makes_variance_equal_mean_and_inverts_exactly():
+    a, b = 4e-3, 2e-4
+    rng = np.random.default_rng(2)
+    for x in (0.02, 0.3, 0.9):
+        y = ksigma(add_noise(np.full(N, x), a, b, rng, "poisson_gaussian").astype(np.float64), a, b)
+        assert abs(y.var() / y.mean() - 1) < 0.02
+    values = rng.random(100)
+    np.testing.assert_allclose(ksigma_inverse(ksigma(values, a, b), a, b), values, atol=1e-12)
+
+
+def test_log_uniform_stays_in_range_with_median_at_the_geometric_mean():
+    rng = np.random.default_rng(3)
+    draws = np.array([log_uniform(rng, 1e-6, 1e-3) for _ in range(4000)])
+    assert draws.min() >= 1e-6 and draws.max() <= 1e-3
+    assert abs(np.log10(np.median(draws)) + 4.5) < 0.1

@@ -1,0 +1,144 @@
+"""Crops, tiles, the training dataset and loader, synthetic pairs, and validation frames."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from dataset_fixtures import BLACK, WHITE, write_frame, write_pairs
+
+from denoise.dataset.bayer import normalize, pack_bayer
+from denoise.dataset.config import DataConfig
+from denoise.dataset.loader import PairDataset, build_train_loader, build_val_frames, load_split
+from denoise.dataset.samples import random_crop, tile_crops, tile_grid
+
+
+@pytest.mark.parametrize(("height", "width", "size", "overlap"), [(20, 20, 8, 2), (37, 16, 16, 5), (9, 30, 9, 0)])
+def test_tiles_cover_the_frame_exactly_with_at_least_the_overlap(height, width, size, overlap):
+    grid = tile_grid(height, width, size, overlap)
+    hits = np.zeros((height, width), int)
+    for y, x in grid:
+        assert 0 <= y <= height - size and 0 <= x <= width - size
+        hits[y : y + size, x : x + size] += 1
+    assert (hits >= 1).all()
+    ys, xs = sorted({y for y, _ in grid}), sorted({x for _, x in grid})
+    for starts in (ys, xs):
+        assert starts[0] == 0 and all(0 < b - a <= size - overlap for a, b in itertools.pairwise(starts))
+    assert len(grid) == len(ys) * len(xs) and grid == sorted(grid)
+
+
+def test_random_crops_stay_inside_and_reach_every_corner():
+    rng = np.random.default_rng(0)
+    crops = [random_crop(rng, 0, 10, 13, 4) for _ in range(2000)]
+    ys, xs = {c.y for c in crops}, {c.x for c in crops}
+    assert ys == set(range(7)) and xs == set(range(10))
+
+
+@pytest.fixture
+def dataset_root(tmp_path):
+    frames = write_pairs(tmp_path / "data", count=3, shape=(24, 32))
+    return tmp_path / "data", frames
+
+
+def _cfg(root, **kwargs):
+    return DataConfig(**{"root": str(root), "val_count": 1, "num_workers": 0, **kwargs})
+
+
+def test_tiles_mode_yields_exactly_the_grid_of_every_training_frame(dataset_root):
+    root, frames = dataset_root
+    train, val = load_split(_cfg(root))
+    assert [p.key for p in train] == ["0", "2"] and [p.key for p in val] == ["1"]
+    dataset = PairDataset(train, patch_size=6, sampling="tiles", tile_overlap=2, augment=False)
+    expected = tile_crops([(12, 16), (12, 16)], 6, 2)
+    assert len(dataset) == len(expected) == 2 * 3 * 4
+    for index, crop in enumerate(expected):
+        item = dataset[index]
+        noisy, clean = frames[train[crop.frame].key]
+        for name, mosaic in (("noisy", noisy), ("clean", clean)):
+            packed = pack_bayer(normalize(mosaic, BLACK, WHITE), "BGGR")
+            np.testing.assert_allclose(item[name].numpy(), packed[:, crop.y : crop.y + 6, crop.x : crop.x + 6],
+                                       atol=1e-6)
+
+
+def test_random_mode_crops_are_regions_of_the_pair(dataset_root):
+    root, frames = dataset_root
+    train, _ = load_split(_cfg(root))
+    dataset = PairDataset(train, patch_size=5, sampling="random", samples_per_epoch=7, augment=False, seed=3)
+    assert len(dataset) == 7
+    packed = {k: [pack_bayer(normalize(m, BLACK, WHITE), "BGGR") for m in frames[k]] for k in ("0", "2")}
+    for index in range(7):
+        item = dataset[index]
+        hits = [(k, y, x) for k, (noisy, clean) in packed.items() for y in range(8) for x in range(12)
+                if np.allclose(item["clean"].numpy(), clean[:, y : y + 5, x : x + 5], atol=1e-6)]
+        assert len(hits) == 1
+        k, y, x = hits[0]
+        np.testing.assert_allclose(item["noisy"].numpy(), packed[k][0][:, y : y + 5, x : x + 5], atol=1e-6)
+
+
+def test_loader_batches_are_packed_float32_and_reproducible(dataset_root):
+    root, _ = dataset_root
+    cfg = _cfg(root, patch_size=8, batch_size=3, samples_per_epoch=9)
+    batches = [next(iter(build_train_loader(cfg, seed=5))) for _ in range(2)]
+    assert set(batches[0]) == {"noisy", "clean"}
+    assert batches[0]["noisy"].shape == (3, 4, 8, 8) and batches[0]["clean"].dtype == torch.float32
+    assert torch.equal(batches[0]["noisy"], batches[1]["noisy"])
+    other = next(iter(build_train_loader(cfg, seed=6)))
+    assert not torch.equal(batches[0]["noisy"], other["noisy"])
+
+
+def test_loader_with_workers_gives_distinct_random_crops(dataset_root):
+    root, _ = dataset_root
+    cfg = _cfg(root, patch_size=8, batch_size=4, samples_per_epoch=16, num_workers=2)
+    loader = build_train_loader(cfg, seed=0)
+    assert loader.persistent_workers
+    first = torch.cat([b["clean"] for b in loader])
+    second = torch.cat([b["clean"] for b in loader])
+    assert len({t.numpy().tobytes() for t in first}) == 16  # workers do not repeat each other's crops
+    assert not torch.equal(first, second)  # nor do epochs
+
+
+def test_synthetic_pairs_follow_the_requested_noise(tmp_path):
+    clean = np.full((64, 64), BLACK + 0.25 * (WHITE - BLACK), np.uint16)
+    write_frame(tmp_path / "data/ground truth/0_gt.dng", clean)
+    write_frame(tmp_path / "data/ground truth/1_gt.dng", clean)
+    a, b = 4e-3, 2e-4
+    cfg = _cfg(tmp_path / "data", noisy_glob="", synthetic_fraction=1.0, noise_a_range=(a, a), noise_b_range=(b, b),
+               patch_size=16, batch_size=8, samples_per_epoch=64)
+    residual = torch.cat([batch["noisy"] - batch["clean"] for batch in build_train_loader(cfg, seed=0)])
+    x = float(normalize(clean[:1, :1], BLACK, WHITE)[0, 0])
+    assert abs(residual.var().item() / (a * x + b) - 1) < 0.03
+    val = build_val_frames(cfg)  # clean-only validation frames get deterministic synthetic noise
+    assert [f.key for f in val] == ["1"] and val[0].noisy_mosaic.dtype == np.uint16
+    np.testing.assert_array_equal(val[0].noisy_mosaic, build_val_frames(cfg)[0].noisy_mosaic)
+
+
+def test_brightness_augmentation_scales_the_clean_crop(tmp_path):
+    clean = np.full((32, 32), BLACK + 0.2 * (WHITE - BLACK), np.uint16)
+    write_frame(tmp_path / "data/ground truth/0_gt.dng", clean)
+    cfg = _cfg(tmp_path / "data", noisy_glob="", synthetic_fraction=1.0, val_count=0, brightness_range=(2.0, 2.0),
+               patch_size=8, batch_size=2, samples_per_epoch=2)
+    batch = next(iter(build_train_loader(cfg, seed=0)))
+    np.testing.assert_allclose(batch["clean"].numpy(), 2 * normalize(clean[:2, :2], BLACK, WHITE)[0, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(24, 32), (25, 33)])
+def test_val_frames_hold_the_whole_frame(tmp_path, shape):
+    frames = write_pairs(tmp_path / "data", count=2, shape=shape)
+    val = build_val_frames(_cfg(tmp_path / "data"))
+    noisy, clean = frames["1"]
+    assert [f.key for f in val] == ["1"]
+    frame = val[0]
+    np.testing.assert_array_equal(frame.clean_mosaic, clean)
+    np.testing.assert_array_equal(frame.noisy_mosaic, noisy)
+    even = pack_bayer(normalize(noisy[:24, :32], BLACK, WHITE), "BGGR")
+    np.testing.assert_allclose(frame.noisy.numpy(), even, atol=1e-6)
+    assert frame.pattern == "BGGR" and frame.white_level == WHITE and frame.black_level.shape == (2, 2)
+    np.testing.assert_allclose(frame.as_shot_neutral, [0.5, 1.0, 0.6], atol=1e-4)
+
+
+def test_a_patch_larger_than_a_frame_is_an_error_naming_it(dataset_root):
+    root, _ = dataset_root
+    with pytest.raises(ValueError, match=r"0_gt\.dng"):
+        build_train_loader(_cfg(root, patch_size=16), seed=0)  # 16 + 1 spare pixel > 12 packed rows
