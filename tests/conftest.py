@@ -9,6 +9,7 @@ with the CFA image in a SubIFD, an ActiveArea with masked borders, packed 12-bit
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -219,9 +220,10 @@ def changed_pixels(source: Path, dest: Path) -> np.ndarray:
 def dcraw_mosaic(path: Path) -> np.ndarray:
     """The raw mosaic as dcraw sees it (document mode, 16-bit, no flip), parsed from its PGM output."""
     out = subprocess.run(["dcraw", "-D", "-4", "-t", "0", "-c", str(path)], capture_output=True, check=True).stdout
-    magic, width, height, maxval, body = out.split(maxsplit=4)
-    assert magic == b"P5" and int(maxval) > 255
-    return np.frombuffer(body[: int(width) * int(height) * 2], ">u2").reshape(int(height), int(width))
+    header = re.match(rb"P5\s+(\d+)\s+(\d+)\s+(\d+)\s", out)  # exactly one whitespace byte before the pixels
+    assert header is not None and int(header[3]) > 255, out[:40]
+    width, height = int(header[1]), int(header[2])
+    return np.frombuffer(out, ">u2", count=width * height, offset=header.end()).reshape(height, width)
 
 
 def exif(path: Path) -> dict:

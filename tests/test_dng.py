@@ -332,3 +332,19 @@ def test_failed_write_leaves_no_partial_file(make_dng, tmp_path, monkeypatch, mo
         write_dng(source, dest, random_mosaic(H, W, 64, 4095))
     assert dest.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.dng", "s.dng"]
+
+
+@needs_dcraw
+@needs_exiftool
+def test_write_new_dng_for_dcraw_and_exiftool(tmp_path):
+    black = np.array([[1024, 1025], [1026, 1027]])
+    mosaic = random_mosaic(H, W, black.max(), 16383, seed=10)
+    path = tmp_path / "new.dng"
+    write_new_dng(path, mosaic, "GBRG", black, 16383, AS_SHOT_NEUTRAL, COLOR_MATRIX, iso=200, make="ZTE", model="A1")
+    assert np.array_equal(dcraw_mosaic(path), mosaic)
+    tags = exif(path)
+    assert (tags["Make"], tags["Model"], tags["WhiteLevel"], tags["ISO"]) == ("ZTE", "A1", 16383, 200)
+    assert str(tags["CFAPattern2"]) == "1 2 0 1" and tags["CFARepeatPatternDim"] == "2 2"
+    np.testing.assert_allclose(numbers(tags["BlackLevel"]), black.ravel())
+    np.testing.assert_allclose(numbers(tags["AsShotNeutral"]), AS_SHOT_NEUTRAL, atol=1e-4)
+    np.testing.assert_allclose(numbers(tags["ColorMatrix1"]), COLOR_MATRIX.ravel(), atol=1e-4)
