@@ -136,7 +136,7 @@ def make_dng(tmp_path: Path) -> Callable[..., Path]:
 def _overwrite_tag(path: Path, code: int, value: int) -> None:
     """Rewrite one inline SHORT/LONG tag value in place, keeping everything else."""
     with tifffile.TiffFile(path) as tiff:
-        tag = tiff.pages.first.tags[code]
+        tag = tiff.pages[0].tags[code]
         fmt = tiff.byteorder + ("H" if int(tag.dtype) == SHORT else "I")
         offset = tag.valueoffset
     data = bytearray(path.read_bytes())

@@ -91,7 +91,7 @@ def test_round_trip_patch_is_bit_exact(make_dng, tmp_path, pattern, layout):
 def test_patch_preview_subifd_layout(make_dng, tmp_path):
     source = make_dng("p.dng", random_mosaic(H, W, 64, 4095), pattern="BGGR", preview=True)
     with tifffile.TiffFile(source) as tiff:
-        assert tiff.pages.first.photometric == 2 and tiff.pages.first.pages[0].photometric == 32803
+        assert tiff.pages[0].photometric == 2 and tiff.pages[0].pages[0].photometric == 32803
     frame = read_dng(source)
     assert frame.pattern == "BGGR" and frame.iso == 400
     np.testing.assert_allclose(frame.color_matrix, COLOR_MATRIX, atol=1e-4)  # camera tags live in IFD0
@@ -158,7 +158,7 @@ def test_rebuild_reads_back_identically(make_dng, tmp_path, kind):
     np.testing.assert_allclose(back.color_matrix, frame.color_matrix, atol=1e-4)
     assert back.iso == frame.iso
     with tifffile.TiffFile(tmp_path / "out.dng") as tiff:
-        page = tiff.pages.first
+        page = tiff.pages[0]
         assert (page.photometric, page.compression, page.bitspersample, len(page.dataoffsets)) == (32803, 1, 16, 1)
 
 
@@ -196,8 +196,8 @@ def test_rebuild_carries_the_crop_relative_to_the_visible_area(make_dng, tmp_pat
                           s.crop_height, s.width, s.height))  # fmt: skip
     assert sizes[0] == sizes[1] and sizes[0][4:] == (50, 38)
     with tifffile.TiffFile(tmp_path / "out.dng") as tiff:  # the visible area starts at the ActiveArea origin
-        assert tiff.pages.first.tags["DefaultCropOrigin"].value == (3, 1)
-        assert tiff.pages.first.tags["DefaultCropSize"].value == (40, 30)
+        assert tiff.pages[0].tags["DefaultCropOrigin"].value == (3, 1)
+        assert tiff.pages[0].tags["DefaultCropSize"].value == (40, 30)
 
 
 def test_write_new_dng_is_one_little_endian_strip_and_patchable(tmp_path):
@@ -206,7 +206,7 @@ def test_write_new_dng_is_one_little_endian_strip_and_patchable(tmp_path):
     path = tmp_path / "new.dng"
     write_new_dng(path, mosaic, "BGGR", black, 16383, AS_SHOT_NEUTRAL, COLOR_MATRIX, iso=800, make="ZTE", model="X")
     with tifffile.TiffFile(path) as tiff:
-        page = tiff.pages.first
+        page = tiff.pages[0]
         assert tiff.byteorder == "<" and not page.is_tiled and len(page.dataoffsets) == 1
         assert page.databytecounts[0] == H * W * 2 and page.tags["Make"].value == "ZTE"
     frame = read_dng(path)

@@ -81,7 +81,7 @@ def test_good_file_round_trips_through_the_writer(tmp_path, name):
         assert len(changed) == np.count_nonzero(expected != frame.mosaic)
     else:
         with tifffile.TiffFile(dest) as tiff:
-            page = tiff.pages.first
+            page = tiff.pages[0]
             assert (page.photometric, page.compression, page.bitspersample) == (32803, 1, 16)
 
 

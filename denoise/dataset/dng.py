@@ -117,6 +117,12 @@ def _color_matrix(layout: CfaLayout, raw: rawpy.RawPy) -> np.ndarray | None:
     return fallback if np.abs(fallback).sum() > 0 else None
 
 
+def _libraw_iso(raw: rawpy.RawPy) -> float | None:
+    """LibRaw's ISO (rawpy >= 0.21 exposes it), for files without an ISO tag that tifffile can see."""
+    iso = getattr(getattr(raw, "other", None), "iso_speed", 0.0)
+    return float(iso) if iso > 0 else None
+
+
 def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, np.ndarray | None, tuple[int, int]]:
     """Decode with LibRaw; returns the frame, the full raw image (if asked) and the visible window (top, left)."""
     try:
@@ -133,7 +139,7 @@ def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, n
                 white_level=int(raw.white_level),
                 as_shot_neutral=_as_shot_neutral(layout, raw),
                 color_matrix=_color_matrix(layout, raw),
-                iso=layout.iso or (float(raw.other.iso_speed) if raw.other.iso_speed > 0 else None),
+                iso=layout.iso or _libraw_iso(raw),
                 path=path,
             )
     except rawpy.LibRawError as exc:

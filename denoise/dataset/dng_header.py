@@ -193,7 +193,7 @@ def _layout(tiff: tifffile.TiffFile, page: tifffile.TiffPage, path: Path, file_s
     chunk = _check_data_bounds(page, name, file_size)
     height, width = page.imagelength, page.imagewidth
     active = tuple(int(v) for v in page.tags.valueof(50829, (0, 0, height, width)))
-    ifd0 = tiff.pages.first
+    ifd0 = tiff.pages[0]
     camera = _tags(ifd0, CAMERA_TAGS) if ifd0 is not page else {}
     camera.update({k: v for k, v in _tags(page, CAMERA_TAGS).items() if k not in camera})
     return CfaLayout(
