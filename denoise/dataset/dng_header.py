@@ -192,9 +192,11 @@ def _layout(tiff: tifffile.TiffFile, page: tifffile.TiffPage, path: Path, file_s
     pattern = _pattern_letters(page, name)
     chunk = _check_data_bounds(page, name, file_size)
     height, width = page.imagelength, page.imagewidth
-    active = tuple(int(v) for v in page.tags.valueof(50829, (0, 0, height, width)))
+    area = [int(v) for v in page.tags.valueof(50829, ())]
+    active = (area[0], area[1], area[2], area[3]) if len(area) == 4 else (0, 0, height, width)
     ifd0 = tiff.pages[0]
-    camera = _tags(ifd0, CAMERA_TAGS) if ifd0 is not page else {}
+    # Camera tags belong in IFD0; a writer that put them in the raw IFD is honoured where IFD0 lacks them.
+    camera = _tags(ifd0, CAMERA_TAGS)
     camera.update({k: v for k, v in _tags(page, CAMERA_TAGS).items() if k not in camera})
     return CfaLayout(
         path=path,
@@ -209,7 +211,7 @@ def _layout(tiff: tifffile.TiffFile, page: tifffile.TiffPage, path: Path, file_s
         offsets=tuple(int(o) for o in page.dataoffsets),
         bytecounts=tuple(int(c) for c in page.databytecounts),
         tag_pattern=pattern,
-        active_area=active,  # type: ignore[arg-type]
+        active_area=active,
         camera_tags=camera,
         raw_tags=_tags(page),
         iso=_iso([ifd0, page]),
