@@ -117,7 +117,7 @@ def run_jobs(
             log(f"FAILED {job.source}: {err}")
             continue
         megapixels += mosaic.size / 1e6
-        log(f"{job.source.name} -> {job.dest} ({mode})")
+        log(f"{job.source.name} -> {job.dest.name} ({mode})")
     seconds = time.perf_counter() - start
     return RunSummary(len(jobs) - len(failures), megapixels, seconds, tuple(failures))
 

@@ -16,6 +16,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from denoise.model.runtime import prepare_input
+
 
 class Tile(NamedTuple):
     """One tile: its window in the frame and the part of the frame it owns, in packed pixels."""
@@ -145,7 +147,7 @@ def denoise_packed(
     for n, frame in enumerate(packed):
         for batch in _batches(grid, batch_size):
             x = torch.stack([frame[:, t.y : t.y + t.height, t.x : t.x + t.width] for t in batch])
-            x = _pad_to_multiple(x.to(device=device, dtype=torch.float32), multiple)  # (b, 4, th', tw')
+            x = prepare_input(_pad_to_multiple(x.float(), multiple), device)  # (b, 4, th', tw')
             with autocast(device, precision):
                 y = model(x)
             y = y[..., : batch[0].height, : batch[0].width].float().cpu()

@@ -1,0 +1,261 @@
+"""Build the competition submission: ``python -m denoise.submit --checkpoint PATH --test-dir DIR [--out result]``.
+
+Writes ``result/data/denoise{N}.dng`` by running inference, ``result/algorithm/models/network.py`` (the model
+source plus a ``Network`` class whose defaults are the checkpoint's hyper-parameters; imports only torch),
+``model.pth`` (the state_dict alone, fp32 or fp16 with ``--half``, at most 50 MB), ``report.md``, and
+``result.zip`` holding exactly that tree; then re-opens the zip and checks it (see ``denoise.submit_check``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import io
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denoise.config import ConfigError, dump_config
+from denoise.infer import (
+    InferError,
+    add_settings_args,
+    collect_inputs,
+    defaults_config,
+    plan_jobs,
+    run_jobs,
+    settings_from_args,
+    summary_line,
+)
+from denoise.inference.loading import (
+    CheckpointError,
+    checkpoint_config,
+    inference_state_dict,
+    load_model,
+    read_checkpoint,
+)
+from denoise.inference.pipeline import InferSettings
+from denoise.model import nafnet
+from denoise.model.config import ModelConfig
+from denoise.submit_check import SubmissionCheckError, check_submission
+
+MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
+ZIP_ROOT = "result"
+
+
+class SubmitError(ValueError):
+    """A submission that cannot be built or fails its own checks; the message says why and what to do."""
+
+
+def export_weights(state: dict[str, torch.Tensor], half: bool) -> bytes:
+    """The serialised state_dict alone: float tensors as fp32, or fp16 with ``half``; other tensors unchanged."""
+    dtype = torch.float16 if half else torch.float32
+    plain = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state.items()}
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)
+    return buffer.getvalue()
+
+
+def check_weights_size(size: int, half: bool) -> None:
+    """Refuse weights over the limit, saying by how much and what to do."""
+    if size <= MAX_WEIGHTS_BYTES:
+        return
+    remedy = "train a smaller model (lower model.width or fewer blocks)"
+    if not half:
+        remedy = f"rerun with --half (about {size / 2e6:.1f} MB) or " + remedy
+    limit = MAX_WEIGHTS_BYTES / 1e6
+    raise SubmitError(f"model.pth would be {size / 1e6:.1f} MB, over the {limit:.0f} MB limit: {remedy}")
+
+
+def check_standalone_imports(source: str) -> None:
+    """The network file may import only torch and the standard library, so it runs where only torch is installed."""
+    allowed = set(sys.stdlib_module_names) | {"torch"}
+    for node in ast.walk(ast.parse(source)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if node.level == 0 else ["." * node.level]
+        for name in names:
+            if name.split(".")[0] not in allowed:
+                raise SubmitError(f"{nafnet.__file__}: imports {name!r}; network.py may import only torch")
+
+
+def constructor_defaults(model_cfg: ModelConfig) -> dict[str, Any]:
+    """NAFNet's keyword arguments taken from the config fields of the same name (tuples kept as tuples)."""
+    if model_cfg.name != "nafnet":
+        raise SubmitError(f"model.name {model_cfg.name!r}: only NAFNet has a standalone network.py")
+    params = [p for p in inspect.signature(nafnet.NAFNet).parameters if p != "self"]
+    values = {p: getattr(model_cfg, p) for p in params if hasattr(model_cfg, p)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def network_source(model_cfg: ModelConfig) -> str:
+    """network.py: the NAFNet source verbatim, then ``Network``, constructible with no arguments."""
+    source = Path(inspect.getsourcefile(nafnet)).read_text()
+    check_standalone_imports(source)
+    defaults = constructor_defaults(model_cfg)
+    signature = "".join(f"        {k}={v!r},\n" for k, v in defaults.items())
+    forward = "".join(f"            {k}={k},\n" for k in defaults)
+    # Test-time local statistics are a setting, not a constructor argument; build_model applies it after.
+    window = getattr(model_cfg, "local_window", 0)
+    return (
+        source.rstrip()
+        + "\n\n\n"
+        + "class Network(NAFNet):\n"
+        + '    """NAFNet with this submission\'s hyper-parameters as defaults: ``Network()`` matches model.pth."""\n\n'
+        + f"    def __init__(\n        self,\n{signature}        local_window={window!r},\n    ) -> None:\n"
+        + f"        super().__init__(\n{forward}        )\n"
+        + "        self.set_local_window(local_window)\n"
+    )
+
+
+def _scores_text(ckpt: dict[str, Any]) -> str:
+    """Validation numbers stored in the checkpoint, as Markdown lines."""
+    lines = []
+    for key in ("epoch", "step", "best_score"):
+        if isinstance(ckpt.get(key), (int, float)):
+            lines.append(f"- {key}: {ckpt[key]:.4f}" if isinstance(ckpt[key], float) else f"- {key}: {ckpt[key]}")
+    for key, value in ckpt.items():
+        if isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
+            lines += [f"- {key}.{k}: {v:.4f}" for k, v in value.items()]
+    return "\n".join(lines) or "- none stored in the checkpoint"
+
+
+def report_text(
+    ckpt: dict[str, Any], model: torch.nn.Module, weights_size: int, settings: InferSettings, half: bool
+) -> str:
+    """report.md: method, model size, inference settings, validation scores and the full training config."""
+    cfg = checkpoint_config(ckpt)
+    params = sum(p.numel() for p in model.parameters())
+    tiling = f"{settings.tile}-pixel tiles overlapping by {settings.overlap}" if settings.tile else "whole frames"
+    tta = "x8 Bayer-preserving flips/transposes of the mosaic, each inverted before averaging"
+    return f"""# Method
+
+A NAFNet U-Net denoises the raw Bayer mosaic directly. Each frame is normalised with its black and white levels,
+packed into four half-resolution planes (R, Gr, Gb, B) and passed through the network, which predicts the clean
+planes as its input plus a learned residual; the result is unpacked, scaled back to DN, rounded and clipped to
+[black, white], and written into a copy of the input DNG (only the pixel bytes change).
+
+Inference runs on {tiling} in packed pixels, keeping only each tile's centre.
+Test-time augmentation: {tta if settings.tta else "none"}.
+
+# Model
+
+- network: NAFNet (`models/network.py`, class `Network`, constructible with no arguments)
+- parameters: {params:,}
+- weights: `models/model.pth`, {weights_size / 1e6:.2f} MB, {"fp16" if half else "fp32"} state_dict
+
+# Validation
+
+{_scores_text(ckpt)}
+
+# Training config
+
+```yaml
+{dump_config(cfg).rstrip()}
+```
+"""
+
+
+def write_zip(tree: Path, zip_path: Path) -> list[str]:
+    """Zip every file under ``tree`` as ``result/<relative path>`` (atomically); returns the entry names."""
+    names = []
+    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+                name = f"{ZIP_ROOT}/{path.relative_to(tree).as_posix()}"
+                zf.write(path, name)
+                names.append(name)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the zip is meant to be shared
+        os.replace(tmp, zip_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return names
+
+
+def competition_inputs(test_dir: Path) -> list[Path]:
+    """The ``noisy{N}.dng`` files of the test folder, in order of N."""
+    inputs = [p for p in collect_inputs([test_dir]) if re.fullmatch(r"noisy\d+", p.stem)]
+    if not inputs:
+        raise SubmitError(f"{test_dir}: no noisy{{N}}.dng files")
+    return inputs
+
+
+def _refuse_out_over_inputs(out: Path, test_dir: Path) -> None:
+    """Replacing ``out/data`` must never delete the test inputs."""
+    out, test_dir = out.resolve(), test_dir.resolve()
+    if test_dir == out or out in test_dir.parents:
+        raise SubmitError(f"{test_dir}: the test folder lies inside --out {out}, which the submission replaces")
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out/data`` and ``out/algorithm`` with the staged ones (other files in ``out`` stay)."""
+    for part in ("data", "algorithm"):
+        if (out / part).exists():
+            shutil.rmtree(out / part)
+        os.replace(staging / part, out / part)
+
+
+def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings) -> Path:
+    """Everything cheap is checked first; outputs are staged inside ``out`` and moved into place at the end."""
+    ckpt = read_checkpoint(checkpoint)
+    cfg = checkpoint_config(ckpt, checkpoint)
+    weights = export_weights(inference_state_dict(ckpt), half)
+    check_weights_size(len(weights), half)
+    source = network_source(cfg.model)
+    inputs = competition_inputs(test_dir)
+    _refuse_out_over_inputs(out, test_dir)
+    model, _ = load_model(checkpoint, settings.device)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        summary = run_jobs(model, plan_jobs(inputs, staging / "data"), settings)
+        print(summary_line(summary, settings))
+        if summary.failures:
+            failed = ", ".join(str(path) for path, _ in summary.failures)
+            raise SubmitError(f"inference failed on {failed}; no submission written")
+        models_dir = staging / "algorithm" / "models"
+        models_dir.mkdir(parents=True)
+        (models_dir / "network.py").write_text(source)
+        (models_dir / "model.pth").write_bytes(weights)
+        (staging / "algorithm" / "report.md").write_text(report_text(ckpt, model, len(weights), settings, half))
+        zip_path = out.parent / f"{out.name}.zip"
+        write_zip(staging, zip_path)
+        _move_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for line in check_submission(zip_path, inputs, cfg):
+        print(f"check: {line}")
+    return zip_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m denoise.submit", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. runs/<run>/checkpoints/best.pth")
+    parser.add_argument("--test-dir", type=Path, required=True, help="folder holding noisy{N}.dng")
+    parser.add_argument("--out", type=Path, default=Path(ZIP_ROOT), help="submission folder; the zip goes beside it")
+    parser.add_argument("--half", action="store_true", help="store the weights as fp16 (halves model.pth)")
+    add_settings_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args, defaults_config(args.config))
+        zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings)
+    except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"submission ready: {zip_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""``denoise.infer`` and the inference pipeline on tiny generated DNGs and a tiny NAFNet checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch import nn
+
+from denoise.config import Config, to_dict
+from denoise.dataset.dng import read_dng, write_new_dng
+from denoise.infer import InferError, Job, collect_inputs, main, output_name, plan_jobs
+from denoise.inference.loading import CheckpointError, load_model
+from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.model import build_model
+from denoise.model.config import ModelConfig
+
+BLACK, WHITE = 1024, 16383
+
+
+def tiny_config() -> Config:
+    return Config(model=ModelConfig(width=4, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1)))
+
+
+def save_checkpoint(path: Path, cfg: Config, ema: bool = False) -> dict:
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    ema_state = None
+    if ema:
+        ema_state = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    ckpt = {"model": model.state_dict(), "ema": ema_state, "config": to_dict(cfg), "epoch": 3, "step": 30}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return ckpt
+
+
+def write_frame(path: Path, shape: tuple[int, int], seed: int = 0, black: object = BLACK) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mosaic = rng.integers(1100, 12000, size=shape).astype(np.uint16)
+    write_new_dng(path, mosaic, "BGGR", black, WHITE)
+    return mosaic
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "runs" / "tiny" / "checkpoints" / "best.pth"
+    save_checkpoint(path, tiny_config())
+    return path
+
+
+def test_output_names() -> None:
+    assert output_name(Path("data/noisy7.dng")) == "denoise7.dng"
+    assert output_name(Path("noisy12.DNG")) == "denoise12.dng"
+    assert output_name(Path("IMG_001.dng")) == "IMG_001_denoised.dng"
+    assert output_name(Path("noisy.dng")) == "noisy_denoised.dng"
+
+
+def test_refusals(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.dng", tmp_path / "a_denoised.dng"
+    for p in (a, b):
+        p.write_bytes(b"x")
+    with pytest.raises(InferError, match="is an input itself"):
+        plan_jobs([a, b], tmp_path, overwrite=True)
+    with pytest.raises(InferError, match="--overwrite"):
+        plan_jobs([a], tmp_path)
+    assert plan_jobs([a], tmp_path, overwrite=True) == [Job(a, b)]
+    assert plan_jobs([a], tmp_path / "elsewhere") == [Job(a, tmp_path / "elsewhere" / "a_denoised.dng")]
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    twins = [tmp_path / "x" / "noisy0.dng", tmp_path / "y" / "noisy0.dng"]
+    with pytest.raises(InferError, match="both"):
+        plan_jobs(twins, tmp_path / "out")
+
+
+def test_collect_inputs_orders_naturally(tmp_path: Path) -> None:
+    for n in (10, 2, 1):
+        (tmp_path / f"noisy{n}.dng").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("")
+    assert [p.name for p in collect_inputs([tmp_path])] == ["noisy1.dng", "noisy2.dng", "noisy10.dng"]
+    with pytest.raises(InferError, match="no such"):
+        collect_inputs([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_identity_network_returns_the_input_exactly(tmp_path: Path, tta: bool) -> None:
+    # Per-CFA black levels and an odd size: normalise, pack, TTA views and denormalise must all round-trip.
+    black = np.array([[1000.0, 1010.0], [1020.0, 1030.0]])
+    mosaic = write_frame(tmp_path / "f.dng", (23, 27), black=black)
+    frame = read_dng(tmp_path / "f.dng")
+    assert np.array_equal(frame.black_level, black)
+    out = denoise_frame(nn.Identity(), frame, InferSettings(tile=4, overlap=2, tta=tta))
+    assert out.dtype == np.uint16 and np.array_equal(out, mosaic)
+
+
+def test_odd_edges_kept_and_values_in_range(tmp_path: Path) -> None:
+    class Brighten(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 10.0  # far above white: every processed pixel must clip to the white level
+
+    mosaic = write_frame(tmp_path / "f.dng", (23, 25))  # LibRaw refuses frames under 22 pixels a side
+    out = denoise_frame(Brighten(), read_dng(tmp_path / "f.dng"), InferSettings(tile=0))
+    assert (out[:22, :24] == WHITE).all()
+    assert np.array_equal(out[22, :], mosaic[22, :]) and np.array_equal(out[:, 24], mosaic[:, 24])
+
+
+def test_load_model_prefers_ema(tmp_path: Path) -> None:
+    ckpt = save_checkpoint(tmp_path / "c.pth", tiny_config(), ema=True)
+    model, cfg = load_model(tmp_path / "c.pth")
+    assert cfg.model.width == 4 and not model.training
+    key = "intro.weight"
+    assert torch.equal(model.state_dict()[key].cpu(), ckpt["ema"][key])
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.pth"):
+        load_model(tmp_path / "junk.pth")
+
+
+def _strip_range(path: Path) -> tuple[int, int]:
+    with tifffile.TiffFile(path) as tif:
+        (offset,), (count,) = tif.pages[0].dataoffsets, tif.pages[0].databytecounts
+    return offset, offset + count
+
+
+def test_cli_patch_mode_bad_file_and_summary(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    inp, out = tmp_path / "test", tmp_path / "out"
+    inp.mkdir()
+    write_frame(inp / "noisy0.dng", (32, 48), seed=1)
+    odd = write_frame(inp / "photo.dng", (31, 45), seed=2)
+    (inp / "noisy1.dng").write_bytes(b"II*\x00garbage")
+    args = ["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out), "--tile", "8", "--overlap", "4"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "noisy1.dng" in captured.err and "Traceback" not in captured.err
+    assert "denoised 2 file(s)" in captured.out and "s/MP" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["denoise0.dng", "photo_denoised.dng"]
+    # Patch mode: same file size, and only bytes inside the pixel strip differ.
+    src, dst = (inp / "noisy0.dng").read_bytes(), (out / "denoise0.dng").read_bytes()
+    assert len(src) == len(dst)
+    changed = np.flatnonzero(np.frombuffer(src, np.uint8) != np.frombuffer(dst, np.uint8))
+    begin, end = _strip_range(inp / "noisy0.dng")
+    assert changed.size > 0 and changed.min() >= begin and changed.max() < end
+    result = read_dng(out / "photo_denoised.dng").mosaic
+    assert result.min() >= BLACK and result.max() <= WHITE
+    assert np.array_equal(result[30], odd[30]) and np.array_equal(result[:, 44], odd[:, 44])
+
+
+def test_cli_tiled_close_to_whole_frame(tmp_path: Path, checkpoint: Path) -> None:
+    write_frame(tmp_path / "noisy3.dng", (24, 40), seed=3)
+    for tile, name in ((0, "whole"), (8, "tiled")):
+        args = ["--checkpoint", str(checkpoint), "--input", str(tmp_path / "noisy3.dng"), "--output",
+                str(tmp_path / name), "--tile", str(tile), "--overlap", "4", "--precision", "fp32"]  # fmt: skip
+        assert main(args) == 0
+    whole = read_dng(tmp_path / "whole" / "denoise3.dng").mosaic.astype(int)
+    tiled = read_dng(tmp_path / "tiled" / "denoise3.dng").mosaic.astype(int)
+    # The U-Net's receptive field exceeds overlap // 2 here, so tiles differ slightly from the whole frame.
+    assert np.abs(whole - tiled).mean() < 200
+
+
+def test_defaults_from_runs_and_config(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    older = tmp_path / "runs" / "old" / "checkpoints" / "best.pth"
+    newer = tmp_path / "runs" / "new" / "checkpoints" / "best.pth"
+    save_checkpoint(older, tiny_config())
+    save_checkpoint(newer, tiny_config())
+    os.utime(older, (1, 1))
+    (tmp_path / "configs").mkdir()
+    yaml = "infer:\n  test_dir: in\n  output_dir: res\n  tile: 8\n  overlap: 4\n"
+    (tmp_path / "configs" / "nafnet.yaml").write_text(yaml)
+    (tmp_path / "in").mkdir()
+    write_frame(tmp_path / "in" / "noisy0.dng", (24, 24))
+    assert main([]) == 0
+    printed = capsys.readouterr().out
+    assert str(Path("runs/new/checkpoints/best.pth")) in printed and "res" in printed
+    assert (tmp_path / "res" / "denoise0.dng").is_file()
+
+
+def test_refused_request_writes_nothing(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    write_frame(tmp_path / "noisy0.dng", (24, 24))
+    (tmp_path / "denoise0.dng").write_bytes(b"keep me")
+    noisy = str(tmp_path / "noisy0.dng")
+    assert main(["--checkpoint", str(checkpoint), "--input", noisy, "--output", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["--checkpoint", str(checkpoint), "--input", str(tmp_path), "--output", str(tmp_path)]) == 2
+    assert "is an input itself" in capsys.readouterr().err
+    assert (tmp_path / "denoise0.dng").read_bytes() == b"keep me"
+    assert main(["--checkpoint", str(tmp_path / "none.pth"), "--input", str(tmp_path)]) == 2

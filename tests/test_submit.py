@@ -1,0 +1,164 @@
+"""``denoise.submit``: the result/ tree, the zip's entries, the weights file and the standalone network.py."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib.util
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from denoise import submit
+from denoise.config import Config, to_dict
+from denoise.dataset.dng import read_dng, write_new_dng
+from denoise.model import build_model
+from denoise.model.config import ModelConfig
+from denoise.submit_check import SubmissionCheckError, check_entry_names, check_submission
+
+BLACK, WHITE = 1024, 16383
+
+
+def tiny_config() -> Config:
+    # local_window below the test frames' size, so network.py must reproduce test-time local statistics too.
+    return Config(model=ModelConfig(width=4, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1), local_window=8))
+
+
+def _make_inputs(root: Path) -> tuple[Path, Path, dict]:
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg.model)
+    ema = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    ckpt = {"model": model.state_dict(), "ema": ema, "config": to_dict(cfg), "epoch": 2, "step": 8, "best_score": 40.5}
+    torch.save(ckpt, root / "best.pth")
+    test_dir = root / "test"
+    test_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(2):
+        write_new_dng(test_dir / f"noisy{n}.dng", rng.integers(1100, 9000, (24, 32)).astype(np.uint16), "BGGR",
+                      BLACK, WHITE)  # fmt: skip
+    (test_dir / "notes.txt").write_text("not an input")
+    return root / "best.pth", test_dir, ckpt
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path, dict]:
+    return _make_inputs(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path, Path, dict, str]:
+    """One submission built for all the tests that only inspect it (each build runs the standalone check)."""
+    root = tmp_path_factory.mktemp("built")
+    checkpoint, test_dir, ckpt = _make_inputs(root)
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(root / "result"), "--tile", "0"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert submit.main(args) == 0
+    return root, checkpoint, test_dir, ckpt, out.getvalue()
+
+
+def _run(tmp_path: Path, checkpoint: Path, test_dir: Path, *extra: str) -> int:
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path / "result")]
+    return submit.main([*args, "--tile", "0", *extra])
+
+
+def _load_network(path: Path):
+    spec = importlib.util.spec_from_file_location("submitted_network", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_submission_tree_zip_and_standalone_network(built) -> None:
+    root, _, test_dir, ckpt, printed = built
+    assert "reproduce the model" in printed
+    result = root / "result"
+    files = sorted(p.relative_to(result).as_posix() for p in result.rglob("*") if p.is_file())
+    assert files == ["algorithm/models/model.pth", "algorithm/models/network.py", "algorithm/report.md",
+                     "data/denoise0.dng", "data/denoise1.dng"]  # fmt: skip
+    with zipfile.ZipFile(root / "result.zip") as zf:
+        names = zf.namelist()
+        assert sorted(names) == [f"result/{f}" for f in files]
+        assert all(not n.startswith("/") and ".." not in n.split("/") for n in names)
+        assert zf.read("result/data/denoise0.dng") == (result / "data" / "denoise0.dng").read_bytes()
+    for n in range(2):
+        src, out = read_dng(test_dir / f"noisy{n}.dng"), read_dng(result / "data" / f"denoise{n}.dng")
+        assert out.mosaic.shape == src.mosaic.shape and out.mosaic.min() >= BLACK and out.mosaic.max() <= WHITE
+    # The weights: the EMA state_dict alone, fp32, loadable with weights_only.
+    state = torch.load(result / "algorithm" / "models" / "model.pth", weights_only=True)
+    assert set(state) == set(ckpt["ema"]) and all(torch.equal(state[k], ckpt["ema"][k]) for k in state)
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    # network.py imports torch only and constructs with no arguments into the trained architecture.
+    source = (result / "algorithm" / "models" / "network.py").read_text()
+    imported = {a.name.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
+                for a in node.names}  # fmt: skip
+    imported |= {node.module.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"torch", "__future__"}
+    net = _load_network(result / "algorithm" / "models" / "network.py").Network()
+    net.load_state_dict(state)
+    reference = build_model(tiny_config().model)
+    reference.load_state_dict(ckpt["ema"])
+    x = torch.rand(1, 4, 12, 20)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), reference.eval()(x), atol=1e-6)
+    report = (result / "algorithm" / "report.md").read_text()
+    assert "best_score: 40.5" in report and "width: 4" in report and "parameters:" in report
+
+
+def test_half_weights(tmp_path: Path, setup) -> None:
+    checkpoint, test_dir, _ = setup
+    assert _run(tmp_path, checkpoint, test_dir, "--half") == 0
+    state = torch.load(tmp_path / "result" / "algorithm" / "models" / "model.pth", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+
+
+def test_oversized_weights_refused_before_anything_is_written(tmp_path: Path, setup, monkeypatch, capsys) -> None:
+    checkpoint, test_dir, _ = setup
+    monkeypatch.setattr(submit, "MAX_WEIGHTS_BYTES", 1000)
+    assert _run(tmp_path, checkpoint, test_dir) == 2
+    err = capsys.readouterr().err
+    assert "MB" in err and "--half" in err and "smaller model" in err
+    assert not (tmp_path / "result").exists() and not (tmp_path / "result.zip").exists()
+
+
+def test_out_containing_the_test_folder_is_refused(tmp_path: Path, setup, capsys) -> None:
+    checkpoint, test_dir, _ = setup
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path)]
+    assert submit.main(args) == 2
+    assert "test folder" in capsys.readouterr().err
+    assert sorted(p.name for p in test_dir.iterdir()) == ["noisy0.dng", "noisy1.dng", "notes.txt"]
+
+
+def test_entry_names_rejected() -> None:
+    check_entry_names(["result/data/denoise0.dng", "result/algorithm/report.md"])
+    for bad in ("/result/data/x.dng", "result/../x", "other/x", "result\\data\\x.dng"):
+        with pytest.raises(SubmissionCheckError):
+            check_entry_names([bad])
+
+
+TAMPERS = [
+    ("        width=4,", "        width=8,", "failed standalone"),
+    ("y = self.ending(y) + inp", "y = self.ending(y) + 2 * inp", "differ"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), TAMPERS)
+def test_self_check_catches_a_network_that_does_not_reproduce(tmp_path: Path, built, old, new, message) -> None:
+    root, _, test_dir, _, _ = built
+    with zipfile.ZipFile(root / "result.zip") as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    name = "result/algorithm/models/network.py"
+    source = entries[name].decode()
+    assert old in source
+    entries[name] = source.replace(old, new).encode()
+    zip_path = tmp_path / "result.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for entry, data in entries.items():
+            zf.writestr(entry, data)
+    with pytest.raises(SubmissionCheckError, match=message):
+        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")), tiny_config())
