@@ -1,0 +1,104 @@
+"""The embedded demo dataset: layout, DNG tags, noise levels, disjoint photos, determinism, CLI refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from denoise.dataset.bayer import normalize
+from denoise.dataset.config import DataConfig
+from denoise.dataset.dng import read_dng
+from denoise.dataset.pairs import discover_pairs
+from denoise.dataset.synth import (
+    TEST_PHOTOS,
+    TRAIN_PHOTOS,
+    build_demo,
+    inverse_gamma,
+    inverse_tone_curve,
+    main,
+    mosaic_rgb,
+)
+
+SIZES = {"train_size": (64, 96), "test_size": (64, 64)}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    meta = build_demo(out, seed=3, n_train=3, n_test=3, **SIZES)
+    return out, meta
+
+
+def test_layout_matches_the_competition_and_default_discovery(demo):
+    out, meta = demo
+    pairs = discover_pairs(out / "train", DataConfig.noisy_glob, DataConfig.clean_glob, DataConfig.key_regex)
+    assert [p.key for p in pairs] == ["0", "1", "2"]
+    assert sorted(p.name for p in (out / "test").iterdir()) == ["noisy0.dng", "noisy1.dng", "noisy2.dng"]
+    assert sorted(p.name for p in (out / "test_gt").iterdir()) == ["gt0.dng", "gt1.dng", "gt2.dng"]
+    assert json.loads((out / "meta.json").read_text()) == json.loads(json.dumps(meta))
+
+
+def test_frames_read_back_as_14_bit_bggr_with_the_white_balance(demo):
+    out, meta = demo
+    cases = ((out / "train/noisy/1_noise.dng", meta["train"][1]), (out / "test_gt/gt2.dng", meta["test"][2]))
+    for path, recipe in cases:
+        frame = read_dng(path)
+        assert frame.pattern == "BGGR" and frame.white_level == 16383
+        np.testing.assert_array_equal(frame.black_level, np.full((2, 2), 1024.0))
+        assert frame.mosaic.shape == tuple(recipe["crop"][2:])
+        assert frame.mosaic.min() >= 1024 and frame.mosaic.max() <= 16383
+        np.testing.assert_allclose(frame.as_shot_neutral, 1 / np.array(recipe["wb_gains"]), rtol=1e-4)
+
+
+def test_noise_matches_the_recorded_levels(demo):
+    out, meta = demo
+    for index, recipe in enumerate(meta["test"]):
+        noisy, clean = read_dng(out / f"test/noisy{index}.dng"), read_dng(out / f"test_gt/gt{index}.dng")
+        x = normalize(clean.mosaic, 1024, 16383)
+        residual = normalize(noisy.mosaic, 1024, 16383) - x
+        variance = recipe["a"] * x + recipe["b"]
+        unclipped = x > 3 * np.sqrt(variance)  # away from the clip at black
+        count = unclipped.sum()
+        assert count >= 10
+        tolerance = max(0.1, 4 * np.sqrt(2 / count))  # four standard errors of a sample variance
+        assert abs(np.mean(residual[unclipped] ** 2 / variance[unclipped]) - 1) < tolerance
+    levels = [(r["a"], r["b"]) for r in meta["test"]]
+    assert levels[0] == pytest.approx((1e-4, 1e-6)) and levels[-1] == pytest.approx((1e-2, 1e-3))
+    assert levels == sorted(levels)  # test noise rises with the index
+
+
+def test_test_photos_never_appear_in_training(demo):
+    _, meta = demo
+    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS)
+    assert {r["photo"] for r in meta["test"]} <= set(TEST_PHOTOS)
+    assert {r["photo"] for r in meta["train"]} <= set(TRAIN_PHOTOS)
+
+
+def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, demo):
+    out, _ = demo
+    build_demo(tmp_path / "again", seed=3, n_train=3, n_test=3, **SIZES)
+    build_demo(tmp_path / "other", seed=4, n_train=3, n_test=3, **SIZES)
+    name = "train/ground truth/0_gt.dng"
+    assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes()
+    assert not np.array_equal(read_dng(tmp_path / "other" / name).mosaic, read_dng(out / name).mosaic)
+
+
+def test_camera_pipeline_steps_invert_the_forward_ones():
+    x = np.linspace(0, 1, 101)
+    np.testing.assert_allclose(3 * inverse_tone_curve(x) ** 2 - 2 * inverse_tone_curve(x) ** 3, x, atol=1e-9)
+    linear = inverse_gamma(x)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    np.testing.assert_allclose(encoded, x, atol=1e-9)
+    rgb = np.stack([np.full((4, 4), v) for v in (0.1, 0.2, 0.3)], axis=-1)
+    np.testing.assert_allclose(mosaic_rgb(rgb, "BGGR")[:2, :2], [[0.3, 0.2], [0.2, 0.1]])
+
+
+def test_cli_refuses_a_non_empty_folder_and_bad_sizes(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/keep.txt").write_text("mine")
+    assert main(["--out", str(tmp_path / "out")]) == 2
+    assert main(["--out", str(tmp_path / "new"), "--train-size", "63", "96"]) == 2
+    assert (tmp_path / "out/keep.txt").read_text() == "mine" and not (tmp_path / "new").exists()
+    assert capsys.readouterr().err.count("error:") == 2
