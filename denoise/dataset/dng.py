@@ -16,6 +16,7 @@ import numpy as np
 import rawpy
 
 from denoise.dataset.dng_header import (
+    BAYER_PATTERNS,
     MIN_SIDE,
     CfaLayout,
     DngCorruptError,
@@ -54,7 +55,6 @@ __all__ = [
     "write_new_dng",
 ]
 
-BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 ILLUMINANT_D65 = 21
 COPIED_RAW_TAGS = (50718, 50733, 50738, 50780)  # DefaultScale, BayerGreenSplit, AntiAliasStrength, BestQualityScale
 

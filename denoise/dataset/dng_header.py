@@ -16,6 +16,7 @@ from typing import Any
 
 import tifffile
 
+BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")  # bayer.PATTERNS, repeated so reading a DNG needs no torch
 MAX_PIXELS = 400_000_000  # larger than any current sensor (a 200 MP phone raw is 200e6)
 MIN_SIDE = 22  # LibRaw (like dcraw) rejects smaller images as "not RAW"
 
@@ -136,7 +137,7 @@ def _pattern_letters(page: tifffile.TiffPage, name: str) -> str:
         color = plane_colors[code] if code < len(plane_colors) else -1
         letters.append("RGBCMYW"[color] if 0 <= color < 7 else "?")  # DNG CFAPlaneColor codes
     pattern = "".join(letters)
-    if pattern not in ("RGGB", "BGGR", "GRBG", "GBRG"):
+    if pattern not in BAYER_PATTERNS:
         raise DngNotBayerError(f"{name}: CFA pattern {pattern!r} is not a Bayer pattern")
     return pattern
 
