@@ -1,0 +1,62 @@
+"""``python -m denoise.train --config FILE [key.sub=value ...] [--print-config] [--resume auto|PATH]``.
+
+Under ``torchrun --nproc_per_node=N`` the same command trains with DistributedDataParallel. Bad input (config,
+data, checkpoint) prints one line and exits with status 2; a diverged run exits with 1; a run stopped by
+SIGINT/SIGTERM saves last.pth and exits with 128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from denoise.config import ConfigError, dump_config, load_config
+from denoise.dataset.dng import DngError
+from denoise.dataset.pairs import DatasetError
+from denoise.train.checkpoint import CheckpointError
+from denoise.train.loop import TrainingDiverged, train
+
+BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: a config file, overrides, and what to do with them."""
+    parser = _Parser(prog="python -m denoise.train", description="Train a raw denoiser.")
+    parser.add_argument("--config", required=True, help="YAML file of overrides of the dataclass defaults")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides applied after the YAML file")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--resume", help="'auto' (newest run of this config's name) or a checkpoint path")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            print(dump_config(cfg), end="")
+            return 0
+        result = train(cfg, resume=args.resume)
+    except BAD_INPUT as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if result.interrupted in ("SIGINT", "SIGTERM"):
+        return 128 + int(getattr(signal, result.interrupted))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The training run, one function read top to bottom: setup, the epoch/step loop, teardown.
+
+The same code runs in one CPU process and under ``torchrun`` on many GPUs: every process trains its shard of each
+batch through DistributedDataParallel, and only rank 0 logs, validates and writes files.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict
+from denoise.dataset.loader import build_train_loader, build_val_frames
+from denoise.inference.tiling import autocast
+from denoise.model import build_model, prepare_input, prepare_model
+from denoise.train import distributed as dd
+from denoise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from denoise.train.ema import EMA
+from denoise.train.losses import combined_loss
+from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of, write_text_atomic
+from denoise.train.schedule import build_optimizer, build_scheduler
+from denoise.train.validate import crop_pictures, noisy_scores, validate
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite losses in a row; the message says where and which checkpoint is the last good one."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run leaves behind."""
+
+    run_dir: Path | None  # None on ranks other than 0
+    epoch: int  # epochs completed
+    step: int  # optimiser steps done
+    best_score: float | None
+    interrupted: str | None  # "SIGINT", "SIGTERM", "max_steps" or None
+    model: torch.nn.Module = field(repr=False)  # the trained network, unwrapped (not the EMA copy)
+
+
+def _stop_on_signals() -> tuple[list[str], dict]:
+    """Turn the first SIGINT/SIGTERM into a request to stop after the current step; a second SIGINT aborts."""
+    requested: list[str] = []
+    previous = {}
+    if threading.current_thread() is not threading.main_thread():
+        return requested, previous  # signal handlers can only be installed from the main thread
+
+    def handler(signum: int, frame: object) -> None:
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.append(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return requested, previous
+
+
+def epoch_loader(cfg: Config, epoch: int, distributed: bool) -> torch.utils.data.DataLoader:
+    """The training loader for ``epoch``: its shuffling, crops and augmentation depend on (seed, epoch) alone.
+
+    A fresh loader per epoch makes a resumed run draw exactly the batches of an uninterrupted one, with any number
+    of workers; it costs one worker start-up per epoch.
+    """
+    loader = build_train_loader(cfg.data, cfg.train.seed * 100_003 + epoch, distributed)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)  # DistributedSampler: the same permutation on every rank
+    return loader
+
+
+def _check_model_matches(cfg: Config, ckpt: dict, path: Path) -> None:
+    """Refuse to resume into a differently shaped model, naming the first differing key."""
+    saved = to_dict(config_from_dict(ckpt["config"]).model)
+    for key, value in to_dict(cfg.model).items():
+        if saved.get(key) != value:
+            raise ConfigError(f"{path}: checkpoint has model.{key}={saved.get(key)!r}, the config says {value!r}")
+
+
+def resolve_resume(cfg: Config, resume: str | None) -> Path | None:
+    """``--resume`` to a checkpoint path: "auto" is the newest run of this config's name, or None to start."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        return latest_checkpoint(cfg.train.runs_dir, cfg.name)
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint to resume from")
+    return path
+
+
+def train(cfg: Config, resume: str | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data`` as ``cfg.train`` says; resume from a checkpoint path or "auto".
+
+    Writes ``runs/<name>-<time>/`` (config.yaml, tb/, checkpoints/last.pth and best.pth) from rank 0. Returns
+    after the last epoch, after ``train.max_steps`` steps, or after SIGINT/SIGTERM (having saved last.pth);
+    raises ``TrainingDiverged`` after ``train.max_nonfinite`` non-finite losses in a row.
+    """
+    tc = cfg.train
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    info = dd.setup_distributed(tc.device)
+    device = info.device
+
+    # Rank 0 picks the checkpoint and the run folder; every rank loads the same checkpoint.
+    ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
+    ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    if ckpt is not None:
+        _check_model_matches(cfg, ckpt, Path(ckpt_path))
+    run_dir = None
+    if info.is_main:
+        run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+
+    # The model's initial weights depend on the seed alone; data randomness also on the rank.
+    torch.manual_seed(tc.seed)
+    model = prepare_model(build_model(cfg.model), device)
+    seed_everything(tc.seed + info.rank)
+    loader = epoch_loader(cfg, 0, info.distributed)
+    steps_per_epoch = len(loader)
+    optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, tc.betas)
+    scheduler = build_scheduler(
+        optimizer, steps_per_epoch, tc.epochs, tc.scheduler, tc.step_size, tc.gamma, tc.lr, tc.min_lr, tc.warmup_steps
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+    loss_weights = {"l1": tc.loss_l1, "fourier": tc.loss_fourier, "psnr": tc.loss_psnr, "adjacent": tc.loss_adjacent}
+
+    # Restore everything the next step depends on: weights, optimiser moments, schedule, scaler, counters, RNG.
+    start_epoch, skip_batches, step, best_score = 0, 0, 0, None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    ema = EMA(model, tc.ema) if tc.ema > 0 else None
+    if ckpt is not None:
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, skip_batches, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+        best_score = ckpt.get("best_score")
+        if info.rank < len(ckpt["rng"]):
+            set_rng_state(ckpt["rng"][info.rank])
+    net = model
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    eval_model = ema.module if ema is not None else model
+
+    writer, val_frames = None, []
+    if info.is_main:
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
+        writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
+        val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []
+        if val_frames and step == 0:
+            for key, value in noisy_scores(val_frames).as_dict().items():
+                writer.add_scalar(f"val_noisy/{key}", value, 0)
+        print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt else ""), flush=True)
+        if tc.loss_psnr:
+            print("note: the psnr loss is minus the PSNR in dB, so it and the total loss are negative", flush=True)
+
+    def checkpoint_state(epoch: int, batch: int, epoch_rng: dict) -> dict:
+        """The checkpoint dict; collective, every rank contributes its RNG state."""
+        return {
+            "model": model.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "batch": batch,
+            "step": step,
+            "best_score": best_score,
+            "rng": dd.gather_objects(epoch_rng, info),
+            "config": to_dict(cfg),
+        }
+
+    stop_requested, previous_handlers = _stop_on_signals()
+    interrupted, nonfinite_run, epoch, bar = None, 0, start_epoch, None
+    window = {"count": 0, "samples": 0, "time": time.perf_counter(), "sums": {}}
+    model.train()
+    try:
+        for epoch in range(start_epoch, tc.epochs):
+            # The data depend only on (seed, epoch); the global RNG state here (dropout, say) goes into checkpoints.
+            loader = loader if epoch == 0 else epoch_loader(cfg, epoch, info.distributed)
+            epoch_rng = rng_state()
+            done = 0
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.is_main)
+            for i, batch in enumerate(loader):
+                if epoch == start_epoch and i < skip_batches:
+                    done = i + 1  # replayed only to advance the data RNG exactly as the interrupted run did
+                    bar.update(1)
+                    continue
+                noisy = prepare_input(batch["noisy"], device)  # (B, 4, p, p)
+                clean = prepare_input(batch["clean"], device)
+                with autocast(device, tc.precision):
+                    pred = net(noisy)
+                loss, parts = combined_loss(pred, clean, loss_weights, tc.fourier_mode, tc.adjacent_directions)
+
+                # Every rank takes the same branch: stop if any was signalled, skip if any loss is not finite.
+                nonfinite, stop = dd.any_true([not torch.isfinite(loss).item(), bool(stop_requested)], info)
+                if stop:
+                    interrupted = stop_requested[0] if stop_requested else "SIGTERM"
+                    break
+                if nonfinite:
+                    nonfinite_run += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    if info.is_main:
+                        tqdm.write(f"step {step}: non-finite loss ({nonfinite_run} in a row), step skipped")
+                        writer.add_scalar("train/nonfinite_in_a_row", nonfinite_run, step)
+                    if nonfinite_run >= tc.max_nonfinite:
+                        last = run_dir / "checkpoints" / "last.pth" if run_dir else "last.pth"
+                        raise TrainingDiverged(
+                            f"stopped at epoch {epoch + 1} step {step}: {nonfinite_run} non-finite losses in a row "
+                            f"(try a lower train.lr, train.grad_clip or precision fp32); last good checkpoint: {last}"
+                        )
+                    continue
+                nonfinite_run = 0
+
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                log_now = (step + 1) % tc.log_every == 0
+                grad_norm = None
+                if tc.grad_clip > 0 or log_now:
+                    scaler.unscale_(optimizer)
+                    max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                done = i + 1
+
+                # Running means over the logging window; reduced across ranks when written.
+                window["count"] += 1
+                window["samples"] += noisy.shape[0] * info.world_size
+                for name, value in {"total": loss, **parts}.items():
+                    window["sums"][name] = window["sums"].get(name, 0.0) + value.item()
+                elapsed = time.perf_counter() - window["time"]
+                rate = window["samples"] / max(elapsed, 1e-9)
+                bar.set_postfix(loss=f"{loss.item():.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}", sps=f"{rate:.1f}")
+                bar.update(1)
+                if log_now:
+                    means = dd.reduce_mean({k: v / window["count"] for k, v in window["sums"].items()}, info)
+                    if info.is_main:
+                        for name, value in means.items():
+                            writer.add_scalar(f"train/loss_{name}" if name != "total" else "train/loss", value, step)
+                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                        writer.add_scalar("train/grad_norm", grad_norm, step)
+                        writer.add_scalar("train/samples_per_s", rate, step)
+                    window = {"count": 0, "samples": 0, "time": time.perf_counter(), "sums": {}}
+                if tc.max_steps and step >= tc.max_steps:
+                    interrupted = "max_steps"
+                    break
+            bar.close()
+
+            if interrupted:
+                # Resuming replays this epoch's first ``done`` batches (data only) and carries on from there.
+                state = checkpoint_state(epoch, done, epoch_rng)
+                if info.is_main:
+                    save_checkpoint(state, run_dir / "checkpoints" / "last.pth")
+                    print(f"{interrupted}: saved {run_dir / 'checkpoints' / 'last.pth'} at step {step}", flush=True)
+                break
+
+            # Rank 0 validates on full frames while the other ranks wait.
+            scores = None
+            last_epoch = epoch + 1 == tc.epochs
+            if info.is_main and val_frames and ((epoch + 1) % tc.val_every == 0 or last_epoch):
+                scores, denoised = validate(
+                    eval_model, val_frames, cfg.infer.tile, cfg.infer.overlap, cfg.infer.batch_size, device,
+                    cfg.infer.precision,
+                )
+                for key, value in scores.as_dict().items():
+                    writer.add_scalar(f"val/{key}", value, step)
+                if tc.image_crop > 0:
+                    for key, picture in crop_pictures(val_frames[0], denoised, tc.image_crop).items():
+                        writer.add_image(f"images/{key}", picture, step, dataformats="HWC")
+                tqdm.write(
+                    f"epoch {epoch + 1}: val PSNR {scores.psnr:.3f} dB, SSIM {scores.ssim:.4f} "
+                    f"(2-D {scores.ssim_2d:.4f}), score {scores.score:.3f}"
+                )
+            improved = scores is not None and (best_score is None or scores.score > best_score)
+            if improved:
+                best_score = scores.score
+            state = checkpoint_state(epoch + 1, 0, rng_state())
+            if info.is_main:
+                save_checkpoint(state, run_dir / "checkpoints" / "last.pth")
+                if improved:
+                    save_checkpoint(state, run_dir / "checkpoints" / "best.pth")
+                writer.flush()
+            dd.barrier(info)
+    finally:
+        if bar is not None:
+            bar.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        if writer is not None:
+            writer.close()
+        dd.cleanup_distributed()
+    completed = epoch if interrupted else tc.epochs
+    return TrainResult(run_dir, completed, step, best_score, interrupted, model)

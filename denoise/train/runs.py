@@ -1,0 +1,71 @@
+"""Run folders: ``runs/<name>-<UTC timestamp>/`` holding config.yaml, tb/ and checkpoints/; finding the run to
+resume.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """Create and return a fresh ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>`` folder (suffixed if that exists)."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for k in range(1000):
+        run = root / (f"{name}-{stamp}" if k == 0 else f"{name}-{stamp}-{k}")
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        (run / "checkpoints").mkdir()
+        (run / "tb").mkdir()
+        return run
+    raise RuntimeError(f"{root}: could not create a run folder for {name!r}")
+
+
+def run_name(run: Path) -> str | None:
+    """The experiment name stored in a run folder's config.yaml, or None when it has none."""
+    try:
+        data = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data.get("name") if isinstance(data, dict) else None
+
+
+def latest_checkpoint(runs_dir: str | Path, name: str) -> Path | None:
+    """``last.pth`` of the newest run of experiment ``name`` under ``runs_dir`` that has one."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return None
+    candidates = [
+        run / "checkpoints" / "last.pth"
+        for run in root.glob(f"{name}-*")
+        if (run / "checkpoints" / "last.pth").is_file() and run_name(run) == name
+    ]
+    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def run_dir_of(checkpoint: str | Path) -> Path | None:
+    """The run folder a checkpoint lives in (``<run>/checkpoints/x.pth``), or None for a loose file."""
+    parent = Path(checkpoint).resolve().parent
+    if parent.name == "checkpoints" and (parent.parent / "config.yaml").is_file():
+        return parent.parent
+    return None

@@ -1,0 +1,83 @@
+"""Interrupting and resuming a run ends with the weights of an uninterrupted run (CPU, fixed seed, no workers)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_data import make_pairs, tiny_config
+
+from denoise.config import ConfigError
+from denoise.train.loop import resolve_resume, train
+
+# Random crops, Bayer-preserving flips, every loss, EMA and a decaying schedule: all the state a resume must carry.
+SETTINGS = (
+    "train.epochs=3",
+    "train.ema=0.7",
+    "train.loss_fourier=0.05",
+    "train.loss_psnr=0.002",
+    "train.loss_adjacent=0.5",
+    "train.scheduler=step",
+    "train.step_size=1",
+    "train.gamma=0.7",
+    "train.warmup_steps=3",
+    "train.val_every=2",
+    "train.image_crop=0",
+    "train.log_every=3",
+)
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+    data = make_pairs(tmp_path / "data", count=3, size=48)
+    whole = train(tiny_config(data, tmp_path / "a", *SETTINGS))
+
+    runs = tmp_path / "b"
+    first = train(tiny_config(data, runs, *SETTINGS, "train.max_steps=3"))  # stops mid-epoch 1 (4 steps each)
+    assert first.interrupted == "max_steps" and first.step == 3
+    last = first.run_dir / "checkpoints" / "last.pth"
+    state = torch.load(last, weights_only=True)
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
+
+    second = train(tiny_config(data, runs, *SETTINGS, "train.max_steps=9"), resume=str(last))  # into epoch 3
+    assert second.run_dir == first.run_dir and second.step == 9
+    third = train(tiny_config(data, runs, *SETTINGS), resume="auto")
+    assert third.run_dir == first.run_dir and third.step == whole.step == 12 and third.interrupted is None
+
+    _assert_same_state(third.model.state_dict(), whole.model.state_dict())
+    a = torch.load(whole.run_dir / "checkpoints" / "last.pth", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    _assert_same_state(a["ema"], b["ema"])
+    _assert_same_state(a["optimizer"]["state"][0], b["optimizer"]["state"][0])
+    assert a["scheduler"] == b["scheduler"] and a["best_score"] == pytest.approx(b["best_score"], abs=0)
+
+
+def test_resume_auto_picks_the_newest_run_of_that_name(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tmp_path / "runs")
+    assert resolve_resume(cfg, "auto") is None  # nothing to resume: a new run starts
+    paths = []
+    for i, (folder, name) in enumerate([("tiny-1", "tiny"), ("tiny-2", "tiny"), ("tiny-x-3", "tiny-x")]):
+        ckpt = tmp_path / "runs" / folder / "checkpoints" / "last.pth"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+        (ckpt.parents[1] / "config.yaml").write_text(f"name: {name}\n")
+        os.utime(ckpt, (time.time() + i, time.time() + i))
+        paths.append(ckpt)
+    assert resolve_resume(cfg, "auto") == paths[1]  # tiny-x-3 is newer but another experiment
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        resolve_resume(cfg, str(tmp_path / "missing.pth"))
+
+
+def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
+    data = make_pairs(tmp_path / "data", count=2)
+    first = train(tiny_config(data, tmp_path / "runs", "train.max_steps=1", "train.val_every=0"))
+    with pytest.raises(ConfigError, match=r"model\.width=4"):
+        train(tiny_config(data, tmp_path / "runs", "model.width=8"), resume=str(first.run_dir / "checkpoints/last.pth"))

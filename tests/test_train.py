@@ -1,0 +1,164 @@
+"""A few-step training run on tiny generated DNG pairs: finite and decreasing loss on a fixed batch, a run folder
+with the resolved config, reloadable checkpoints, the TensorBoard tags; divergence; SIGTERM."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from train_data import make_pairs, tiny_config
+
+from denoise.config import config_from_dict, dump_config
+from denoise.inference.loading import load_model
+from denoise.model import build_model
+from denoise.train.loop import TrainingDiverged, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXPECTED_SCALARS = {
+    "train/loss",
+    "train/loss_l1",
+    "train/loss_fourier",
+    "train/loss_psnr",
+    "train/loss_adjacent",
+    "train/lr",
+    "train/grad_norm",
+    "train/samples_per_s",
+    "val/psnr",
+    "val/ssim",
+    "val/ssim_2d",
+    "val/score",
+    "val_noisy/score",
+}
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_run(tmp_path_factory: pytest.TempPathFactory):
+    """Train 8 steps on one training frame that is exactly one patch, so every batch is the same."""
+    tmp = tmp_path_factory.mktemp("train")
+    data = make_pairs(tmp / "data", count=2, size=32)
+    cfg = tiny_config(
+        data,
+        tmp / "runs",
+        "data.sampling=tiles",
+        "data.augment_flips=false",
+        "data.samples_per_epoch=4",
+        "train.epochs=4",
+        "train.val_every=2",
+        "train.lr=0.003",
+        "train.ema=0.5",
+        "train.loss_fourier=0.05",
+        "train.loss_psnr=0.002",
+        "train.loss_adjacent=0.5",
+    )
+    return cfg, train(cfg)
+
+
+def test_run_folder_holds_resolved_config_and_checkpoints(fixed_batch_run) -> None:
+    cfg, result = fixed_batch_run
+    run = result.run_dir
+    assert run.parent == Path(cfg.train.runs_dir) and run.name.startswith("tiny-")
+    assert (run / "config.yaml").read_text() == dump_config(cfg)
+    assert (run / "checkpoints" / "last.pth").is_file() and (run / "checkpoints" / "best.pth").is_file()
+    assert result.epoch == 4 and result.step == 8 and result.interrupted is None
+
+
+def test_loss_is_finite_and_decreases_on_a_fixed_batch(fixed_batch_run) -> None:
+    _, result = fixed_batch_run
+    events = EventAccumulator(str(result.run_dir / "tb"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-2:]) < sum(losses[:2])
+    l1 = [e.value for e in events.Scalars("train/loss_l1")]
+    assert l1[-1] < l1[0]
+    assert all(e.value < 0 for e in events.Scalars("train/loss_psnr"))  # minus the PSNR, by design
+
+
+def test_tensorboard_has_the_expected_tags(fixed_batch_run) -> None:
+    _, result = fixed_batch_run
+    events = EventAccumulator(str(result.run_dir / "tb"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert set(tags["scalars"]) >= EXPECTED_SCALARS
+    assert set(tags["images"]) >= {"images/noisy", "images/denoised", "images/clean"}
+    assert len(events.Images("images/denoised")) == 2  # validated after epochs 2 and 4
+    assert any(t.startswith("config") for t in tags["tensors"])  # add_text stores a tensor summary
+    assert len(events.Scalars("val/score")) == 2
+
+
+def test_checkpoint_reloads_with_weights_only(fixed_batch_run) -> None:
+    cfg, result = fixed_batch_run
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.pth", map_location="cpu", weights_only=True)
+    expected = {"model", "ema", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "rng", "config"}
+    assert expected <= set(ckpt)
+    assert ckpt["epoch"] == 4 and ckpt["batch"] == 0 and ckpt["step"] == 8
+    assert config_from_dict(ckpt["config"]) == cfg
+    model = build_model(config_from_dict(ckpt["config"]).model)
+    model.load_state_dict(ckpt["model"])
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
+    # The EMA weights differ from the raw ones and are what inference loads.
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
+    loaded, loaded_cfg = load_model(result.run_dir / "checkpoints" / "best.pth", "cpu")
+    best = torch.load(result.run_dir / "checkpoints" / "best.pth", weights_only=True)
+    assert loaded_cfg == cfg
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, best["ema"][name]), name
+
+
+def test_diverging_run_stops_with_a_clear_message(tmp_path: Path) -> None:
+    data = make_pairs(tmp_path / "data", count=2)
+    cfg = tiny_config(data, tmp_path / "runs", "train.lr=1.0e+30", "train.max_nonfinite=2", "train.epochs=3")
+    with pytest.raises(TrainingDiverged, match="2 non-finite losses in a row") as info:
+        train(cfg)
+    run = next((tmp_path / "runs").iterdir())
+    assert str(run / "checkpoints" / "last.pth") in str(info.value)
+    assert not (run / "checkpoints" / "last.pth").exists()  # nothing good to keep: no checkpoint was faked
+
+
+def _wait_for(root: Path, pattern: str, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(root.glob(pattern)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigterm_leaves_a_loadable_last_checkpoint(tmp_path: Path) -> None:
+    data = make_pairs(tmp_path / "data", count=2)
+    cfg = tiny_config(data, tmp_path / "runs", "train.epochs=100000", "train.val_every=0", "train.threads=1")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(dump_config(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "denoise.train", "--config", str(config)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert _wait_for(tmp_path / "runs", "tiny-*/tb/events.*", 60), "training did not start"
+        time.sleep(1.0)  # let it get into the step loop
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "SIGTERM: saved" in out
+    last = next((tmp_path / "runs").glob("tiny-*/checkpoints/last.pth"))
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    assert ckpt["step"] > 0
+    build_model(config_from_dict(ckpt["config"]).model).load_state_dict(ckpt["model"])
+    assert yaml.safe_load((last.parents[1] / "config.yaml").read_text())["name"] == "tiny"

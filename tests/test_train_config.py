@@ -1,0 +1,121 @@
+"""The strict config (denoise/config.py with TrainConfig), the shipped YAML files, the training CLI's argument
+handling, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from denoise.config import Config, ConfigError, config_from_dict, dump_config, load_config, to_dict
+from denoise.train.config import TrainConfig
+from denoise.train.schedule import lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_come_from_the_dataclasses() -> None:
+    cfg = load_config(None)
+    assert cfg.train == TrainConfig()
+    assert cfg.train.grad_clip == 0.0 and cfg.train.ema == 0.0 and cfg.train.scheduler == "step"
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ntrain:\n  epochs: 3\n  lr: 0.01\n  betas: [0.8, 0.9]\nmodel:\n  width: 8\n")
+    cfg = load_config(path, ["train.epochs=5", "model.enc_blocks=[1,2]", "train.precision=bf16", "name=007"])
+    assert cfg.train.epochs == 5  # the override wins over the YAML
+    assert cfg.train.lr == 0.01 and cfg.train.betas == (0.8, 0.9)
+    assert cfg.model.width == 8 and cfg.model.enc_blocks == (1, 2)
+    assert cfg.train.precision == "bf16"
+    assert cfg.name == "007"  # a string field keeps the literal text
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epoch=3", "did you mean 'train.epochs'"),
+        ("trian.epochs=3", "did you mean 'train'"),
+        ("train.epochs=three", "expected an integer"),
+        ("train.epochs=2.5", "expected an integer"),
+        ("train.lr=fast", "expected a number"),
+        ("train.precision=fp8", "not one of"),
+        ("train.scheduler=linear", "not one of"),
+        ("train.adjacent_directions=[rows,diagonal]", "not one of"),
+        ("train.betas=[0.9]", "expected 2 items"),
+        ("train.epochs.sub=1", "has no sub-keys"),
+        ("train.epochs", "not of the form"),
+    ],
+)
+def test_bad_overrides_name_the_problem(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_unknown_yaml_key_names_the_nearest(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  gradclip: 1.0\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.gradclip'; did you mean 'train\.grad_clip'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_round_trip_through_dict_and_yaml() -> None:
+    cfg = load_config(None, ["train.loss_psnr=0.01", "train.adjacent_directions=[rows]"])
+    assert config_from_dict(to_dict(cfg)) == cfg
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+@pytest.mark.parametrize("name", ["nafnet.yaml", "demo.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_config(REPO / "configs" / name)
+    assert isinstance(cfg, Config) and cfg.name == name.removesuffix(".yaml")
+
+
+def test_competition_model_fits_50_mb() -> None:
+    from denoise.model.nafnet import NAFNet
+
+    m = load_config(REPO / "configs" / "nafnet.yaml").model
+    net = NAFNet(m.in_channels, m.width, m.enc_blocks, m.middle_blocks, m.dec_blocks)
+    params = sum(p.numel() for p in net.parameters())
+    assert params == 11_467_744  # the number the YAML's comment documents
+    assert 4 * params < 50e6
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "denoise.train", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_cli_print_config_and_bad_input() -> None:
+    done = _cli("--config", "configs/demo.yaml", "train.epochs=7", "--print-config")
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["train"]["epochs"] == 7
+    bad = _cli("--config", "configs/demo.yaml", "train.epoks=7")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "did you mean 'train.epochs'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    missing = _cli("--config", "configs/nope.yaml")
+    assert missing.returncode == 2 and "no such config file" in missing.stderr
+
+
+def test_step_schedule_and_warmup() -> None:
+    kw = dict(steps_per_epoch=10, total_steps=100, scheduler="step", step_size=3, gamma=0.5, min_ratio=0.0)
+    assert lr_factor(0, warmup_steps=0, **kw) == 1.0
+    assert lr_factor(29, warmup_steps=0, **kw) == 1.0  # still epoch 2
+    assert lr_factor(30, warmup_steps=0, **kw) == 0.5  # epoch 3: first decay
+    assert lr_factor(65, warmup_steps=0, **kw) == 0.25
+    assert lr_factor(0, warmup_steps=4, **kw) == 0.25  # linear warm-up: 1/4, 2/4, ...
+    assert lr_factor(3, warmup_steps=4, **kw) == 1.0
+
+
+def test_cosine_schedule_ends_at_min_ratio() -> None:
+    kw = dict(steps_per_epoch=10, total_steps=100, scheduler="cosine", step_size=1, gamma=1.0, min_ratio=0.1)
+    assert lr_factor(0, warmup_steps=0, **kw) == 1.0
+    assert lr_factor(50, warmup_steps=0, **kw) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(100, warmup_steps=0, **kw) == pytest.approx(0.1)
+    assert lr_factor(25, warmup_steps=0, **kw) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
