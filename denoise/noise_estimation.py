@@ -9,11 +9,14 @@ smooth blocks" calibration (Foi et al. 2008, PMRID 2020), done blind:
    (constants, ramps, smooth shading), so on smooth content it leaves the noise only;
 2. cut the channel into blocks; per block keep the mean of the noisy values and the mean square of the high-pass
    response, an unbiased estimate of the local noise variance on smooth blocks and an over-estimate on texture;
-3. fit ``a`` and ``b`` by iteratively re-weighted least squares that drops blocks whose variance lies far above
-   the current fit (texture only ever adds variance), with weights from the variance of a block estimate.
+3. fit ``a`` and ``b`` robustly: a weighted line through the blocks that touch no clipped sample gives a start,
+   then a maximum-likelihood fit of the *clipped* noise model refines it on all blocks, each round dropping
+   blocks whose variance lies far above the fit (texture only ever adds variance).
 
-Blocks touching the clipping limits are left out: clipping shrinks the variance there. The limits are read
-off the frame (see ``clip_range``), as files differ: some clip noisy values at black, others keep them below.
+Clipping matters: a dark, noisy frame clipped at black has hardly a block without clipped samples, and near the
+limits clipping lowers the variance and shifts the mean. The model therefore predicts each block's mean and
+variance as those of a clipped Gaussian (``clipped_moments``). The limits are read off the frame
+(``clip_range``), as files differ: some clip noisy values at black, others keep them below.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import ndtr
 
 _HIGH_PASS_1D = np.array([1.0, -2.0, 1.0])  # 2-D kernel is its outer product; L2 norm 6
 _CLIP_MARGIN = 1e-6  # a noisy value this close to a clipping limit is taken as clipped
+_LEVELS = np.linspace(0.0, 1.0, 1024) ** 2  # clean levels at which the clipped model is tabulated, dense near 0
 
 
 @dataclass(frozen=True)
@@ -75,34 +81,48 @@ def block_dof(block: int) -> float:
 
 def block_statistics(
     channel: np.ndarray, block: int = 16, clip: tuple[float, float] = (0.0, 1.0)
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block (mean of noisy values, mean square of the high-pass) of an (h, w) channel, unclipped blocks only.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-block mean of noisy values, mean square of the high-pass, and fraction of outputs touching clipping.
 
-    Blocks are block x block high-pass outputs; the mean is taken over the same samples' centres. A block with
-    any sample within a hair of the ``clip`` limits in its support is dropped.
+    Blocks are block x block high-pass outputs of an (h, w) channel; the mean is over the same samples' centres.
+    An output "touches" clipping when a sample of its 3x3 support lies within a hair of the ``clip`` limits.
     """
     assert channel.ndim == 2, f"expected (h, w), got {channel.shape}"
     d = high_pass(channel)  # (h-2, w-2), d[i, j] centred on channel[i+1, j+1]
     centre = channel[1:-1, 1:-1].astype(np.float64)
     hb, wb = d.shape[0] // block, d.shape[1] // block
     if hb == 0 or wb == 0:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0)
 
-    def blocks(x: np.ndarray) -> np.ndarray:  # (hb, wb, block*block)
+    def blocks(x: np.ndarray) -> np.ndarray:  # (hb * wb, block * block)
         x = x[: hb * block, : wb * block].reshape(hb, block, wb, block)
-        return x.transpose(0, 2, 1, 3).reshape(hb, wb, block * block)
+        return x.transpose(0, 2, 1, 3).reshape(hb * wb, block * block)
 
-    # A clipped sample anywhere in the high-pass support poisons the block, so test the padded support.
     full = channel.astype(np.float64)[: hb * block + 2, : wb * block + 2]
     clipped = (full <= clip[0] + _CLIP_MARGIN) | (full >= clip[1] - _CLIP_MARGIN)
-    touched = np.zeros(d[: hb * block, : wb * block].shape, dtype=bool)
+    touched = np.zeros((hb * block, wb * block), dtype=bool)
     for dy in range(3):
         for dx in range(3):
             touched |= clipped[dy : dy + hb * block, dx : dx + wb * block]
-    keep = ~blocks(touched).any(axis=-1)
-    means = blocks(centre).mean(axis=-1)[keep]
-    variances = (blocks(d) ** 2).mean(axis=-1)[keep]
-    return means, variances
+    return blocks(centre).mean(axis=-1), (blocks(d) ** 2).mean(axis=-1), blocks(touched).mean(axis=-1)
+
+
+def clipped_moments(
+    x: np.ndarray, params: NoiseParams, clip: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of clip(z) for z ~ N(x, a x + b), in closed form (truncated-normal moments)."""
+    x = np.asarray(x, dtype=np.float64)
+    std = np.sqrt(np.maximum(params.variance(x), 1e-30))
+    lo, hi = (clip[0] - x) / std, (clip[1] - x) / std
+    p_lo, p_hi = ndtr(lo), ndtr(hi)
+    phi_lo, phi_hi = np.exp(-0.5 * lo**2) / np.sqrt(2 * np.pi), np.exp(-0.5 * hi**2) / np.sqrt(2 * np.pi)
+    inside = p_hi - p_lo
+    # Within the limits, E[z 1{in}] and E[z^2 1{in}] of the unclipped normal; outside, the limit itself.
+    first = x * inside + std * (phi_lo - phi_hi)
+    second = x * x * inside + 2 * x * std * (phi_lo - phi_hi) + std**2 * (inside + lo * phi_lo - hi * phi_hi)
+    mean = clip[0] * p_lo + clip[1] * (1 - p_hi) + first
+    square = clip[0] ** 2 * p_lo + clip[1] ** 2 * (1 - p_hi) + second
+    return mean, np.maximum(square - mean**2, 0.0)
 
 
 def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -142,7 +162,7 @@ def fit_noise_params(
     """
     assert means.shape == variances.shape and means.ndim == 1, f"bad shapes {means.shape}, {variances.shape}"
     if len(means) < 2:
-        raise ValueError(f"need at least 2 smooth unclipped blocks to estimate noise, got {len(means)}")
+        raise ValueError(f"need at least 2 blocks to fit noise, got {len(means)}")
     a, b = _initial_fit(means, variances)
     rel = (2.0 / dof) ** 0.5
     for _ in range(iterations):
@@ -154,6 +174,45 @@ def fit_noise_params(
     return NoiseParams(a=a, b=b)
 
 
+def _predicted_variance(params: NoiseParams, means: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
+    """Variance the clipped model predicts for blocks of observed ``means`` (each mapped back to its level)."""
+    mean, var = clipped_moments(_LEVELS, params, clip)
+    levels = np.interp(means, np.maximum.accumulate(mean), _LEVELS)
+    return np.maximum(np.interp(levels, _LEVELS, var), 1e-14)
+
+
+def fit_noise_params_clipped(
+    means: np.ndarray,
+    variances: np.ndarray,
+    dof: float,
+    clip: tuple[float, float],
+    start: NoiseParams,
+    rounds: int = 3,
+    reject_sigmas: float = 3.0,
+) -> NoiseParams:
+    """Maximum-likelihood (a, b) of the clipped noise model, from ``start``, ignoring texture-inflated blocks.
+
+    A smooth block's variance estimate is ~ v * chi2(dof) / dof about the model's v, whose negative
+    log-likelihood is sum(observed / v + log v) up to constants; it is minimised over (log a, log b).
+    """
+    log_ab = np.log([max(start.a, 1e-8), max(start.b, 1e-10)])
+    rel = (2.0 / dof) ** 0.5
+    for _ in range(rounds):
+        predicted = _predicted_variance(NoiseParams(*np.exp(log_ab)), means, clip)
+        keep = variances <= predicted * (1.0 + reject_sigmas * rel)
+        if keep.sum() < 2:
+            break
+        m, v = means[keep], variances[keep]
+
+        def nll(p: np.ndarray, m: np.ndarray = m, v: np.ndarray = v) -> float:
+            pred = _predicted_variance(NoiseParams(*np.exp(p)), m, clip)
+            return float(np.sum(v / pred + np.log(pred)))
+
+        log_ab = minimize(nll, log_ab, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6}).x
+    a, b = np.exp(log_ab)
+    return NoiseParams(a=float(a), b=float(b))
+
+
 def _check_packed(packed: np.ndarray) -> np.ndarray:
     if hasattr(packed, "detach"):  # a torch tensor
         packed = packed.detach().cpu().numpy()
@@ -161,11 +220,30 @@ def _check_packed(packed: np.ndarray) -> np.ndarray:
     return packed
 
 
+def fit_blocks(
+    means: np.ndarray, variances: np.ndarray, touched: np.ndarray, dof: float, clip: tuple[float, float]
+) -> NoiseParams:
+    """(a, b) from block statistics: a line through the unclipped blocks, refined by the clipped model.
+
+    Blocks mostly made of clipped samples say little and are dropped; when too few blocks are free of clipping
+    for a line, the line is fitted to all remaining blocks and only serves as a start.
+    """
+    usable = touched <= 0.5
+    clean = touched == 0
+    if usable.sum() < 2:
+        raise ValueError(f"need at least 2 blocks not mostly clipped to estimate noise, got {int(usable.sum())}")
+    line_set = clean if clean.sum() >= 8 else usable
+    start = fit_noise_params(means[line_set], variances[line_set], dof)
+    if not (touched[usable] > 0).any():
+        return start
+    return fit_noise_params_clipped(means[usable], variances[usable], dof, clip, start)
+
+
 def estimate_noise_per_channel(packed: np.ndarray, block: int = 16) -> tuple[NoiseParams, ...]:
     """Separate (a, b) for each of the 4 packed channels of a normalised (4, h, w) noisy frame."""
     packed = _check_packed(packed)
     dof, clip = block_dof(block), clip_range(packed)
-    return tuple(fit_noise_params(*block_statistics(c, block, clip), dof=dof) for c in packed)
+    return tuple(fit_blocks(*block_statistics(c, block, clip), dof=dof, clip=clip) for c in packed)
 
 
 def estimate_noise(packed: np.ndarray, block: int = 16) -> NoiseParams:
@@ -173,6 +251,5 @@ def estimate_noise(packed: np.ndarray, block: int = 16) -> NoiseParams:
     packed = _check_packed(packed)
     clip = clip_range(packed)
     stats = [block_statistics(c, block, clip) for c in packed]
-    means = np.concatenate([m for m, _ in stats])
-    variances = np.concatenate([v for _, v in stats])
-    return fit_noise_params(means, variances, dof=block_dof(block))
+    means, variances, touched = (np.concatenate([s[i] for s in stats]) for i in range(3))
+    return fit_blocks(means, variances, touched, block_dof(block), clip)

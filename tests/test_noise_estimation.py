@@ -11,6 +11,7 @@ from denoise.noise_estimation import (
     block_dof,
     block_statistics,
     clip_range,
+    clipped_moments,
     estimate_noise,
     estimate_noise_per_channel,
     fit_noise_params,
@@ -56,17 +57,30 @@ def test_high_pass_cancels_additive_separable_images_and_has_unit_gain():
 def test_block_dof_matches_monte_carlo_spread_of_white_noise_blocks():
     block = 8
     noise = np.random.default_rng(2).standard_normal((block * 96 + 2, block * 96 + 2))
-    _, variances = block_statistics(0.5 + 0.01 * noise, block)  # stays inside (0, 1): nothing clipped
+    _, variances, touched = block_statistics(0.5 + 0.01 * noise, block)  # stays inside (0, 1): nothing clipped
+    assert not touched.any()
     rel_var = np.var(variances) / np.mean(variances) ** 2
     assert rel_var == pytest.approx(2.0 / block_dof(block), rel=0.1)
     assert np.mean(variances) == pytest.approx(1e-4, rel=0.02)
 
 
-def test_blocks_touching_clipped_samples_are_dropped():
-    channel = np.full((34, 34), 0.5)
-    channel[5, 5] = 0.0  # in the first block's support only
-    means, _ = block_statistics(channel, 16)
-    assert len(means) == 3
+def test_touched_fraction_counts_outputs_whose_support_holds_a_clipped_sample():
+    channel = np.full((35, 35), 0.5)
+    channel[5, 5] = 0.0  # inside the first block's support: 3x3 high-pass outputs see it
+    channel[34, 34] = 1.0  # the last row/column feed no whole block
+    means, _, touched = block_statistics(channel, 16)
+    assert len(means) == 4
+    np.testing.assert_allclose(touched, [9 / 256, 0, 0, 0])
+
+
+def test_clipped_moments_match_monte_carlo():
+    rng = np.random.default_rng(5)
+    params, clip = NoiseParams(5e-3, 4e-4), (0.0, 1.0)
+    for level in (0.0, 0.01, 0.05, 0.5, 0.99):
+        z = np.clip(level + np.sqrt(params.variance(level)) * rng.standard_normal(1_000_000), *clip)
+        mean, var = clipped_moments(np.array(level), params, clip)
+        assert float(mean) == pytest.approx(z.mean(), abs=2e-4)
+        assert float(var) == pytest.approx(z.var(), rel=0.01)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +105,16 @@ def test_dark_frame_with_noise_kept_below_black():
     assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
     clipped_at_black = estimate_noise(np.maximum(noisy, 0.0))  # same frame clipped: dark blocks are dropped
     assert np.abs(std_errors(clipped_at_black, true, clean)).max() < 0.1, clipped_at_black
+
+
+def test_dark_noisy_frame_clipped_at_black():
+    """Most blocks touch clipped samples here; the clipped model must still find the noise."""
+    clean = 0.08 * smooth_frame()  # levels ~0.003..0.07, read noise std 0.02: a third of samples clip at 0
+    true = NoiseParams(6e-3, 4.6e-4)
+    noisy = add_noise(clean, true)
+    assert (noisy == 0).mean() > 0.1
+    est = estimate_noise(noisy)
+    assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
 
 
 def test_per_channel_estimates_follow_each_channel():
@@ -119,5 +143,5 @@ def test_accepts_torch_and_rejects_wrong_layout():
     assert estimate_noise(torch.from_numpy(noisy)) == estimate_noise(noisy)
     with pytest.raises(AssertionError, match="packed"):
         estimate_noise(noisy[:3])
-    with pytest.raises(ValueError, match="smooth unclipped blocks"):
+    with pytest.raises(ValueError, match="not mostly clipped"):
         estimate_noise(np.zeros((4, 64, 64), dtype=np.float32))  # everything clipped at black

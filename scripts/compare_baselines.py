@@ -1,0 +1,287 @@
+"""Quality table: classical denoisers and a trained model on the same test frames, scored the competition's way.
+
+    python scripts/compare_baselines.py [--test data/demo/test] [--gt data/demo/test_gt] [--checkpoint best.pth]
+        [--methods noisy,wavelet,nlm,bm3d,model,model-tta] [--max-frames N] [--crop H W] [--json OUT]
+
+Noisy frames ``noisy{N}.dng`` pair with ground truth ``gt{N}.dng``. The classical methods (``denoise.baselines``)
+see only the noisy frame and the noise level estimated from it (``--noise meta`` uses the true level from the
+dataset's meta.json instead, as an oracle). Prints the mean PSNR, competition SSIM, 2-D SSIM, score and seconds
+per frame of each method, then the same per noise level (from meta.json when present, else the estimated ``a``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from denoise.baselines import METHODS as BASELINES
+from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer, unpack_bayer
+from denoise.dataset.dng import DngError, RawFrame, read_dng
+from denoise.evaluate import EvaluateError, index_folder
+from denoise.metrics import ImageScores, mean_scores, score_image
+from denoise.noise_estimation import NoiseParams, estimate_noise
+
+MODEL_METHODS = ("model", "model-tta")
+ALL_METHODS = ("noisy", *BASELINES, *MODEL_METHODS)
+# Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
+LEVEL_EDGES = (10**-3.333, 10**-2.667)
+LEVEL_NAMES = ("low", "mid", "high")
+
+Method = Callable[[RawFrame, NoiseParams], np.ndarray]  # noisy frame, noise level -> (H, W) uint16 mosaic
+
+
+class CompareError(ValueError):
+    """Inputs or options the comparison cannot use; the message says which and why."""
+
+
+def centre_crop(frame: RawFrame, size: tuple[int, int] | None) -> RawFrame:
+    """The frame cut to ``size`` (H, W) about its centre at even offsets, so the CFA phase is unchanged."""
+    if size is None:
+        return frame
+    height, width = frame.mosaic.shape
+    h, w = min(size[0], height), min(size[1], width)
+    y, x = (height - h) // 4 * 2, (width - w) // 4 * 2
+    return dataclasses.replace(frame, mosaic=np.ascontiguousarray(frame.mosaic[y : y + h, x : x + w]))
+
+
+def packed_noisy(frame: RawFrame) -> np.ndarray:
+    """Normalised (4, h, w) packed frame over its largest even region."""
+    height, width = even_shape(*frame.mosaic.shape)
+    x = normalize(frame.mosaic[:height, :width], cfa_black(frame.black_level), frame.white_level)
+    return pack_bayer(x, frame.pattern)
+
+
+def to_mosaic(frame: RawFrame, packed: np.ndarray) -> np.ndarray:
+    """A denoised packed frame back to an (H, W) uint16 mosaic; an odd last row/column stays as in ``frame``."""
+    height, width = even_shape(*frame.mosaic.shape)
+    out = frame.mosaic.copy()
+    out[:height, :width] = denormalize(unpack_bayer(packed, frame.pattern), frame.black_level, frame.white_level)
+    return out
+
+
+def baseline_method(name: str) -> Method:
+    """A classical denoiser from ``denoise.baselines`` as a frame -> mosaic method."""
+    denoiser = BASELINES[name]
+    return lambda frame, params: to_mosaic(frame, denoiser(packed_noisy(frame), params))
+
+
+def model_methods(checkpoint: Path, names: Sequence[str]) -> dict[str, Method]:
+    """The trained model without and with x8 TTA, tiled as its config's inference section says."""
+    from denoise.inference.loading import CheckpointError, load_model
+    from denoise.inference.pipeline import InferSettings, denoise_frame
+
+    try:
+        model, cfg = load_model(checkpoint, "cpu")
+    except CheckpointError as err:
+        raise CompareError(str(err)) from err
+    methods = {}
+    for name in names:
+        settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name == "model-tta", cfg.infer.batch_size, "cpu")
+        methods[name] = lambda frame, _params, s=settings: denoise_frame(model, frame, s)
+    return methods
+
+
+def build_methods(names: Sequence[str], checkpoint: Path | None) -> dict[str, Method]:
+    """Methods by name, in the order asked; unknown names and a model without checkpoint are errors."""
+    unknown = [n for n in names if n not in ALL_METHODS]
+    if unknown:
+        raise CompareError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)})")
+    if "bm3d" in names and importlib.util.find_spec("bm3d") is None:
+        raise CompareError("method bm3d needs the 'bm3d' package: pip install 'raw-denoise[baselines]'")
+    wanted_models = [n for n in names if n in MODEL_METHODS]
+    if wanted_models and checkpoint is None:
+        raise CompareError(f"method(s) {', '.join(wanted_models)} need --checkpoint")
+    models = model_methods(checkpoint, wanted_models) if wanted_models else {}
+    methods: dict[str, Method] = {}
+    for name in names:
+        if name == "noisy":
+            methods[name] = lambda frame, _params: frame.mosaic
+        else:
+            methods[name] = models[name] if name in models else baseline_method(name)
+    return methods
+
+
+def load_true_noise(meta_path: Path | None) -> dict[int, NoiseParams]:
+    """True (a, b) of each test frame, by number, from a demo dataset's meta.json; empty when absent."""
+    if meta_path is None or not meta_path.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_path.read_text())
+        return {int(r["key"]): NoiseParams(float(r["a"]), float(r["b"])) for r in meta["test"]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise CompareError(f"{meta_path}: not a dataset meta.json with test noise levels ({err})") from err
+
+
+def noise_level(a: float) -> str:
+    """low / mid / high by the shot-noise gain ``a``."""
+    return LEVEL_NAMES[int(np.searchsorted(LEVEL_EDGES, a))]
+
+
+def compare(
+    pairs: dict[int, tuple[Path, Path]],
+    methods: dict[str, Method],
+    true_noise: dict[int, NoiseParams],
+    use_true_noise: bool,
+    crop: tuple[int, int] | None,
+) -> list[dict]:
+    """One record per frame: true and estimated noise, and each method's scores and seconds."""
+    records = []
+    bar = tqdm(total=len(pairs) * len(methods), desc="frames x methods", unit="run", file=sys.stderr)
+    for n, (noisy_path, gt_path) in pairs.items():
+        noisy, gt = centre_crop(read_dng(noisy_path), crop), centre_crop(read_dng(gt_path), crop)
+        if noisy.mosaic.shape != gt.mosaic.shape or noisy.pattern != gt.pattern:
+            raise CompareError(f"{noisy_path}: shape/pattern differ from {gt_path}")
+        start = time.perf_counter()
+        try:
+            estimated = estimate_noise(packed_noisy(noisy))
+        except ValueError as err:
+            raise CompareError(f"{noisy_path}: cannot estimate its noise level ({err})") from err
+        record = {"frame": n, "name": noisy_path.name, "shape": list(noisy.mosaic.shape),
+                  "estimated": estimated.as_dict(), "estimate_seconds": time.perf_counter() - start,
+                  "true": true_noise[n].as_dict() if n in true_noise else None, "methods": {}}
+        if use_true_noise and n not in true_noise:
+            raise CompareError(f"{noisy_path}: --noise meta but frame {n} is not in meta.json")
+        params = true_noise[n] if use_true_noise else estimated
+        for name, method in methods.items():
+            bar.set_postfix_str(f"frame {n} {name}")
+            start = time.perf_counter()
+            pred = method(noisy, params)
+            seconds = time.perf_counter() - start
+            scores = score_image(gt.mosaic, pred, data_range=gt.white_level)
+            record["methods"][name] = {**scores.as_dict(), "seconds": seconds}
+            bar.update()
+        records.append(record)
+    bar.close()
+    return records
+
+
+def summarise(records: list[dict], methods: Sequence[str], key: Callable[[dict], str]) -> dict[str, dict]:
+    """Mean scores and seconds per (group, method), groups named by ``key(record)``."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    order = [g for g in (*LEVEL_NAMES, "all") if g in groups]
+    table = {}
+    for group in order:
+        rows = {}
+        for m in methods:
+            items = [r["methods"][m] for r in groups[group]]
+            mean = mean_scores(ImageScores(i["psnr"], i["ssim"], i["ssim_2d"], i["score"]) for i in items)
+            rows[m] = {**mean.as_dict(), "seconds": float(np.mean([i["seconds"] for i in items])), "frames": len(items)}
+        table[group] = rows
+    return table
+
+
+def format_summary(table: dict[str, dict]) -> str:
+    """Fixed-width table: group, method, frames, score, PSNR, SSIM (competition), SSIM-2D, s/frame."""
+    head = f"{'level':<7}{'method':<11}{'n':>3}{'score':>9}{'PSNR':>9}{'SSIM':>9}{'SSIM-2D':>9}{'s/frame':>9}"
+    lines = [head, "-" * len(head)]
+    for group, rows in table.items():
+        for m, s in rows.items():
+            lines.append(f"{group:<7}{m:<11}{s['frames']:>3}{s['score']:>9.3f}{s['psnr']:>9.3f}{s['ssim']:>9.5f}"
+                         f"{s['ssim_2d']:>9.5f}{s['seconds']:>9.2f}")
+        lines.append("-" * len(head))
+    return "\n".join(lines)
+
+
+def format_noise(records: list[dict]) -> str:
+    """Estimated against true noise per frame, with the std error at mid-grey (x = 0.18)."""
+    lines = [f"{'frame':<8}{'a est':>10}{'a true':>10}{'b est':>10}{'b true':>10}{'std err@0.18':>14}"]
+    for r in records:
+        est, true = NoiseParams(**r["estimated"]), NoiseParams(**r["true"]) if r["true"] else None
+        row = f"{r['frame']:<8}{est.a:>10.2e}"
+        if true is None:
+            lines.append(row + f"{'-':>10}{est.b:>10.2e}{'-':>10}{'-':>14}")
+            continue
+        err = float(np.sqrt(est.variance(0.18) / true.variance(0.18)) - 1.0)
+        lines.append(row + f"{true.a:>10.2e}{est.b:>10.2e}{true.b:>10.2e}{err:>+14.3f}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Atomically, beside its destination."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/compare_baselines.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--test", type=Path, default=Path("data/demo/test"), help="folder of noisy{N}.dng")
+    parser.add_argument("--gt", type=Path, default=Path("data/demo/test_gt"), help="folder of gt{N}.dng")
+    parser.add_argument("--meta", type=Path, help="dataset meta.json with true noise (default: beside --test)")
+    parser.add_argument("--methods", default=None, help=f"comma-separated, from {','.join(ALL_METHODS)} "
+                        "(default: noisy and the classical ones, plus model and model-tta with --checkpoint)")
+    parser.add_argument("--checkpoint", type=Path, help="trained model for the model / model-tta rows")
+    parser.add_argument("--noise", choices=("estimated", "meta"), default="estimated",
+                        help="noise level given to the classical methods: estimated from the frame, or the truth")
+    parser.add_argument("--max-frames", type=int, help="use only the first N frames (BM3D is slow on a CPU)")
+    parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="centre crop of every frame")
+    parser.add_argument("--noisy-pattern", default="noisy{N}", help="noisy file names, {N} the number")
+    parser.add_argument("--gt-pattern", default="gt{N}", help="ground-truth file names")
+    parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Check the options, score every method on every frame, print the tables; returns the JSON payload."""
+    if args.crop is not None and any(s < 2 or s % 2 for s in args.crop):
+        raise CompareError(f"--crop needs even sizes of at least 2, got {args.crop}")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise CompareError(f"--json {args.json}: folder {args.json.parent} does not exist")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CompareError(f"--max-frames must be at least 1, got {args.max_frames}")
+    default = ["noisy", *BASELINES, *(MODEL_METHODS if args.checkpoint else ())]
+    names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default
+    noisy_files, gt_files = index_folder(args.test, args.noisy_pattern), index_folder(args.gt, args.gt_pattern)
+    missing = sorted(set(noisy_files) - set(gt_files))
+    if missing:
+        raise CompareError(f"{noisy_files[missing[0]]}: no ground truth in {args.gt}")
+    numbers = sorted(noisy_files)[: args.max_frames]
+    pairs = {n: (noisy_files[n], gt_files[n]) for n in numbers}
+    true_noise = load_true_noise(args.meta or args.test.parent / "meta.json")
+    if args.noise == "meta" and not true_noise:
+        raise CompareError("--noise meta needs a meta.json with the test frames' noise (see --meta)")
+    methods = build_methods(names, args.checkpoint)
+    records = compare(pairs, methods, true_noise, args.noise == "meta", tuple(args.crop) if args.crop else None)
+
+    def level(record: dict) -> str:
+        return noise_level((record["true"] or record["estimated"])["a"])
+
+    mean = summarise(records, names, lambda _r: "all")
+    per_level = summarise(records, names, level)
+    source = "true a from meta.json" if true_noise else "estimated a"
+    print(f"\n{len(records)} frames, noise given to the classical methods: {args.noise}")
+    print(format_summary(mean))
+    print(f"\nper noise level ({source}; low a < {LEVEL_EDGES[0]:.1e} <= mid < {LEVEL_EDGES[1]:.1e} <= high)")
+    print(format_summary(per_level))
+    print("\nnoise estimated from each noisy frame alone")
+    print(format_noise(records))
+    return {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "mean": mean["all"], "per_level": per_level, "frames": records}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        payload = run(args)
+    except (CompareError, EvaluateError, DngError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json is not None:
+        write_json(args.json, payload)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
