@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from denoise.dataset.augment import IDENTITY, random_flags, transform_packed, transform_pair
+from denoise.dataset.augment import (
+    IDENTITY,
+    random_flags,
+    transform_packed,
+    transform_packed_via_mosaic,
+    transform_pair,
+)
 from denoise.dataset.bayer import PATTERNS, all_transforms, pack_bayer, unpack_bayer
 
 COLOUR = {"R": 0, "G": 1, "B": 2}
@@ -42,6 +48,15 @@ def test_transform_keeps_the_cfa_phase_and_equals_the_mosaic_operation(pattern, 
     assert len(shifts) == 1
     if flags == IDENTITY:
         assert shifts == [(0, 0)]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("flags", all_transforms())
+def test_packed_gather_equals_the_mosaic_domain_operation(pattern, flags):
+    packed = np.random.default_rng(0).random((2, 3, 4, SIZE + 1, SIZE + 1)).astype(np.float32)
+    fast = transform_packed(packed, pattern, flags, SIZE)
+    assert fast.shape == (2, 3, 4, SIZE, SIZE) and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, transform_packed_via_mosaic(packed, pattern, flags, SIZE))
 
 
 @pytest.mark.parametrize("pattern", ["BGGR", "GRBG"])

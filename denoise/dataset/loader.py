@@ -141,7 +141,11 @@ class PairDataset(Dataset):
         self.synth = synth or SynthesisSettings()
         self.seed = seed
         shapes = [f.packed_shape for f in frames]
-        check_fits(shapes, patch_size + int(augment), [str(f.clean.source) for f in frames])
+        try:
+            check_fits(shapes, patch_size + int(augment), [str(f.clean.source) for f in frames])
+        except ValueError as err:
+            spare = " + 1 spare pixel for flips" if augment else ""
+            raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
         self.tiles = tile_crops(shapes, patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)
         self._state: tuple[int, np.random.Generator, dict[int, np.ndarray]] | None = None
