@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import numpy as np
 import pytest
+import torch.distributed as dist
 from dataset_fixtures import BLACK, WHITE, write_frame, write_pairs
+from torch.utils.data import DistributedSampler
 
 from denoise.dataset import cache, dng
 from denoise.dataset.bayer import normalize, pack_bayer
@@ -91,3 +94,39 @@ def test_epochs_after_the_first_pass_never_decode(tmp_path, decodes):
     build_train_loader(cfg, seed=1)  # a second run finds everything cached
     assert len(decodes) == 6
     assert (tmp_path / "data/.cache").is_dir()  # the default cache folder sits inside the dataset root
+
+
+def _fill(paths, cache_dir, queue):
+    queue.put([cache_frame(p, cache_dir)[0].array_path.name for p in paths])
+
+
+def test_processes_filling_one_cache_at_once_agree(tmp_path):
+    paths = [write_frame(tmp_path / f"{i}.dng", np.full((24, 32), 2000 + i, np.uint16)) for i in range(6)]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=_fill, args=(paths[::step], tmp_path / "cache", queue)) for step in (1, -1)]
+    for worker in workers:
+        worker.start()
+    names = [queue.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert sorted(names[0]) == sorted(names[1])
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".json"] * 6 + [".npy"] * 6  # no temp files
+    for i, path in enumerate(paths):
+        frame, decoded = cache_frame(path, tmp_path / "cache")
+        assert not decoded and int(cached_mosaic(frame)[5, 5]) == 2000 + i
+
+
+def test_distributed_loader_splits_each_epoch_between_ranks(tmp_path):
+    write_pairs(tmp_path / "data", count=3, shape=(24, 32))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=1, patch_size=4, batch_size=2, num_workers=0,
+                     samples_per_epoch=10)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        loader = build_train_loader(cfg, seed=0, distributed=True)
+    finally:
+        dist.destroy_process_group()
+    assert isinstance(loader.sampler, DistributedSampler) and len(loader) == 5
+    with pytest.raises(AssertionError, match="initialised"):
+        build_train_loader(cfg, seed=0, distributed=True)
