@@ -3,8 +3,8 @@
 Packed channels must never be flipped spatially on their own: that moves every sample by half a CFA cell.
 Instead the crop is unpacked to its mosaic, flipped or transposed there, cropped by one row/column where the
 CFA phase moved (``bayer_transform`` mode "crop"), and packed again; the fast path replays that operation as a
-gather whose index map is the mosaic-domain operation applied to sample indices. Noisy and clean are stacked and
-transformed as one array, so the pair always receives the same operation.
+gather whose index map is the mosaic-domain operation applied to sample indices. Noisy and clean are
+given the same flags, so the pair always receives the same operation.
 """
 
 from __future__ import annotations
@@ -60,5 +60,4 @@ def transform_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``transform_packed`` applied identically to both crops of a pair. Each (4, s+1, s+1) -> (4, s, s)."""
     assert noisy.shape == clean.shape, f"pair crops differ in shape: {noisy.shape} vs {clean.shape}"
-    both = transform_packed(np.stack([noisy, clean]), pattern, flags, size)
-    return both[0], both[1]
+    return transform_packed(noisy, pattern, flags, size), transform_packed(clean, pattern, flags, size)
