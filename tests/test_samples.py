@@ -12,6 +12,7 @@ from dataset_fixtures import BLACK, WHITE, write_frame, write_pairs
 from denoise.dataset.bayer import normalize, pack_bayer
 from denoise.dataset.config import DataConfig
 from denoise.dataset.loader import PairDataset, build_train_loader, build_val_frames, load_split
+from denoise.dataset.pairs import DatasetError
 from denoise.dataset.samples import random_crop, tile_crops, tile_grid
 
 
@@ -142,3 +143,21 @@ def test_a_patch_larger_than_a_frame_is_an_error_naming_it(dataset_root):
     root, _ = dataset_root
     with pytest.raises(ValueError, match=r"0_gt\.dng"):
         build_train_loader(_cfg(root, patch_size=16), seed=0)  # 16 + 1 spare pixel > 12 packed rows
+
+
+def test_synthetic_fraction_mixes_real_and_synthesised_pairs(tmp_path):
+    flat = np.full((24, 32), 5000, np.uint16)
+    for i in range(2):  # real pairs without noise, so any residual comes from synthesis
+        write_frame(tmp_path / f"data/noisy/{i}_noise.dng", flat)
+        write_frame(tmp_path / f"data/ground truth/{i}_gt.dng", flat)
+    cfg = _cfg(tmp_path / "data", val_count=0, synthetic_fraction=0.5, patch_size=4, batch_size=50,
+               samples_per_epoch=400)
+    residual = torch.cat([(b["noisy"] - b["clean"]).abs().amax(dim=(1, 2, 3)) for b in build_train_loader(cfg, 0)])
+    assert abs((residual > 0).float().mean().item() - 0.5) < 0.08
+
+
+def test_an_unwritable_cache_folder_is_a_dataset_error(dataset_root, tmp_path):
+    root, _ = dataset_root
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DatasetError, match="cache"):
+        load_split(_cfg(root, cache_dir=str(tmp_path / "file/cache")))

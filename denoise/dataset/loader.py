@@ -71,6 +71,8 @@ def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePai
             cached[path] = cache_frame(path, cache_dir, dtype)[0]
         except dng.DngError as err:
             problems.append(str(err))
+        except OSError as err:
+            raise DatasetError(f"{cache_dir}: cannot write the frame cache ({err}); set data.cache_dir") from err
     frame_pairs = []
     for pair in pairs:
         if pair.clean not in cached or (pair.noisy is not None and pair.noisy not in cached):
