@@ -22,17 +22,18 @@ class LayerNorm2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.channels = channels  # a plain int, so tracing exporters see a constant normalized shape
         self.eps = eps
         self.explicit = explicit
 
     def forward(self, x: Tensor) -> Tensor:
-        assert x.ndim == 4 and x.shape[1] == self.weight.shape[0], f"expected (N, {self.weight.shape[0]}, H, W)"
+        assert x.ndim == 4 and x.shape[1] == self.channels, f"expected (N, {self.channels}, H, W)"
         if self.explicit:
             mu = x.mean(1, keepdim=True)
             var = (x - mu).pow(2).mean(1, keepdim=True)
             y = (x - mu) / torch.sqrt(var + self.eps)
             return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)  # (N, H, W, C)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias, self.eps)  # (N, H, W, C)
         return y.permute(0, 3, 1, 2)
 
 
