@@ -47,8 +47,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     state = torch.load(last, weights_only=True)
     assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
 
-    second = train(tiny_config(data, runs, *SETTINGS, "train.max_steps=9"), resume=str(last))  # into epoch 3
-    assert second.run_dir == first.run_dir and second.step == 9
+    # Resuming replays the data of the first 3 batches, then carries on across two epoch boundaries.
     third = train(tiny_config(data, runs, *SETTINGS), resume="auto")
     assert third.run_dir == first.run_dir and third.step == whole.step == 12 and third.interrupted is None
 

@@ -137,7 +137,7 @@ def _wait_for(root: Path, pattern: str, timeout: float) -> bool:
 
 def test_sigterm_leaves_a_loadable_last_checkpoint(tmp_path: Path) -> None:
     data = make_pairs(tmp_path / "data", count=2)
-    cfg = tiny_config(data, tmp_path / "runs", "train.epochs=100000", "train.val_every=0", "train.threads=1")
+    cfg = tiny_config(data, tmp_path / "runs", "train.epochs=100000", "train.val_every=0")
     config = tmp_path / "tiny.yaml"
     config.write_text(dump_config(cfg))
     proc = subprocess.Popen(

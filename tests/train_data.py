@@ -49,6 +49,7 @@ def tiny_config(data: Path, runs: Path, *overrides: str) -> Config:
             "model.dec_blocks=[1]",
             "infer.tile=0",
             "train.device=cpu",
+            "train.threads=1",  # tiny tensors: more threads only add synchronisation on a busy machine
             "train.epochs=2",
             "train.log_every=1",
             "train.image_crop=32",

@@ -15,9 +15,9 @@ from denoise.config import ConfigError, dump_config, load_config
 from denoise.dataset.dng import DngError
 from denoise.dataset.pairs import DatasetError
 from denoise.train.checkpoint import CheckpointError
-from denoise.train.loop import TrainingDiverged, train
 
-BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError)
+# ValueError: the model and data builders' refusal of values the config schema cannot rule out (sizes, names).
+BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError, ValueError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,9 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        if args.print_config:
-            print(dump_config(cfg), end="")
-            return 0
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    from denoise.train.loop import TrainingDiverged, train  # imported late so that --print-config stays quick
+
+    try:
         result = train(cfg, resume=args.resume)
     except BAD_INPUT as err:
         print(f"error: {err}", file=sys.stderr)

@@ -110,6 +110,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
 
     # Rank 0 picks the checkpoint and the run folder; every rank loads the same checkpoint.
     ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
+    if info.is_main and resume == "auto" and ckpt_path is None:
+        print(f"--resume auto: no earlier run named {cfg.name!r} under {tc.runs_dir}, starting a new one", flush=True)
     ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
     ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
     if ckpt is not None:

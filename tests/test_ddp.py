@@ -1,0 +1,58 @@
+"""Two processes joined by gloo on the CPU train a few DDP steps: identical weights on both ranks, one run folder
+with one checkpoint (only rank 0 writes)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+from train_data import make_pairs, tiny_config
+
+from denoise.model import build_model
+from denoise.train.loop import train
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, tmp: str) -> None:
+    """One torchrun-like process: the environment torchrun would set, then the ordinary training entry point."""
+    os.environ.update(
+        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+    cfg = tiny_config(Path(tmp) / "data", Path(tmp) / "runs", "train.epochs=2", "train.ema=0.5")
+    result = train(cfg)
+    torch.save({"model": result.model.state_dict(), "step": result.step, "run_dir": str(result.run_dir)},
+               Path(tmp) / f"rank{rank}.pt")
+
+
+def test_two_gloo_processes_keep_identical_weights(tmp_path: Path) -> None:
+    make_pairs(tmp_path / "data", count=3)
+    # A fork server imports the training stack once, in a clean process, and forks both ranks from it.
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["denoise.train.loop"])
+    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="forkserver")
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    # 8 samples per epoch split over 2 ranks in batches of 2: 2 steps per epoch on each rank.
+    assert r0["step"] == r1["step"] == 4
+    for name, value in r0["model"].items():
+        assert torch.equal(value, r1["model"][name]), name
+    torch.manual_seed(0)  # the loop's initial weights come from the seed alone
+    cfg = tiny_config(tmp_path / "data", tmp_path / "runs")
+    initial = build_model(cfg.model).state_dict()
+    assert any(not torch.equal(initial[k], r0["model"][k]) for k in initial)  # it did train
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and r1["run_dir"] == "None" and Path(r0["run_dir"]) == runs[0]
+    assert sorted(p.name for p in (runs[0] / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
+    ckpt = torch.load(runs[0] / "checkpoints" / "last.pth", weights_only=True)
+    assert ckpt["step"] == 4 and len(ckpt["rng"]) == 2  # every rank's RNG state, for an exact resume
+    for name, value in r0["model"].items():
+        assert torch.equal(value, ckpt["model"][name]), name
