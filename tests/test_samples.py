@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -89,7 +90,7 @@ def test_loader_batches_are_packed_float32_and_reproducible(dataset_root):
     assert not torch.equal(batches[0]["noisy"], other["noisy"])
 
 
-def test_loader_with_workers_gives_distinct_random_crops(dataset_root):
+def test_batches_do_not_depend_on_workers_and_each_epoch_draws_new_crops(dataset_root):
     root, _ = dataset_root
     cfg = _cfg(root, patch_size=8, batch_size=4, samples_per_epoch=16, num_workers=2)
     loader = build_train_loader(cfg, seed=0)
@@ -98,6 +99,10 @@ def test_loader_with_workers_gives_distinct_random_crops(dataset_root):
     second = torch.cat([b["clean"] for b in loader])
     assert len({t.numpy().tobytes() for t in first}) == 16  # workers do not repeat each other's crops
     assert not torch.equal(first, second)  # nor do epochs
+    in_process = build_train_loader(dataclasses.replace(cfg, num_workers=0), seed=0)
+    assert torch.equal(torch.cat([b["clean"] for b in in_process]), first)
+    in_process.sampler.set_epoch(1)
+    assert torch.equal(torch.cat([b["clean"] for b in in_process]), second)
 
 
 def test_synthetic_pairs_follow_the_requested_noise(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from denoise.dataset import dng
@@ -120,8 +120,10 @@ class PairDataset(Dataset):
     """Packed crops of cached pairs; item ``i`` is a crop of the frame that tile ``i mod n_tiles`` lies in.
 
     In "tiles" mode the crop is that tile; in "random" mode it is placed at random in the same frame, so
-    frames are sampled in proportion to their area. Randomness comes from a per-process generator seeded from
-    ``seed`` (main process) or from the DataLoader's per-worker seed.
+    frames are sampled in proportion to their area. Any integer is a valid index: ``i`` and ``i + k * len``
+    show the same tile, but every index draws its crop, flips and noise from its own generator seeded by
+    (``seed``, ``i``), so a batch depends on neither the number of workers nor which worker made it. The
+    samplers below add ``epoch * len`` so that each epoch draws new crops.
     """
 
     def __init__(
@@ -150,21 +152,19 @@ class PairDataset(Dataset):
             raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
         self.tiles = tile_crops(shapes, patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)
-        self._state: tuple[int, np.random.Generator, dict[int, np.ndarray]] | None = None
+        self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return self.length
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_state": None}  # memory maps and generators are per process
+        return {**self.__dict__, "_maps": None}  # memory maps are opened again in each process
 
-    def _process_state(self) -> tuple[np.random.Generator, dict[int, np.ndarray]]:
-        """This process's generator and open memory maps, created on first use after a fork or spawn."""
-        if self._state is None or self._state[0] != os.getpid():
-            info = torch.utils.data.get_worker_info()
-            seed = self.seed if info is None else info.seed
-            self._state = (os.getpid(), np.random.default_rng(seed), {})
-        return self._state[1], self._state[2]
+    def _open_maps(self) -> dict[int, np.ndarray]:
+        """This process's open memory maps, started empty on first use after a fork or spawn."""
+        if self._maps is None or self._maps[0] != os.getpid():
+            self._maps = (os.getpid(), {})
+        return self._maps[1]
 
     @staticmethod
     def _region(frame: CachedFrame, arrays: dict[int, np.ndarray], y: int, x: int, size: int) -> np.ndarray:
@@ -174,8 +174,8 @@ class PairDataset(Dataset):
         return normalized_region(frame, arrays[id(frame)], y, x, size, size)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng, arrays = self._process_state()
-        tile = self.tiles[index % len(self.tiles)]
+        rng, arrays = np.random.default_rng([self.seed, index]), self._open_maps()
+        tile = self.tiles[index % self.length % len(self.tiles)]
         pair = self.frames[tile.frame]
         height, width = pair.packed_shape
         crop = tile if self.sampling == "tiles" else random_crop(rng, tile.frame, height, width, self.patch_size)
@@ -191,6 +191,35 @@ class PairDataset(Dataset):
             noisy, clean = synthesize(clean, rng, self.synth)
         return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
                 "clean": torch.from_numpy(np.ascontiguousarray(clean))}
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh random permutation each pass, offset by ``epoch * n`` so the dataset draws new crops each epoch."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.length, generator=generator) + self.epoch * self.length
+        self.epoch += 1  # a loader reused without set_epoch still moves on
+        return iter(order.tolist())
+
+
+class EpochDistributedSampler(DistributedSampler):
+    """DistributedSampler whose indices are offset by ``epoch * len(dataset)`` (see PairDataset)."""
+
+    def __iter__(self):
+        offset = self.epoch * len(self.dataset)
+        return (index + offset for index in super().__iter__())
 
 
 def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
@@ -221,8 +250,9 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0) -> PairDataset:
 def build_train_loader(cfg: DataConfig, seed: int = 0, distributed: bool = False) -> DataLoader:
     """Shuffled batches of ``{"noisy", "clean"}``, each (B, 4, p, p) float32; B is per process.
 
-    Under ``distributed`` (torch.distributed initialised, e.g. by torchrun) rank 0 fills the cache while the
-    others wait, and a DistributedSampler splits each epoch: call ``loader.sampler.set_epoch(epoch)``.
+    Batches depend on ``seed`` and the epoch only, not on ``num_workers``. Under ``distributed``
+    (torch.distributed initialised, e.g. by torchrun) rank 0 fills the cache while the others wait, and a
+    DistributedSampler splits each epoch: call ``loader.sampler.set_epoch(epoch)`` (either sampler has it).
     """
     if distributed:
         assert dist.is_available() and dist.is_initialized(), "distributed=True needs torch.distributed initialised"
@@ -230,10 +260,10 @@ def build_train_loader(cfg: DataConfig, seed: int = 0, distributed: bool = False
             load_split(cfg)
         dist.barrier()
     dataset = build_train_dataset(cfg, seed)
-    if dist.is_available() and distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+    if distributed:
+        sampler = EpochDistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
     else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        sampler = EpochSampler(len(dataset), seed)
     per_epoch = len(sampler) // cfg.batch_size
     if per_epoch == 0:
         raise DatasetError(f"{cfg.root}: {len(sampler)} samples per epoch per process < batch_size {cfg.batch_size}")
@@ -245,7 +275,6 @@ def build_train_loader(cfg: DataConfig, seed: int = 0, distributed: bool = False
         pin_memory=cfg.pin_memory and torch.cuda.is_available(),
         persistent_workers=cfg.num_workers > 0,
         drop_last=True,
-        generator=torch.Generator().manual_seed(seed + 1),
     )
 
 
