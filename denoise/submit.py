@@ -122,8 +122,9 @@ def _scores_text(ckpt: dict[str, Any]) -> str:
     for key in ("epoch", "step", "best_score"):
         if isinstance(ckpt.get(key), (int, float)):
             lines.append(f"- {key}: {ckpt[key]:.4f}" if isinstance(ckpt[key], float) else f"- {key}: {ckpt[key]}")
-    for key, value in ckpt.items():
-        if isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
+    for key in ("val_scores", "val", "scores", "metrics"):
+        value = ckpt.get(key)
+        if isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
             lines += [f"- {key}.{k}: {v:.4f}" for k, v in value.items()]
     return "\n".join(lines) or "- none stored in the checkpoint"
 

@@ -187,3 +187,17 @@ def test_refused_request_writes_nothing(tmp_path: Path, checkpoint: Path, capsys
     assert "is an input itself" in capsys.readouterr().err
     assert (tmp_path / "denoise0.dng").read_bytes() == b"keep me"
     assert main(["--checkpoint", str(tmp_path / "none.pth"), "--input", str(tmp_path)]) == 2
+
+
+SHARED_DNG = Path(__file__).resolve().parents[1].parent / "shared" / "dng"
+
+
+@pytest.mark.skipif(not SHARED_DNG.is_dir(), reason="../shared/dng (real camera DNGs) is absent")
+@pytest.mark.parametrize("name", ["valid-32x32.dng", "oiio_bayer_bggr16.dng"])
+def test_real_dngs(tmp_path: Path, checkpoint: Path, name: str) -> None:
+    args = ["--checkpoint", str(checkpoint), "--input", str(SHARED_DNG / name), "--output", str(tmp_path),
+            "--tile", "0"]  # fmt: skip
+    assert main(args) == 0
+    src, out = read_dng(SHARED_DNG / name), read_dng(tmp_path / f"{Path(name).stem}_denoised.dng")
+    assert out.mosaic.shape == src.mosaic.shape and out.pattern == src.pattern
+    assert out.white_level == src.white_level and np.array_equal(out.black_level, src.black_level)

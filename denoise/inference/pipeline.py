@@ -10,19 +10,20 @@ import torch
 
 from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize
 from denoise.dataset.dng import RawFrame
+from denoise.inference.config import InferConfig
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 
 
 @dataclass(frozen=True)
 class InferSettings:
-    """How to run the network over a frame; mirrors the inference config minus the folders."""
+    """How to run the network over a frame; the inference config's settings minus the folders, device resolved."""
 
-    tile: int = 256
-    overlap: int = 32
-    tta: bool = False
-    batch_size: int = 4
+    tile: int = InferConfig.tile
+    overlap: int = InferConfig.overlap
+    tta: bool = InferConfig.tta
+    batch_size: int = InferConfig.batch_size
     device: str | torch.device = "cpu"
-    precision: str = "fp32"
+    precision: str = InferConfig.precision
 
 
 def frame_tiles(frame: RawFrame, settings: InferSettings) -> int:
