@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +105,36 @@ def test_bm3d_missing_package_gives_install_hint(monkeypatch):
 def test_baselines_reject_unpacked_input():
     with pytest.raises(AssertionError, match="packed"):
         METHODS["wavelet"](np.zeros((3, 8, 8), dtype=np.float32), PARAMS)
+
+
+def _compare_script():
+    """scripts/compare_baselines.py loaded as a module (scripts/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_baselines.py"
+    spec = importlib.util.spec_from_file_location("compare_baselines", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_script_scores_tiny_frames(tmp_path, capsys):
+    from denoise.dataset.bayer import denormalize, unpack_bayer
+    from denoise.dataset.dng import write_new_dng
+
+    (tmp_path / "test").mkdir()
+    (tmp_path / "gt").mkdir()
+    meta = {"test": []}
+    for n, params in enumerate((NoiseParams(2e-4, 1e-5), NoiseParams(6e-3, 4e-4))):
+        clean, noisy = noisy_pair(params, size=32, seed=n)
+        for folder, name, packed in (("gt", f"gt{n}", clean), ("test", f"noisy{n}", noisy)):
+            mosaic = denormalize(unpack_bayer(packed, "BGGR"), 1024, 16383)
+            write_new_dng(tmp_path / folder / f"{name}.dng", mosaic, "BGGR", 1024, 16383)
+        meta["test"].append({"key": str(n), **params.as_dict()})
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "scores.json"
+    argv = ["--test", str(tmp_path / "test"), "--gt", str(tmp_path / "gt"), "--methods", "noisy,wavelet,nlm"]
+    assert _compare_script().main([*argv, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["per_level"]) == {"low", "high"}
+    assert result["per_level"]["high"]["nlm"]["psnr"] > result["per_level"]["high"]["noisy"]["psnr"] + 3
+    assert "noise estimated from each noisy frame alone" in capsys.readouterr().out
+    assert _compare_script().main([*argv, "--methods", "model"]) == 2  # no --checkpoint
