@@ -90,7 +90,7 @@ def test_baseline_reduces_error_with_estimated_noise(method):
 
 @pytest.mark.skipif(importlib.util.find_spec("bm3d") is None, reason="optional 'bm3d' package not installed")
 def test_bm3d_reduces_error():
-    clean, noisy = noisy_pair(size=48)
+    clean, noisy = noisy_pair(size=32)
     out = denoise_bm3d_gat(noisy, PARAMS)
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert np.mean((out - clean) ** 2) < 0.6 * np.mean((noisy - clean) ** 2)
