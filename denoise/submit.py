@@ -235,7 +235,14 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         _move_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for line in check_submission(zip_path, inputs, cfg):
+    if len(inputs) != 10:
+        print(f"note: {len(inputs)} test frame(s); the competition's test set has 10")
+    try:
+        lines = check_submission(zip_path, inputs, cfg)
+    except SubmissionCheckError as err:
+        zip_path.unlink(missing_ok=True)  # a zip that fails its own checks must not be uploaded by mistake
+        raise SubmissionCheckError(f"{err}; removed {zip_path}, kept {out} for inspection") from err
+    for line in lines:
         print(f"check: {line}")
     return zip_path
 

@@ -162,3 +162,15 @@ def test_self_check_catches_a_network_that_does_not_reproduce(tmp_path: Path, bu
             zf.writestr(entry, data)
     with pytest.raises(SubmissionCheckError, match=message):
         check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")), tiny_config())
+
+
+def test_zip_failing_its_checks_is_removed(tmp_path: Path, setup, monkeypatch, capsys) -> None:
+    checkpoint, test_dir, _ = setup
+
+    def failing_check(*args, **kwargs):
+        raise SubmissionCheckError("result/data/denoise0.dng: values outside [black, white]")
+
+    monkeypatch.setattr(submit, "check_submission", failing_check)
+    assert _run(tmp_path, checkpoint, test_dir) == 2
+    assert "outside" in capsys.readouterr().err
+    assert not (tmp_path / "result.zip").exists() and (tmp_path / "result" / "data" / "denoise0.dng").is_file()
