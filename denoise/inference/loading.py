@@ -38,8 +38,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from err
+        # torch's own messages run to paragraphs (and suggest weights_only=False, which we never do): keep the type.
+        reason = type(err).__name__
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint of tensors and plain data ({reason})") from err
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a raw-denoise checkpoint (expected a dict with 'model' and 'config')")
     return ckpt
