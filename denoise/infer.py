@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"checkpoint: {checkpoint}{'' if args.checkpoint else ' (newest best.pth)'}")
         print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
         model, _ = load_model(checkpoint, settings.device)
-    except (InferError, CheckpointError, ConfigError, ValueError) as err:
+    except (InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     summary = run_jobs(model, jobs, settings)

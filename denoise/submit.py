@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args, defaults_config(args.config))
         zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings)
-    except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, ValueError) as err:
+    except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"submission ready: {zip_path}")
