@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from denoise.config import ConfigError, dump_config
+from denoise.dataset.dng import DngError
 from denoise.infer import (
     InferError,
     add_settings_args,
@@ -258,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args, defaults_config(args.config))
         zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings)
-    except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
+    except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, DngError, ValueError,
+            OSError) as err:  # fmt: skip
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"submission ready: {zip_path}")
