@@ -22,6 +22,15 @@ from denoise.model.config import ModelConfig
 BLACK, WHITE = 1024, 16383
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; on a busy shared machine extra threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config() -> Config:
     return Config(model=ModelConfig(width=4, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1)))
 

@@ -23,6 +23,15 @@ from denoise.submit_check import SubmissionCheckError, check_entry_names, check_
 BLACK, WHITE = 1024, 16383
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; on a busy shared machine extra threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config() -> Config:
     # local_window below the test frames' size, so network.py must reproduce test-time local statistics too.
     return Config(model=ModelConfig(width=4, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1), local_window=8))
