@@ -1,6 +1,7 @@
 """A deliberately simple raw-to-sRGB pipeline for looking at mosaics: black/white levels, white balance from the
-file, bilinear (or half-size) demosaic, sRGB gamma. No colour matrix, no tone curve, no denoising: it is for
-side-by-side pictures (TensorBoard, comparison sheets), where the same rendering of every image is what matters.
+file, bilinear (or half-size) demosaic, the camera colour matrix when known, sRGB gamma. No tone curve, no
+denoising: it is for side-by-side pictures (TensorBoard, comparison sheets), where rendering every image the same
+way is what matters.
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ import numpy as np
 from scipy.ndimage import convolve
 
 from denoise.dataset.bayer import channel_offsets, even_shape, normalize, pack_bayer
+
+# Linear sRGB (D65) -> CIE XYZ.
+_SRGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
 
 # Normalised-convolution kernel: each missing sample becomes the weighted mean of its same-colour neighbours.
 _BILINEAR = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
@@ -21,6 +27,18 @@ def white_balance_gains(as_shot_neutral: np.ndarray | None) -> np.ndarray:
     neutral = np.asarray(as_shot_neutral, dtype=np.float32).reshape(3)
     assert (neutral > 0).all(), f"as-shot neutral must be positive, got {neutral}"
     return (neutral[1] / neutral).astype(np.float32)
+
+
+def camera_to_srgb(color_matrix: np.ndarray | None) -> np.ndarray:
+    """(3, 3) matrix from white-balanced camera RGB to linear sRGB, from the DNG ColorMatrix (XYZ -> camera).
+
+    Rows of sRGB -> camera are scaled to sum to one so that white stays white; identity when the matrix is unknown.
+    """
+    if color_matrix is None:
+        return np.eye(3, dtype=np.float32)
+    cam_from_srgb = np.asarray(color_matrix, dtype=np.float64).reshape(3, 3) @ _SRGB_TO_XYZ
+    cam_from_srgb /= cam_from_srgb.sum(axis=1, keepdims=True)
+    return np.linalg.inv(cam_from_srgb).astype(np.float32)
 
 
 def demosaic_bilinear(x: np.ndarray, pattern: str) -> np.ndarray:
@@ -58,17 +76,20 @@ def render_srgb(
     as_shot_neutral: np.ndarray | None = None,
     half: bool = False,
     exposure: float = 1.0,
+    color_matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint16 (H, W) mosaic -> uint8 sRGB picture, (H, W, 3) or (H/2, W/2, 3) with ``half``.
 
     Odd dimensions are cropped to even ones first. ``exposure`` multiplies the white-balanced linear values; use
-    one value for every picture that is to be compared.
+    one value for every picture that is to be compared. ``color_matrix`` is the DNG ColorMatrix (XYZ -> camera);
+    without it the colours are the camera's own, usually duller.
     """
     assert mosaic.ndim == 2, f"expected an (H, W) mosaic, got {mosaic.shape}"
     height, width = even_shape(*mosaic.shape)
     x = normalize(np.asarray(mosaic)[:height, :width], black_level, white_level)  # (H, W) float32
     rgb = demosaic_half(x, pattern) if half else demosaic_bilinear(x, pattern)
     rgb = rgb * white_balance_gains(as_shot_neutral) * exposure
+    rgb = rgb @ camera_to_srgb(color_matrix).T  # (..., 3) camera -> linear sRGB
     return np.round(srgb_gamma(rgb) * 255.0).astype(np.uint8)
 
 

@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from denoise.dataset.bayer import pack_bayer
-from denoise.render import demosaic_bilinear, render_srgb, srgb_gamma, white_balance_gains
+from denoise.render import camera_to_srgb, demosaic_bilinear, render_srgb, srgb_gamma, white_balance_gains
 from denoise.train.losses import adjacent_loss, combined_loss, fourier_loss, hann_window_2d, l1_loss, psnr_loss
 
 
@@ -123,3 +123,16 @@ def test_render_pieces() -> None:
         img = render_srgb(mosaic, "BGGR", 1024, 16383, None, half=half)
         assert img.shape == shape and img.dtype == np.uint8
         assert (img[..., 0] > 100).all() and (img[..., 1] == 0).all() and (img[..., 2] == 0).all()
+
+
+def test_colour_matrix_keeps_white_and_undoes_the_camera_mixing() -> None:
+    xyz_to_cam = np.array([[1.0, -0.4, -0.07], [-0.02, 1.0, 0.01], [0.34, -0.2, 0.4]])
+    m = camera_to_srgb(xyz_to_cam)
+    assert np.allclose(m @ np.ones(3), 1.0, atol=1e-5)  # white-balanced white stays white
+    assert np.allclose(camera_to_srgb(None), np.eye(3))
+    # The camera's response to pure linear sRGB red, mapped back, is pure red again.
+    srgb_to_xyz = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.072175],
+                            [0.0193339, 0.119192, 0.9503041]])
+    cam = xyz_to_cam @ srgb_to_xyz
+    cam_red = (cam / cam.sum(axis=1, keepdims=True)) @ np.array([1.0, 0.0, 0.0])
+    assert np.allclose(m @ cam_red, [1.0, 0.0, 0.0], atol=1e-5)

@@ -162,3 +162,19 @@ def test_sigterm_leaves_a_loadable_last_checkpoint(tmp_path: Path) -> None:
     assert ckpt["step"] > 0
     build_model(config_from_dict(ckpt["config"]).model).load_state_dict(ckpt["model"])
     assert yaml.safe_load((last.parents[1] / "config.yaml").read_text())["name"] == "tiny"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_precisions_with_clipping_and_cosine(tmp_path: Path, precision: str) -> None:
+    data = make_pairs(tmp_path / "data", count=2)
+    cfg = tiny_config(
+        data, tmp_path / "runs", f"train.precision={precision}", "train.epochs=1", "train.grad_clip=0.5",
+        "train.scheduler=cosine", "train.optimizer=adamw", "train.weight_decay=0.01", "train.val_every=0",
+    )
+    result = train(cfg)
+    events = EventAccumulator(str(result.run_dir / "tb"))
+    events.Reload()
+    assert result.step == 4 and all(math.isfinite(e.value) for e in events.Scalars("train/loss"))
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.pth", weights_only=True)
+    assert bool(ckpt["scaler"]) == (precision == "fp16")  # only fp16 needs (and saves) a gradient scaler
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] < cfg.train.lr  # the cosine schedule has decayed

@@ -152,7 +152,9 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             set_rng_state(ckpt["rng"][info.rank])
     net = model
     if info.distributed:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+        )
     eval_model = ema.module if ema is not None else model
 
     writer, val_frames = None, []

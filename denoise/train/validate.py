@@ -61,4 +61,5 @@ def crop_pictures(frame, denoised: np.ndarray, size: int) -> dict[str, np.ndarra
     }
     levels = (frame.pattern, frame.black_level, frame.white_level, frame.as_shot_neutral)
     exposure = auto_exposure(crops["clean"], *levels)
-    return {key: render_srgb(m, *levels, exposure=exposure) for key, m in crops.items()}
+    matrix = getattr(frame, "color_matrix", None)  # used when the validation frame carries it
+    return {key: render_srgb(m, *levels, exposure=exposure, color_matrix=matrix) for key, m in crops.items()}
