@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from denoise.config import Config, ConfigError, config_from_dict, dump_config, load_config, to_dict
-from denoise.train.config import TrainConfig
+from denoise.train.config import TrainConfig, check_train_config
 from denoise.train.schedule import lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +63,21 @@ def test_unknown_yaml_key_names_the_nearest(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.log_every=0", r"train\.log_every=0 must be at least 1"),
+        ("train.ema=1.0", r"train\.ema=1\.0 must be 0 \(off\) or in \(0, 1\)"),
+        ("train.gamma=0.0", r"train\.gamma"),
+        ("train.loss_l1=0.0", "every train.loss_"),
+    ],
+)
+def test_out_of_range_train_values_are_refused(override: str, message: str) -> None:
+    check_train_config(load_config(None).train)  # the defaults are valid
+    with pytest.raises(ValueError, match=message):
+        check_train_config(load_config(None, [override]).train)
 
 
 def test_round_trip_through_dict_and_yaml() -> None:

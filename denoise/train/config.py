@@ -38,3 +38,31 @@ class TrainConfig:
     log_every: int = 20  # optimiser steps between TensorBoard scalars
     image_crop: int = 256  # side (mosaic pixels) of the validation crop shown in TensorBoard; 0 = no images
     threads: int = 0  # torch CPU threads per process; 0 = PyTorch's default
+
+
+def check_train_config(tc: TrainConfig) -> None:
+    """Raise ValueError naming the first ``train.*`` value outside its valid range (the types are checked on load)."""
+    rules = [
+        ("epochs", tc.epochs >= 1, "at least 1"),
+        ("max_steps", tc.max_steps >= 0, "0 (no limit) or more"),
+        ("lr", tc.lr > 0, "positive"),
+        ("weight_decay", tc.weight_decay >= 0, "0 or more"),
+        ("step_size", tc.step_size >= 1, "at least 1 epoch"),
+        ("gamma", 0 < tc.gamma <= 1, "in (0, 1]"),
+        ("min_lr", 0 <= tc.min_lr <= tc.lr, "in [0, train.lr]"),
+        ("warmup_steps", tc.warmup_steps >= 0, "0 (off) or more"),
+        ("grad_clip", tc.grad_clip >= 0, "0 (off) or positive"),
+        ("ema", 0 <= tc.ema < 1, "0 (off) or in (0, 1)"),
+        ("adjacent_directions", len(tc.adjacent_directions) > 0, "at least one of rows, cols"),
+        ("val_every", tc.val_every >= 0, "0 (never) or more"),
+        ("max_nonfinite", tc.max_nonfinite >= 1, "at least 1"),
+        ("log_every", tc.log_every >= 1, "at least 1"),
+        ("image_crop", tc.image_crop >= 0, "0 (off) or more"),
+        ("threads", tc.threads >= 0, "0 (PyTorch's default) or more"),
+    ]
+    for name, ok, expected in rules:
+        if not ok:
+            raise ValueError(f"train.{name}={getattr(tc, name)!r} must be {expected}")
+    weights = (tc.loss_l1, tc.loss_fourier, tc.loss_psnr, tc.loss_adjacent)
+    if all(w == 0 for w in weights):
+        raise ValueError("every train.loss_* weight is 0: nothing to train on")

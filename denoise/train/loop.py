@@ -23,6 +23,7 @@ from denoise.inference.tiling import autocast
 from denoise.model import build_model, prepare_input, prepare_model
 from denoise.train import distributed as dd
 from denoise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from denoise.train.config import check_train_config
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of, write_text_atomic
@@ -103,6 +104,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     raises ``TrainingDiverged`` after ``train.max_nonfinite`` non-finite losses in a row.
     """
     tc = cfg.train
+    check_train_config(tc)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     info = dd.setup_distributed(tc.device)
