@@ -93,10 +93,9 @@ def test_shipped_configs_load(name: str) -> None:
 
 
 def test_competition_model_fits_50_mb() -> None:
-    from denoise.model.nafnet import NAFNet
+    from denoise.model import build_model
 
-    m = load_config(REPO / "configs" / "nafnet.yaml").model
-    net = NAFNet(m.in_channels, m.width, m.enc_blocks, m.middle_blocks, m.dec_blocks)
+    net = build_model(load_config(REPO / "configs" / "nafnet.yaml").model)
     params = sum(p.numel() for p in net.parameters())
     assert params == 11_467_744  # the number the YAML's comment documents
     assert 4 * params < 50e6
