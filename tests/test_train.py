@@ -178,3 +178,11 @@ def test_autocast_precisions_with_clipping_and_cosine(tmp_path: Path, precision:
     ckpt = torch.load(result.run_dir / "checkpoints" / "last.pth", weights_only=True)
     assert bool(ckpt["scaler"]) == (precision == "fp16")  # only fp16 needs (and saves) a gradient scaler
     assert ckpt["optimizer"]["param_groups"][0]["lr"] < cfg.train.lr  # the cosine schedule has decayed
+
+
+def test_bad_data_fails_before_a_run_folder_is_made(tmp_path: Path) -> None:
+    from denoise.dataset.pairs import DatasetError
+
+    with pytest.raises(DatasetError, match="does not exist"):
+        train(tiny_config(tmp_path / "missing", tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

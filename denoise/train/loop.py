@@ -109,89 +109,91 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         torch.set_num_threads(tc.threads)
     info = dd.setup_distributed(tc.device)
     device = info.device
+    run_dir, writer, bar, previous_handlers = None, None, None, {}
+    try:
+        # Rank 0 picks the checkpoint to resume from; every rank loads it.
+        ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
+        if info.is_main and resume == "auto" and ckpt_path is None:
+            print(f"--resume auto: no earlier run named {cfg.name!r} under {tc.runs_dir}: starting one", flush=True)
+        ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
+        ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+        if ckpt is not None:
+            _check_model_matches(cfg, ckpt, Path(ckpt_path))
 
-    # Rank 0 picks the checkpoint and the run folder; every rank loads the same checkpoint.
-    ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
-    if info.is_main and resume == "auto" and ckpt_path is None:
-        print(f"--resume auto: no earlier run named {cfg.name!r} under {tc.runs_dir}, starting a new one", flush=True)
-    ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
-        _check_model_matches(cfg, ckpt, Path(ckpt_path))
-    run_dir = None
-    if info.is_main:
-        run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-
-    # The model's initial weights depend on the seed alone; data randomness also on the rank.
-    torch.manual_seed(tc.seed)
-    model = prepare_model(build_model(cfg.model), device)
-    seed_everything(tc.seed + info.rank)
-    loader = epoch_loader(cfg, 0, info.distributed)
-    steps_per_epoch = len(loader)
-    optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, tc.betas)
-    scheduler = build_scheduler(
-        optimizer, steps_per_epoch, tc.epochs, tc.scheduler, tc.step_size, tc.gamma, tc.lr, tc.min_lr, tc.warmup_steps
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
-    loss_weights = {"l1": tc.loss_l1, "fourier": tc.loss_fourier, "psnr": tc.loss_psnr, "adjacent": tc.loss_adjacent}
-
-    # Restore everything the next step depends on: weights, optimiser moments, schedule, scaler, counters, RNG.
-    start_epoch, skip_batches, step, best_score = 0, 0, 0, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-    ema = EMA(model, tc.ema) if tc.ema > 0 else None
-    if ckpt is not None:
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, skip_batches, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
-        best_score = ckpt.get("best_score")
-        if info.rank < len(ckpt["rng"]):
-            set_rng_state(ckpt["rng"][info.rank])
-    net = model
-    if info.distributed:
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+        # The model's initial weights depend on the seed alone; data randomness also on the rank.
+        torch.manual_seed(tc.seed)
+        model = prepare_model(build_model(cfg.model), device)
+        seed_everything(tc.seed + info.rank)
+        loader = epoch_loader(cfg, 0, info.distributed)
+        steps_per_epoch = len(loader)
+        optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, tc.betas)
+        scheduler = build_scheduler(
+            optimizer, steps_per_epoch, tc.epochs, tc.scheduler, tc.step_size, tc.gamma, tc.lr, tc.min_lr,
+            tc.warmup_steps,
         )
-    eval_model = ema.module if ema is not None else model
-
-    writer, val_frames = None, []
-    if info.is_main:
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
-        writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
-        val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []
-        if val_frames and step == 0:
-            for key, value in noisy_scores(val_frames).as_dict().items():
-                writer.add_scalar(f"val_noisy/{key}", value, 0)
-        print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt else ""), flush=True)
-        if tc.loss_psnr:
-            print("note: the psnr loss is minus the PSNR in dB, so it and the total loss are negative", flush=True)
-
-    def checkpoint_state(epoch: int, batch: int, epoch_rng: dict) -> dict:
-        """The checkpoint dict; collective, every rank contributes its RNG state."""
-        return {
-            "model": model.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "batch": batch,
-            "step": step,
-            "best_score": best_score,
-            "rng": dd.gather_objects(epoch_rng, info),
-            "config": to_dict(cfg),
+        scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+        loss_weights = {
+            "l1": tc.loss_l1, "fourier": tc.loss_fourier, "psnr": tc.loss_psnr, "adjacent": tc.loss_adjacent
         }
 
-    stop_requested, previous_handlers = _stop_on_signals()
-    interrupted, nonfinite_run, epoch, bar = None, 0, start_epoch, None
-    window = {"count": 0, "samples": 0, "time": time.perf_counter(), "sums": {}}
-    model.train()
-    try:
+        # Restore everything the next step depends on: weights, optimiser moments, schedule, scaler, counters, RNG.
+        start_epoch, skip_batches, step, best_score = 0, 0, 0, None
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+        ema = EMA(model, tc.ema) if tc.ema > 0 else None
+        if ckpt is not None:
+            if ema is not None and ckpt.get("ema") is not None:
+                ema.load_state_dict(ckpt["ema"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            start_epoch, skip_batches, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+            best_score = ckpt.get("best_score")
+            if info.rank < len(ckpt["rng"]):
+                set_rng_state(ckpt["rng"][info.rank])
+        net = model
+        if info.distributed:
+            net = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+            )
+        eval_model = ema.module if ema is not None else model
+
+        # The run folder is made only now, once the data and checkpoint have been accepted: bad input leaves nothing.
+        val_frames = []
+        if info.is_main:
+            val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []
+            run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
+            writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
+            if val_frames and step == 0:
+                for key, value in noisy_scores(val_frames).as_dict().items():
+                    writer.add_scalar(f"val_noisy/{key}", value, 0)
+            print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt else ""), flush=True)
+            if tc.loss_psnr:
+                print("note: the psnr loss is minus the PSNR in dB, negative by design", flush=True)
+
+        def checkpoint_state(epoch: int, batch: int, epoch_rng: dict) -> dict:
+            """The checkpoint dict; collective, every rank contributes its RNG state."""
+            return {
+                "model": model.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "batch": batch,
+                "step": step,
+                "best_score": best_score,
+                "rng": dd.gather_objects(epoch_rng, info),
+                "config": to_dict(cfg),
+            }
+
+        stop_requested, previous_handlers = _stop_on_signals()
+        interrupted, nonfinite_run, epoch = None, 0, start_epoch
+        window = {"count": 0, "samples": 0, "time": time.perf_counter(), "sums": {}}
+        model.train()
         for epoch in range(start_epoch, tc.epochs):
             # The data depend only on (seed, epoch); the global RNG state here (dropout, say) goes into checkpoints.
             loader = loader if epoch == 0 else epoch_loader(cfg, epoch, info.distributed)
