@@ -192,7 +192,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
 
         stop_requested, previous_handlers = _stop_on_signals()
         interrupted, nonfinite_run, epoch = None, 0, start_epoch
-        window = {"count": 0, "samples": 0, "time": time.perf_counter(), "sums": {}}
+        window = {"count": 0, "samples": 0, "seconds": 0.0, "sums": {}}
         model.train()
         for epoch in range(start_epoch, tc.epochs):
             # The data depend only on (seed, epoch); the global RNG state here (dropout, say) goes into checkpoints.
@@ -200,10 +200,12 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             epoch_rng = rng_state()
             done = 0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.is_main)
+            tick = time.perf_counter()  # samples/s counts loading and training time, not validation
             for i, batch in enumerate(loader):
                 if epoch == start_epoch and i < skip_batches:
                     done = i + 1  # replayed only to advance the data RNG exactly as the interrupted run did
                     bar.update(1)
+                    tick = time.perf_counter()
                     continue
                 noisy = prepare_input(batch["noisy"], device)  # (B, 4, p, p)
                 clean = prepare_input(batch["clean"], device)
@@ -252,8 +254,9 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 window["samples"] += noisy.shape[0] * info.world_size
                 for name, value in {"total": loss, **parts}.items():
                     window["sums"][name] = window["sums"].get(name, 0.0) + value.item()
-                elapsed = time.perf_counter() - window["time"]
-                rate = window["samples"] / max(elapsed, 1e-9)
+                window["seconds"] += time.perf_counter() - tick
+                tick = time.perf_counter()
+                rate = window["samples"] / max(window["seconds"], 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}", sps=f"{rate:.1f}")
                 bar.update(1)
                 if log_now:
@@ -264,7 +267,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                         writer.add_scalar("train/grad_norm", grad_norm, step)
                         writer.add_scalar("train/samples_per_s", rate, step)
-                    window = {"count": 0, "samples": 0, "time": time.perf_counter(), "sums": {}}
+                    window = {"count": 0, "samples": 0, "seconds": 0.0, "sums": {}}
                 if tc.max_steps and step >= tc.max_steps:
                     interrupted = "max_steps"
                     break
