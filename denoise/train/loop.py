@@ -64,18 +64,6 @@ def _stop_on_signals() -> tuple[list[str], dict]:
     return requested, previous
 
 
-def epoch_loader(cfg: Config, epoch: int, distributed: bool) -> torch.utils.data.DataLoader:
-    """The training loader for ``epoch``: its shuffling, crops and augmentation depend on (seed, epoch) alone.
-
-    A fresh loader per epoch makes a resumed run draw exactly the batches of an uninterrupted one, with any number
-    of workers; it costs one worker start-up per epoch.
-    """
-    loader = build_train_loader(cfg.data, cfg.train.seed * 100_003 + epoch, distributed)
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)  # DistributedSampler: the same permutation on every rank
-    return loader
-
-
 def _check_model_matches(cfg: Config, ckpt: dict, path: Path) -> None:
     """Refuse to resume into a differently shaped model, naming the first differing key."""
     saved = to_dict(config_from_dict(ckpt["config"]).model)
@@ -124,7 +112,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         torch.manual_seed(tc.seed)
         model = prepare_model(build_model(cfg.model), device)
         seed_everything(tc.seed + info.rank)
-        loader = epoch_loader(cfg, 0, info.distributed)
+        loader = build_train_loader(cfg.data, tc.seed, info.distributed)
         steps_per_epoch = len(loader)
         optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, tc.betas)
         scheduler = build_scheduler(
@@ -195,8 +183,9 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         window = {"count": 0, "samples": 0, "seconds": 0.0, "sums": {}}
         model.train()
         for epoch in range(start_epoch, tc.epochs):
-            # The data depend only on (seed, epoch); the global RNG state here (dropout, say) goes into checkpoints.
-            loader = loader if epoch == 0 else epoch_loader(cfg, epoch, info.distributed)
+            # Batches depend only on (seed, epoch), whatever the worker count, so a resumed run draws the same
+            # ones; the global RNG state (dropout, say) goes into checkpoints.
+            loader.sampler.set_epoch(epoch)
             epoch_rng = rng_state()
             done = 0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.is_main)
