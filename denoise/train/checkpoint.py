@@ -2,7 +2,8 @@
 with ``torch.load(..., weights_only=True)``.
 
 Keys: model, ema (or None), optimizer, scheduler, scaler, epoch (the epoch to continue with), batch (batches of
-that epoch already done; 0 at an epoch boundary), step (optimiser steps done), best_score, rng, config.
+that epoch already done; 0 at an epoch boundary), step (optimiser steps done), best_score, rng (a list: each
+rank's generator states at the start of that epoch), config.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from denoise.inference.loading import CheckpointError, read_checkpoint
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message names the file and the problem."""
+__all__ = ["CheckpointError", "load_checkpoint", "rng_state", "save_checkpoint", "seed_everything", "set_rng_state"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -46,18 +47,9 @@ def current_umask() -> int:
     return mask
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` (tensors and plain data only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(f"{path}: not a raw-denoise checkpoint (no 'model' and 'config' entries)")
-    return state
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (on the CPU, ``weights_only=True``); the same reader and errors as inference uses."""
+    return read_checkpoint(path)
 
 
 def rng_state() -> dict[str, Any]:
