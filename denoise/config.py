@@ -44,6 +44,14 @@ def _nearest(key: str, valid: list[str], prefix: str = "") -> str:
     return f"; did you mean '{prefix}.{match[0]}'?" if prefix else f"; did you mean '{match[0]}'?"
 
 
+def _float_or_text(text: str) -> float | str:
+    """``text`` as a float when Python reads it as one (e.g. "1e-4"), else unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against a type hint, converting lists to tuples and ints to floats where declared."""
     origin = typing.get_origin(hint)
@@ -80,6 +88,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(hint, value, where)
     if hint is float:
+        if isinstance(value, str):
+            value = _float_or_text(value)  # YAML 1.1 reads 1e-4 (no dot, no exponent sign) as text
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -56,6 +56,17 @@ def test_bad_overrides_name_the_problem(override: str, message: str) -> None:
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("text", ["1e-4", "1.0e-4", "0.0001"])
+def test_float_fields_accept_every_spelling_of_a_float(tmp_path: Path, text: str) -> None:
+    # YAML 1.1 reads "1e-4" as a string; the config must still take it as the number.
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train:\n  lr: {text}\n")
+    assert load_config(path).train.lr == pytest.approx(1e-4)
+    assert load_config(None, [f"train.lr={text}"]).train.lr == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(None, ["train.lr=fast"])
+
+
 def test_unknown_yaml_key_names_the_nearest(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  gradclip: 1.0\n")
