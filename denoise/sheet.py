@@ -1,0 +1,79 @@
+"""A PNG contact sheet of sRGB-rendered crops: noisy, denoised and clean side by side, one row per frame.
+
+    python -m denoise.sheet --noisy data/demo/test --pred result/data --gt data/demo/test_gt --out runs/sheet.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import skimage.io
+
+from denoise.dataset.dng import DngError, RawFrame, read_dng
+from denoise.render import auto_exposure, render_srgb
+
+GAP = 8  # white pixels between tiles
+
+
+def centre_crop(frame: RawFrame, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` window of the mosaic, its origin on an even site so the CFA phase holds."""
+    height, width = frame.mosaic.shape
+    size = min(size, height - height % 2, width - width % 2)
+    top = ((height - size) // 2) & ~1
+    left = ((width - size) // 2) & ~1
+    return frame.mosaic[top : top + size, left : left + size]
+
+
+def sheet_row(frames: Sequence[RawFrame], size: int) -> np.ndarray:
+    """Render crops of ``frames`` (noisy, denoised, clean) with one exposure taken from the last. (h, w, 3) uint8."""
+    reference = frames[-1]
+    crops = [centre_crop(f, size) for f in frames]
+    levels = (reference.pattern, reference.black_level, reference.white_level, reference.as_shot_neutral)
+    gain = auto_exposure(crops[-1], *levels)
+    tiles = [render_srgb(c, *levels, exposure=gain) for c in crops]
+    gap = np.full((tiles[0].shape[0], GAP, 3), 255, dtype=np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+
+
+def build_sheet(triples: Sequence[Sequence[RawFrame]], size: int = 256) -> np.ndarray:
+    """Stack one rendered row per (noisy, denoised, clean) triple. (H, W, 3) uint8."""
+    assert triples, "no frames to show"
+    rows = [sheet_row(t, size) for t in triples]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, GAP), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(rows, axis=0)[:-GAP]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m denoise.sheet", description=__doc__.splitlines()[0])
+    parser.add_argument("--noisy", type=Path, required=True, help="folder of noisy{N}.dng")
+    parser.add_argument("--pred", type=Path, required=True, help="folder of denoise{N}.dng")
+    parser.add_argument("--gt", type=Path, required=True, help="folder of gt{N}.dng")
+    parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.add_argument("--frames", type=int, nargs="+", default=[0, 5, 9], help="frame numbers to show")
+    parser.add_argument("--size", type=int, default=256, help="crop size in mosaic pixels")
+    args = parser.parse_args(argv)
+    try:
+        triples = [
+            [read_dng(args.noisy / f"noisy{n}.dng"), read_dng(args.pred / f"denoise{n}.dng"),
+             read_dng(args.gt / f"gt{n}.dng")]
+            for n in args.frames
+        ]
+    except DngError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    picture = build_sheet(triples, args.size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp.png")
+    skimage.io.imsave(tmp, picture, check_contrast=False)
+    tmp.replace(args.out)
+    print(f"comparison sheet (columns: noisy, denoised, clean): {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
