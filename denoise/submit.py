@@ -138,6 +138,14 @@ def report_text(
     params = sum(p.numel() for p in model.parameters())
     tiling = f"{settings.tile}-pixel tiles overlapping by {settings.overlap}" if settings.tile else "whole frames"
     tta = "x8 Bayer-preserving flips/transposes of the mosaic, each inverted before averaging"
+    noise = ""
+    if cfg.model.noise_channels > 0:
+        noise = (
+            "The network is noise-aware: beside the four planes it reads four more, the per-pixel noise standard\n"
+            "deviation `10 * sqrt(a*x + b)` (`noise_level_map` in network.py), with `a` and `b` estimated from the\n"
+            "noisy frame alone (variance against mean on smooth blocks): no noise parameters are given at test\n"
+            "time.\n\n"
+        )
     return f"""# Method
 
 A NAFNet U-Net denoises the raw Bayer mosaic directly. Each frame is normalised with its black and white levels,
@@ -145,7 +153,7 @@ packed into four half-resolution planes (R, Gr, Gb, B) and passed through the ne
 planes as its input plus a learned residual; the result is unpacked, scaled back to DN, rounded and clipped to
 [black, white], and written into a copy of the input DNG (only the pixel bytes change).
 
-Inference runs on {tiling} in packed pixels, keeping only each tile's centre.
+{noise}Inference runs on {tiling} in packed pixels, keeping only each tile's centre.
 Test-time augmentation: {tta if settings.tta else "none"}.
 
 # Model

@@ -21,7 +21,9 @@ from denoise.config import Config
 from denoise.dataset.bayer import cfa_black, even_shape, normalize, pack_bayer
 from denoise.dataset.dng import DngError, read_dng
 from denoise.infer import output_name
+from denoise.inference.noise_map import estimate_frame_noise
 from denoise.model import build_model, prepare_model
+from denoise.model.nafnet import noise_level_map
 
 STANDALONE_TOLERANCE = 1e-5
 CROP = 64  # packed pixels per side of the crop the standalone network must reproduce
@@ -102,6 +104,9 @@ def check_standalone(zf: zipfile.ZipFile, cfg: Config, crop: torch.Tensor, workd
     for name in ("network.py", "model.pth"):
         (models / name).write_bytes(zf.read(f"result/algorithm/models/{name}"))
     state = torch.load(io.BytesIO(zf.read("result/algorithm/models/model.pth")), map_location="cpu", weights_only=True)
+    if cfg.model.noise_channels > 0:  # a noise-aware network also reads the noise map of the crop's estimated level
+        params = estimate_frame_noise(crop[0].numpy())
+        crop = torch.cat([crop, noise_level_map(crop, params.a, params.b)], dim=1)  # (1, 8, h, w)
     model = build_model(cfg.model)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model = prepare_model(model.eval(), torch.device("cpu"))

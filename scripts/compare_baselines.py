@@ -86,7 +86,8 @@ def model_methods(checkpoint: Path, names: Sequence[str]) -> dict[str, Method]:
     methods = {}
     for name in names:
         settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name == "model-tta", cfg.infer.batch_size, "cpu")
-        methods[name] = lambda frame, _params, s=settings: denoise_frame(model, frame, s)
+        # A noise-aware model reads the same noise level as the classical methods (estimated unless --noise meta).
+        methods[name] = lambda frame, params, s=settings: denoise_frame(model, frame, s, noise=params)
     return methods
 
 

@@ -1,8 +1,11 @@
 """Training batches and validation frames from a dataset folder: the builders the trainer calls.
 
 ``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops and
-``build_val_frames(cfg)`` the held-out frames whole. Both decode every DNG once into the cache first (so bad
-files fail before training starts) and afterwards only read memory-mapped arrays.
+``build_val_frames(cfg)`` the held-out frames whole. With ``noise_levels`` every sample also carries its noise
+level ``a``, ``b`` (variance ``a*x + b``): the drawn one for synthetic pairs, and for real pairs the one
+``estimate_noise`` reads off the whole noisy frame, as inference will have to. Both builders decode every DNG
+once into the cache first (so bad files fail before training starts) and afterwards only read memory-mapped
+arrays.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from denoise.dataset.config import DataConfig
 from denoise.dataset.noise import add_noise, log_uniform
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
+from denoise.noise_estimation import estimate_noise
 
 
 @dataclass(frozen=True)
@@ -107,13 +111,58 @@ class SynthesisSettings:
     brightness_range: tuple[float, float] = (1.0, 1.0)
 
 
-def synthesize(clean: np.ndarray, rng: np.random.Generator, synth: SynthesisSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) from a normalised clean crop: brightness scaled, then noise at a random level."""
+def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
+    """A normalised packed crop (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it."""
+    black = frame.channel_black()[:, None, None]  # (4, 1, 1)
+    scale = frame.white_level - black
+    return (np.clip(np.rint(noisy * scale), 0.0, scale) / scale).astype(np.float32)
+
+
+def synthesize(
+    clean: np.ndarray, rng: np.random.Generator, synth: SynthesisSettings, frame: CachedFrame | None = None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(noisy, clean, a, b) from a normalised clean crop: brightness scaled, then noise at a random level.
+
+    Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values.
+    """
     gain = rng.uniform(*synth.brightness_range)
     clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
     a = log_uniform(rng, *synth.a_range)
     b = log_uniform(rng, *synth.b_range)
-    return add_noise(clean, a, b, rng, synth.model), clean
+    noisy = add_noise(clean, a, b, rng, synth.model)
+    if frame is not None:
+        noisy = quantize_like(noisy, frame)
+    return noisy, clean, a, b
+
+
+def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """(a, b) of a pair by least squares of the squared residual on the clean value.
+
+    Only samples whose clean value lies 3 noise std inside [0, 1] count, so clipping does not bias the fit; the
+    std comes from a first fit over the samples not clipped.
+    """
+    x, r2 = clean.astype(np.float64).ravel(), ((noisy.astype(np.float64) - clean) ** 2).ravel()
+    inside = (noisy.ravel() > 0.0) & (noisy.ravel() < 1.0)
+    for _ in range(2):
+        a, b = np.linalg.lstsq(np.stack([x[inside], np.ones(int(inside.sum()))], axis=1), r2[inside], rcond=None)[0]
+        a, b = max(float(a), 1e-8), max(float(b), 1e-10)
+        std = np.sqrt(a * np.clip(x, 0.0, None) + b)
+        inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
+    return a, b
+
+
+def frame_noise_level(pair: FramePair) -> tuple[float, float]:
+    """(a, b) of a real pair, estimated from the noisy frame alone like inference does.
+
+    A frame the blind estimator cannot read (almost all clipped, say) falls back to the fit against its clean twin.
+    """
+    height, width = pair.packed_shape
+    noisy = normalized_region(pair.noisy, pair.noisy.load(), 0, 0, height, width)  # (4, h, w)
+    try:
+        params = estimate_noise(noisy)
+    except ValueError:
+        return fit_pair_noise(noisy, normalized_region(pair.clean, pair.clean.load(), 0, 0, height, width))
+    return params.a, params.b
 
 
 class PairDataset(Dataset):
@@ -136,6 +185,7 @@ class PairDataset(Dataset):
         augment: bool = True,
         synth: SynthesisSettings | None = None,
         seed: int = 0,
+        noise_levels: bool = False,
     ) -> None:
         assert sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {sampling!r}"
         self.frames = frames
@@ -152,6 +202,11 @@ class PairDataset(Dataset):
             raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
         self.tiles = tile_crops(shapes, patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)
+        self.noise_levels = noise_levels
+        self.frame_noise: list[tuple[float, float] | None] = []
+        if noise_levels:
+            bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
+            self.frame_noise = [frame_noise_level(f) if f.noisy is not None else None for f in bar]
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -188,9 +243,14 @@ class PairDataset(Dataset):
         if self.augment:
             noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
         if synthetic:
-            noisy, clean = synthesize(clean, rng, self.synth)
-        return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
-                "clean": torch.from_numpy(np.ascontiguousarray(clean))}
+            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean)
+        elif self.noise_levels:
+            a, b = self.frame_noise[tile.frame]
+        sample = {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
+                  "clean": torch.from_numpy(np.ascontiguousarray(clean))}
+        if self.noise_levels:
+            sample["a"], sample["b"] = torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
+        return sample
 
 
 class EpochSampler(Sampler[int]):
@@ -232,8 +292,8 @@ def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
     )
 
 
-def build_train_dataset(cfg: DataConfig, seed: int = 0) -> PairDataset:
-    """The training split as a PairDataset (filling the cache first if needed)."""
+def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
+    """The training split as a PairDataset (filling the cache first if needed); see the module for ``noise_levels``."""
     train, _ = load_split(cfg)
     return PairDataset(
         train,
@@ -244,11 +304,16 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0) -> PairDataset:
         augment=cfg.augment_flips,
         synth=_synthesis_settings(cfg),
         seed=seed,
+        noise_levels=noise_levels,
     )
 
 
-def build_train_loader(cfg: DataConfig, seed: int = 0, distributed: bool = False) -> DataLoader:
+def build_train_loader(
+    cfg: DataConfig, seed: int = 0, distributed: bool = False, noise_levels: bool = False
+) -> DataLoader:
     """Shuffled batches of ``{"noisy", "clean"}``, each (B, 4, p, p) float32; B is per process.
+
+    With ``noise_levels`` the batches also hold ``"a"`` and ``"b"``, each (B,) float32.
 
     Batches depend on ``seed`` and the epoch only, not on ``num_workers``. Under ``distributed``
     (torch.distributed initialised, e.g. by torchrun) rank 0 fills the cache while the others wait, and a
@@ -259,7 +324,7 @@ def build_train_loader(cfg: DataConfig, seed: int = 0, distributed: bool = False
         if dist.get_rank() == 0:
             load_split(cfg)
         dist.barrier()
-    dataset = build_train_dataset(cfg, seed)
+    dataset = build_train_dataset(cfg, seed, noise_levels)
     if distributed:
         sampler = EpochDistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
     else:

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize
+from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
 from denoise.dataset.dng import RawFrame
 from denoise.inference.config import InferConfig
+from denoise.inference.noise_map import condition_on_noise
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
+from denoise.noise_estimation import NoiseParams
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,12 @@ def denoise_frame(
     frame: RawFrame,
     settings: InferSettings,
     progress: Callable[[int], None] | None = None,
+    noise: NoiseParams | None = None,
 ) -> np.ndarray:
     """The denoised (H, W) uint16 mosaic of ``frame``, in [black, white] per CFA position.
 
     The network sees the largest even region; an odd last row or column is copied from the input unchanged.
+    A noise-aware network gets the noise level estimated from this noisy frame alone, unless ``noise`` is given.
     """
     mosaic = frame.mosaic
     assert mosaic.ndim == 2 and mosaic.dtype == np.uint16, f"expected an (H, W) uint16 mosaic, got {mosaic.shape}"
@@ -49,6 +53,7 @@ def denoise_frame(
     assert height >= 2 and width >= 2, f"{frame.path}: frame {mosaic.shape} too small to pack"
     black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
     x = normalize(torch.from_numpy(mosaic[:height, :width].astype(np.int32)), black, frame.white_level)
+    model = condition_on_noise(model, pack_bayer(x, frame.pattern), noise)
     y = denoise_mosaic(
         model,
         x,

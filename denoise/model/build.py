@@ -20,6 +20,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         )
     if cfg.local_window < 0:
         raise ValueError(f"model.local_window must be >= 0, got {cfg.local_window}")
+    if cfg.noise_channels not in (0, cfg.in_channels):
+        raise ValueError(f"model.noise_channels must be 0 (blind) or {cfg.in_channels} (in_channels), "
+                         f"got {cfg.noise_channels}")
     model = MODELS[cfg.name](
         in_channels=cfg.in_channels,
         width=cfg.width,
@@ -27,6 +30,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         middle_blocks=cfg.middle_blocks,
         dec_blocks=tuple(cfg.dec_blocks),
         dropout=cfg.dropout,
+        noise_channels=cfg.noise_channels,
     )
     model.set_local_window(cfg.local_window)
     return model

@@ -12,6 +12,10 @@ class ModelConfig:
     ``local_window`` switches on test-time local statistics for the channel attention: the pooling window in
     packed input pixels (about 1.5x the training patch), used only where the input is larger; 0 pools over the
     whole frame as in training.
+
+    ``noise_channels`` = ``in_channels`` makes the network noise-aware: it also reads a per-pixel noise-std map
+    (``noise_level_map``) built from each frame's noise level, estimated from the noisy frame alone at test time;
+    0 makes it blind.
     """
 
     name: str = "nafnet"
@@ -22,3 +26,4 @@ class ModelConfig:
     dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
     dropout: float = 0.0
     local_window: int = 0
+    noise_channels: int = 0

@@ -114,6 +114,22 @@ class NAFBlock(nn.Module):
         return x + self.dropout2(y) * self.gamma
 
 
+NOISE_MAP_GAIN = 10.0  # puts the map's values (about 0.01 to 1 over the competition's noise range) on the image's scale
+
+
+def noise_level_map(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
+    """Per-pixel noise std ``sqrt(a*x + b)`` of a normalised (N, C, H, W) input, times ``NOISE_MAP_GAIN``.
+
+    ``a`` and ``b`` are floats or (N,) tensors, one noise level per sample. The noisy value stands in for the
+    clean one, clipped to [0, 1], since at test time only the noisy frame is known.
+    """
+    assert x.ndim == 4, f"expected (N, C, H, W), got {tuple(x.shape)}"
+    a = torch.as_tensor(a, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)  # (N or 1, 1, 1, 1)
+    b = torch.as_tensor(b, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+    assert a.shape[0] in (1, x.shape[0]) and b.shape[0] in (1, x.shape[0]), "one (a, b) per sample or one for all"
+    return NOISE_MAP_GAIN * torch.sqrt(a * x.clamp(0.0, 1.0) + b)
+
+
 def _stage(channels: int, blocks: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(*[NAFBlock(channels, dropout) for _ in range(blocks)])
 
@@ -121,7 +137,9 @@ def _stage(channels: int, blocks: int, dropout: float) -> nn.Sequential:
 class NAFNet(nn.Module):
     """U-Net of NAFBlocks that predicts the clean image as input plus a learned residual.
 
-    Input and output are (N, in_channels, H, W); any H, W works (padded to a multiple of 2^levels, then cropped).
+    Input (N, in_channels + noise_channels, H, W), output (N, in_channels, H, W); any H, W works (padded to a
+    multiple of 2^levels, then cropped). With ``noise_channels`` > 0 the input's last channels are a noise-level
+    map (``noise_level_map`` of the first ``in_channels``), and the residual is added to the image channels only.
     """
 
     def __init__(
@@ -132,10 +150,12 @@ class NAFNet(nn.Module):
         middle_blocks: int = 12,
         dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
         dropout: float = 0.0,
+        noise_channels: int = 0,
     ) -> None:
         super().__init__()
         assert len(enc_blocks) == len(dec_blocks), "encoder and decoder need the same number of levels"
-        self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.in_channels, self.noise_channels = in_channels, noise_channels
+        self.intro = nn.Conv2d(in_channels + noise_channels, width, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         chan = width
         for n in enc_blocks:
@@ -175,5 +195,5 @@ class NAFNet(nn.Module):
         y = self.middle_blks(y)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips), strict=True):
             y = decoder(up(y) + skip)
-        y = self.ending(y) + inp
+        y = self.ending(y) + inp[:, : self.in_channels]
         return y[..., :h, :w]

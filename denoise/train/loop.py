@@ -21,6 +21,7 @@ from denoise.config import Config, ConfigError, config_from_dict, dump_config, t
 from denoise.dataset.loader import build_train_loader, build_val_frames
 from denoise.inference.tiling import autocast
 from denoise.model import build_model, prepare_input, prepare_model
+from denoise.model.nafnet import noise_level_map
 from denoise.train import distributed as dd
 from denoise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from denoise.train.config import check_train_config
@@ -112,7 +113,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         torch.manual_seed(tc.seed)
         model = prepare_model(build_model(cfg.model), device)
         seed_everything(tc.seed + info.rank)
-        loader = build_train_loader(cfg.data, tc.seed, info.distributed)
+        noise_aware = cfg.model.noise_channels > 0
+        loader = build_train_loader(cfg.data, tc.seed, info.distributed, noise_levels=noise_aware)
         steps_per_epoch = len(loader)
         optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, tc.betas)
         scheduler = build_scheduler(
@@ -198,8 +200,12 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                     continue
                 noisy = prepare_input(batch["noisy"], device)  # (B, 4, p, p)
                 clean = prepare_input(batch["clean"], device)
+                inp = noisy
+                if noise_aware:  # the sample's noise level as a per-pixel std map beside the image
+                    a, b = batch["a"].to(device), batch["b"].to(device)  # (B,)
+                    inp = torch.cat([noisy, noise_level_map(noisy, a, b)], dim=1)  # (B, 8, p, p)
                 with autocast(device, tc.precision):
-                    pred = net(noisy)
+                    pred = net(inp)
                 loss, parts = combined_loss(pred, clean, loss_weights, tc.fourier_mode, tc.adjacent_directions)
 
                 # Every rank takes the same branch: stop if any was signalled, skip if any loss is not finite.

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from denoise.dataset.bayer import denormalize, unpack_bayer
+from denoise.inference.noise_map import condition_on_noise
 from denoise.inference.tiling import denoise_packed
 from denoise.metrics import ImageScores, mean_scores, score_image
 from denoise.render import auto_exposure, render_srgb
@@ -15,7 +16,11 @@ from denoise.render import auto_exposure, render_srgb
 def denoise_val_frame(
     model: torch.nn.Module, frame, tile: int, overlap: int, batch_size: int, device: torch.device, precision: str
 ) -> np.ndarray:
-    """The denoised (H, W) uint16 mosaic of a validation frame; an odd last row/column keeps its noisy value."""
+    """The denoised (H, W) uint16 mosaic of a validation frame; an odd last row/column keeps its noisy value.
+
+    A noise-aware model gets the noise level estimated from the noisy frame alone, as at test time.
+    """
+    model = condition_on_noise(model, frame.noisy)
     packed = denoise_packed(model, frame.noisy, tile, overlap, batch_size, device, precision)  # (4, h, w)
     mosaic = unpack_bayer(packed, frame.pattern)  # (2h, 2w) float32, normalised
     out = np.array(frame.noisy_mosaic, dtype=np.uint16, copy=True)

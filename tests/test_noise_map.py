@@ -1,0 +1,190 @@
+"""Noise-aware networks: the noise-level map, the model's extra channels, samples carrying their noise level,
+and inference that reads the level off the noisy frame alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from dataset_fixtures import BLACK, WHITE, write_frame
+
+from denoise.dataset.bayer import normalize, pack_bayer
+from denoise.dataset.config import DataConfig
+from denoise.dataset.dng import RawFrame
+from denoise.dataset.loader import build_train_loader, fit_pair_noise, load_split
+from denoise.dataset.noise import add_gaussian_noise
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, estimate_frame_noise
+from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.inference.tta import denoise_mosaic, transforms_for
+from denoise.model import ModelConfig, NAFNet, build_model
+from denoise.model.nafnet import NOISE_MAP_GAIN, noise_level_map
+from denoise.noise_estimation import NoiseParams, estimate_noise
+
+TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def aware_model(seed: int = 0) -> NAFNet:
+    """A tiny noise-aware NAFNet with its zero-initialised scales perturbed, so the map reaches the output."""
+    torch.manual_seed(seed)
+    model = NAFNet(**TINY, noise_channels=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_noise_level_map_matches_the_formula_per_sample():
+    x = torch.rand(2, 4, 3, 5) * 1.4 - 0.2  # values outside [0, 1] too
+    a, b = torch.tensor([1e-3, 4e-3]), torch.tensor([1e-5, 2e-4])
+    out = noise_level_map(x, a, b)
+    for n in range(2):
+        for value, got in zip(x[n].flatten().tolist(), out[n].flatten().tolist(), strict=True):
+            expected = NOISE_MAP_GAIN * np.sqrt(a[n].item() * min(max(value, 0.0), 1.0) + b[n].item())
+            assert got == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(noise_level_map(x, 1e-3, 1e-5)[0], out[0])  # floats broadcast to every sample
+
+
+def test_noise_channels_widen_the_input_only_and_the_residual_goes_to_the_image():
+    model = NAFNet(**TINY, noise_channels=4)
+    assert model.intro.in_channels == 8 and model.ending.out_channels == 4
+    blind = NAFNet(**TINY)
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in blind.parameters()) == 4 * 8 * 9
+    x = torch.rand(2, 8, 5, 7)
+    with torch.no_grad():
+        torch.nn.init.zeros_(model.ending.weight)
+        torch.nn.init.zeros_(model.ending.bias)
+        assert torch.equal(model(x), x[:, :4])  # starts as the identity on the image channels
+        perturbed = aware_model()
+        other = x.clone()
+        other[:, 4:] *= 2
+        assert perturbed(x).shape == (2, 4, 5, 7)
+        assert not torch.allclose(perturbed(x), perturbed(other))  # the map is read
+    with pytest.raises(AssertionError, match="expected"):
+        model(torch.rand(1, 4, 8, 8))
+
+
+def test_build_model_passes_noise_channels_and_refuses_other_counts():
+    assert build_model(ModelConfig(**TINY, noise_channels=4)).intro.in_channels == 8
+    assert build_model(ModelConfig(**TINY)).intro.in_channels == 4
+    with pytest.raises(ValueError, match="noise_channels"):
+        build_model(ModelConfig(**TINY, noise_channels=3))
+
+
+def _flat_pairs(root, noise: tuple[float, float], count: int = 2, shape=(64, 64)) -> None:
+    """Pairs of a smooth ramp, the noisy frame with Gaussian noise of ``noise`` rounded to DN and clipped."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.1, 0.6, shape[1])[None, :].repeat(shape[0], 0)
+    clean = np.rint(BLACK + ramp * (WHITE - BLACK)).astype(np.uint16)
+    noisy_n = add_gaussian_noise(normalize(clean, BLACK, WHITE), *noise, rng)
+    noisy = np.clip(np.rint(BLACK + noisy_n * (WHITE - BLACK)), BLACK, WHITE).astype(np.uint16)
+    for i in range(count):
+        write_frame(root / "noisy" / f"{i}_noise.dng", noisy)
+        write_frame(root / "ground truth" / f"{i}_gt.dng", clean)
+
+
+def test_real_samples_carry_the_level_estimated_from_the_noisy_frame(tmp_path):
+    _flat_pairs(tmp_path / "data", (2e-3, 1e-4))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=0, num_workers=0, patch_size=8, batch_size=4,
+                     samples_per_epoch=8)  # fmt: skip
+    batch = next(iter(build_train_loader(cfg, seed=0, noise_levels=True)))
+    train, _ = load_split(cfg)
+    packed = normalize(np.load(train[0].noisy.array_path).astype(np.float32),
+                       train[0].noisy.channel_black()[:, None, None], WHITE)  # fmt: skip
+    expected = estimate_noise(packed)  # from the noisy frame alone, as at test time
+    assert batch["a"].shape == (4,) and torch.allclose(batch["a"], torch.tensor(expected.a), rtol=1e-6)
+    assert torch.allclose(batch["b"], torch.tensor(expected.b), rtol=1e-6)
+    assert 1e-3 < expected.a < 4e-3  # a rough estimate on so small a frame, but of the right level
+    assert "a" not in next(iter(build_train_loader(cfg, seed=0)))  # blind training: no levels computed
+
+
+def test_synthetic_samples_carry_their_drawn_level_and_are_quantised(tmp_path):
+    _flat_pairs(tmp_path / "data", (1e-4, 1e-6))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=0, num_workers=0, patch_size=8, batch_size=16,
+                     samples_per_epoch=16, synthetic_fraction=1.0, noise_a_range=(1e-3, 1e-2),
+                     noise_b_range=(1e-5, 1e-3))  # fmt: skip
+    batch = next(iter(build_train_loader(cfg, seed=0, noise_levels=True)))
+    a, b = batch["a"], batch["b"]
+    assert ((a >= 1e-3) & (a <= 1e-2)).all() and ((b >= 1e-5) & (b <= 1e-3)).all() and len(set(a.tolist())) > 1
+    dn = batch["noisy"] * (WHITE - BLACK)
+    assert torch.allclose(dn, dn.round(), atol=2e-3) and batch["noisy"].min() >= 0 and batch["noisy"].max() <= 1
+    # The residual's variance follows each sample's own level.
+    residual = (batch["noisy"] - batch["clean"]).double()
+    predicted = a.double()[:, None, None, None] * batch["clean"].double() + b.double()[:, None, None, None]
+    assert abs((residual**2).mean().item() / predicted.mean().item() - 1) < 0.15
+
+
+def test_pair_fit_recovers_the_level():
+    rng = np.random.default_rng(1)
+    clean = rng.uniform(0.05, 0.9, (4, 64, 64)).astype(np.float32)
+    noisy = add_gaussian_noise(clean, 3e-3, 2e-4, rng)
+    a, b = fit_pair_noise(noisy, clean)
+    assert a == pytest.approx(3e-3, rel=0.1) and b == pytest.approx(2e-4, rel=0.2)
+
+
+def _frame(noise: tuple[float, float], shape=(64, 96)) -> RawFrame:
+    rng = np.random.default_rng(2)
+    ramp = np.linspace(0.05, 0.7, shape[1])[None, :].repeat(shape[0], 0)
+    noisy = add_gaussian_noise(ramp, *noise, rng)
+    mosaic = np.clip(np.rint(BLACK + noisy * (WHITE - BLACK)), BLACK, WHITE).astype(np.uint16)
+    return RawFrame(mosaic=mosaic, pattern="BGGR", black_level=np.full((2, 2), float(BLACK)), white_level=WHITE,
+                    as_shot_neutral=None, color_matrix=None, iso=None, path=None)  # fmt: skip
+
+
+def test_blind_models_are_left_alone_and_aware_ones_get_the_frame_estimate():
+    frame = _frame((3e-3, 1e-4))
+    packed = pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR")
+    blind = NAFNet(**TINY)
+    assert condition_on_noise(blind, packed) is blind
+    wrapped = condition_on_noise(aware_model(), packed)
+    assert isinstance(wrapped, NoiseConditioned) and wrapped.params == estimate_noise(packed)
+    assert estimate_frame_noise(packed[:, :6, :6]).a > 0  # too small for 16-pixel blocks: smaller blocks
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_pipeline_reads_the_noise_level_from_the_noisy_frame_alone(tta):
+    frame = _frame((3e-3, 1e-4))
+    model = aware_model()
+    settings = InferSettings(tile=16, overlap=4, tta=tta)
+    out = denoise_frame(model, frame, settings)
+    x = torch.from_numpy(normalize(frame.mosaic, BLACK, WHITE))
+    params = estimate_noise(pack_bayer(x.numpy(), "BGGR"))
+    y = denoise_mosaic(NoiseConditioned(model, params), x, "BGGR", 16, 4, transforms_for(tta))
+    expected = np.clip(np.rint(BLACK + y.numpy().astype(np.float64) * (WHITE - BLACK)), BLACK, WHITE)
+    np.testing.assert_array_equal(out, expected.astype(np.uint16))
+    other = denoise_frame(model, frame, settings, noise=NoiseParams(params.a * 10, params.b * 10))
+    assert not np.array_equal(other, out)  # the level matters, so the test above can fail
+
+
+def test_noise_aware_training_inference_and_submission(tmp_path):
+    from train_data import make_pairs, tiny_config
+
+    from denoise import submit
+    from denoise.dataset.dng import read_dng, write_new_dng
+    from denoise.inference.loading import load_model
+    from denoise.train.loop import train
+
+    data = make_pairs(tmp_path / "data", count=3, size=64)
+    cfg = tiny_config(data, tmp_path / "runs", "model.noise_channels=4", "data.synthetic_fraction=0.5",
+                      "train.epochs=1")  # fmt: skip
+    result = train(cfg)
+    checkpoint = result.run_dir / "checkpoints" / "last.pth"
+    model, loaded = load_model(checkpoint)
+    assert loaded.model.noise_channels == 4 and model.intro.in_channels == 8
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    source = read_dng(data / "noisy" / "0_noise.dng")
+    write_new_dng(test_dir / "noisy0.dng", source.mosaic, "BGGR", BLACK, WHITE)
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path / "result")]
+    assert submit.main([*args, "--tile", "0"]) == 0  # includes the standalone network.py check on 8 channels
+    report = (tmp_path / "result" / "algorithm" / "report.md").read_text()
+    assert "noise-aware" in report
+    network = (tmp_path / "result" / "algorithm" / "models" / "network.py").read_text()
+    assert "noise_channels=4" in network and "def noise_level_map" in network
