@@ -177,13 +177,14 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def print_table(rows: list[list[str]]) -> None:
-    header = ["config", "pass", "variant", "median ms", "mosaic MP/s", "peak MB", "vs baseline", "max|diff|"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+HEADER = ["config", "pass", "variant", "median ms", "mosaic MP/s", "peak MB", "vs baseline", "max|diff|"]
+WIDTHS = [34, 12, 15, 9, 11, 7, 11, 9]
+
+
+def print_rows(rows: list[list[str]]) -> None:
+    """Markdown table rows, printed as each case finishes so a long run shows progress."""
     for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |", flush=True)
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, WIDTHS, strict=True)) + " |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,14 +210,16 @@ def main(argv: list[str] | None = None) -> int:
                 if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else ""
     print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for device in devices:
-        rows = []
+        print(f"\n## {device.type}\n")
+        print_rows([HEADER])
+        print("|" + "|".join("-" * (w + 2) for w in WIDTHS) + "|")
         for name, cfg in configs:
             base = perturbed(build_model(cfg.model).eval())
             x = torch.rand(1, cfg.model.in_channels, 256, 256)
             label = f"{name} w{cfg.model.width} 256x256"
-            rows += bench_case(base, label, x, 4 * 256 * 256, variants, repeats, device, train=False)
+            print_rows(bench_case(base, label, x, 4 * 256 * 256, variants, repeats, device, train=False))
             if not args.no_train:
-                rows += bench_case(base, label, x, 4 * 256 * 256, variants, repeats, device, train=True)
+                print_rows(bench_case(base, label, x, 4 * 256 * 256, variants, repeats, device, train=True))
             if not args.no_frame:
                 frame = torch.rand(1, cfg.model.in_channels, *FRAME)
                 tiles = [frame[..., t.y : t.y + t.height, t.x : t.x + t.width]
@@ -225,10 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 # bf16 is several times slower on CPUs without bf16 instructions, and compiling per tile shape costs
                 # minutes: the full frame compares the baseline with the fp32 eager variants only.
                 frame_variants = [v for v in variants if not v.compiled and not (v.bf16 and device.type == "cpu")]
-                rows += bench_case(base, label, tiles, 4 * FRAME[0] * FRAME[1], frame_variants,
-                                   1 if args.quick else 2, device, train=False)
-        print(f"\n## {device.type}")
-        print_table(rows)
+                print_rows(bench_case(base, label, tiles, 4 * FRAME[0] * FRAME[1], frame_variants,
+                                      1 if args.quick else 2, device, train=False))
     return 0
 
 
