@@ -71,11 +71,32 @@ def test_noise_channels_widen_the_input_only_and_the_residual_goes_to_the_image(
         model(torch.rand(1, 4, 8, 8))
 
 
+def test_scale_residual_multiplies_the_residual_by_the_map():
+    torch.manual_seed(0)
+    scaled = NAFNet(**TINY, noise_channels=4, scale_residual=True)
+    plain = NAFNet(**TINY, noise_channels=4)
+    plain.load_state_dict(scaled.state_dict())  # same parameters: the flag adds none
+    with torch.no_grad():
+        for p in scaled.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        plain.load_state_dict(scaled.state_dict())
+        x = torch.rand(2, 8, 6, 10)
+        expected = x[:, :4] + (plain(x) - x[:, :4]) * x[:, 4:]
+        assert torch.allclose(scaled(x), expected, atol=1e-6)
+        silent = torch.cat([x[:, :4], torch.zeros_like(x[:, 4:])], dim=1)
+        assert torch.equal(scaled(silent), x[:, :4])  # no noise: the frame passes through unchanged
+    with pytest.raises(AssertionError, match="scale_residual"):
+        NAFNet(**TINY, scale_residual=True)
+
+
 def test_build_model_passes_noise_channels_and_refuses_other_counts():
     assert build_model(ModelConfig(**TINY, noise_channels=4)).intro.in_channels == 8
     assert build_model(ModelConfig(**TINY)).intro.in_channels == 4
     with pytest.raises(ValueError, match="noise_channels"):
         build_model(ModelConfig(**TINY, noise_channels=3))
+    assert build_model(ModelConfig(**TINY, noise_channels=4, scale_residual=True)).scale_residual
+    with pytest.raises(ValueError, match="scale_residual"):
+        build_model(ModelConfig(**TINY, scale_residual=True))
 
 
 def _flat_pairs(root, noise: tuple[float, float], count: int = 2, shape=(64, 64)) -> None:
@@ -172,8 +193,8 @@ def test_noise_aware_training_inference_and_submission(tmp_path):
     from denoise.train.loop import train
 
     data = make_pairs(tmp_path / "data", count=3, size=64)
-    cfg = tiny_config(data, tmp_path / "runs", "model.noise_channels=4", "data.synthetic_fraction=0.5",
-                      "train.epochs=1")  # fmt: skip
+    cfg = tiny_config(data, tmp_path / "runs", "model.noise_channels=4", "model.scale_residual=true",
+                      "data.synthetic_fraction=0.5", "train.epochs=1")  # fmt: skip
     result = train(cfg)
     checkpoint = result.run_dir / "checkpoints" / "last.pth"
     model, loaded = load_model(checkpoint)
@@ -187,4 +208,4 @@ def test_noise_aware_training_inference_and_submission(tmp_path):
     report = (tmp_path / "result" / "algorithm" / "report.md").read_text()
     assert "noise-aware" in report
     network = (tmp_path / "result" / "algorithm" / "models" / "network.py").read_text()
-    assert "noise_channels=4" in network and "def noise_level_map" in network
+    assert "noise_channels=4" in network and "scale_residual=True" in network and "def noise_level_map" in network

@@ -23,6 +23,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.noise_channels not in (0, cfg.in_channels):
         raise ValueError(f"model.noise_channels must be 0 (blind) or {cfg.in_channels} (in_channels), "
                          f"got {cfg.noise_channels}")
+    if cfg.scale_residual and cfg.noise_channels == 0:
+        raise ValueError("model.scale_residual needs the noise map: set model.noise_channels")
     model = MODELS[cfg.name](
         in_channels=cfg.in_channels,
         width=cfg.width,
@@ -31,6 +33,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         dec_blocks=tuple(cfg.dec_blocks),
         dropout=cfg.dropout,
         noise_channels=cfg.noise_channels,
+        scale_residual=cfg.scale_residual,
     )
     model.set_local_window(cfg.local_window)
     return model

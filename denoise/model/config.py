@@ -15,7 +15,8 @@ class ModelConfig:
 
     ``noise_channels`` = ``in_channels`` makes the network noise-aware: it also reads a per-pixel noise-std map
     (``noise_level_map``) built from each frame's noise level, estimated from the noisy frame alone at test time;
-    0 makes it blind.
+    0 makes it blind. ``scale_residual`` (needs the map) multiplies the predicted residual by the map, so the
+    network predicts the noise in units of its std.
     """
 
     name: str = "nafnet"
@@ -27,3 +28,4 @@ class ModelConfig:
     dropout: float = 0.0
     local_window: int = 0
     noise_channels: int = 0
+    scale_residual: bool = False

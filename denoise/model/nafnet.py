@@ -140,6 +140,8 @@ class NAFNet(nn.Module):
     Input (N, in_channels + noise_channels, H, W), output (N, in_channels, H, W); any H, W works (padded to a
     multiple of 2^levels, then cropped). With ``noise_channels`` > 0 the input's last channels are a noise-level
     map (``noise_level_map`` of the first ``in_channels``), and the residual is added to the image channels only.
+    ``scale_residual`` multiplies the learned residual by that map, so the network predicts the noise in units of
+    its local std: a frame with almost no noise is left almost unchanged without the network having to learn it.
     """
 
     def __init__(
@@ -151,10 +153,12 @@ class NAFNet(nn.Module):
         dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
         dropout: float = 0.0,
         noise_channels: int = 0,
+        scale_residual: bool = False,
     ) -> None:
         super().__init__()
         assert len(enc_blocks) == len(dec_blocks), "encoder and decoder need the same number of levels"
-        self.in_channels, self.noise_channels = in_channels, noise_channels
+        assert not scale_residual or noise_channels == in_channels, "scale_residual needs one noise map per channel"
+        self.in_channels, self.noise_channels, self.scale_residual = in_channels, noise_channels, scale_residual
         self.intro = nn.Conv2d(in_channels + noise_channels, width, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         chan = width
@@ -195,5 +199,8 @@ class NAFNet(nn.Module):
         y = self.middle_blks(y)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips), strict=True):
             y = decoder(up(y) + skip)
-        y = self.ending(y) + inp[:, : self.in_channels]
+        y = self.ending(y)  # (N, in_channels, H', W'), the residual
+        if self.scale_residual:
+            y = y * inp[:, self.in_channels :]
+        y = y + inp[:, : self.in_channels]
         return y[..., :h, :w]
