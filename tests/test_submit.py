@@ -152,7 +152,7 @@ def test_entry_names_rejected() -> None:
 
 TAMPERS = [
     ("        width=4,", "        width=8,", "failed standalone"),
-    ("y = self.ending(y) + inp", "y = self.ending(y) + 2 * inp", "differ"),
+    ("y = y + inp[:, : self.in_channels]", "y = y + 2 * inp[:, : self.in_channels]", "differ"),
 ]
 
 
