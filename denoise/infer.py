@@ -113,8 +113,10 @@ def run_jobs(
             job.dest.parent.mkdir(parents=True, exist_ok=True)
             mode = write_dng(job.source, job.dest, mosaic)
         except (DngError, OSError, ValueError) as err:
-            failures.append((job.source, str(err)))
-            log(f"FAILED {job.source}: {err}")
+            # DngError messages already start with the file; others get it prepended.
+            reason = str(err) if str(err).startswith(str(job.source)) else f"{job.source}: {err}"
+            failures.append((job.source, reason))
+            log(f"FAILED {reason}")
             continue
         megapixels += mosaic.size / 1e6
         log(f"{job.source.name} -> {job.dest.name} ({mode})")
@@ -205,8 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     summary = run_jobs(model, jobs, settings)
     print(summary_line(summary, settings))
-    for path, reason in summary.failures:
-        print(f"error: {path}: {reason}", file=sys.stderr)
+    for _, reason in summary.failures:
+        print(f"error: {reason}", file=sys.stderr)
     return 2 if summary.failures else 0
 
 

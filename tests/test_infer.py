@@ -143,6 +143,8 @@ def test_cli_patch_mode_bad_file_and_summary(tmp_path: Path, checkpoint: Path, c
     assert main(args) == 2
     captured = capsys.readouterr()
     assert "noisy1.dng" in captured.err and "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].count("noisy1.dng") == 1, "one line per bad file, naming it once"
     assert "denoised 2 file(s)" in captured.out and "s/MP" in captured.out
     assert sorted(p.name for p in out.iterdir()) == ["denoise0.dng", "photo_denoised.dng"]
     # Patch mode: same file size, and only bytes inside the pixel strip differ.
