@@ -228,6 +228,13 @@ def test_torch_compile_matches_eager():
         torch.testing.assert_close(torch.compile(model)(x), model(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_summary_cli_on_every_shipped_config(config, capsys):
+    # Noise-aware configs read extra input planes; the MAC count must feed them too.
+    assert model_main(["--config", str(config), "--size", "32", "32"]) == 0
+    assert "parameters" in capsys.readouterr().out
+
+
 def test_summary_cli(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("model:\n  width: 16\n")

@@ -55,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {name: weight_bytes(model, dtype) for name, dtype in (("fp32", torch.float32), ("fp16", torch.float16))}
     h, w = args.size
     with torch.device("meta"):
-        macs = count_macs(build_model(cfg.model), cfg.model.in_channels, h, w)
+        channels = cfg.model.in_channels + cfg.model.noise_channels  # a noise-aware model also reads its noise map
+        macs = count_macs(build_model(cfg.model), channels, h, w)
     print(f"model        {cfg.model.name} width {cfg.model.width} enc {list(cfg.model.enc_blocks)} "
           f"middle {cfg.model.middle_blocks} dec {list(cfg.model.dec_blocks)}")
     print(f"parameters   {params:,}")
-    print(f"MACs         {macs / 1e9:,.2f} G at {cfg.model.in_channels}x{h}x{w} ({macs / (h * w):,.0f} per pixel)")
+    print(f"MACs         {macs / 1e9:,.2f} G at {channels}x{h}x{w} ({macs / (h * w):,.0f} per pixel)")
     for name, size in sizes.items():
         verdict = "fits" if size <= LIMIT_BYTES else "does NOT fit"
         print(f"weights {name} {size / 1e6:7.2f} MB: {verdict} the competition's 50 MB limit")
