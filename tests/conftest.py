@@ -236,6 +236,17 @@ def numbers(value: object) -> np.ndarray:
     return np.asarray([float(v) for v in str(value).split()])
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread: on a busy 2-core machine extra OpenMP threads only spin."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # On CI every optional tool is installed by .ci/run, so a test that skips there hides a missing install step:
 # report it as a failure instead. DENOISE_SLOW_TESTS-gated tests are enabled by .ci/run too.
 @pytest.hookimpl(hookwrapper=True)

@@ -15,14 +15,7 @@ from denoise.model import ModelConfig, NAFNet, build_model, prepare_input, prepa
 from denoise.model.__main__ import main as model_main
 from denoise.model.nafnet import LayerNorm2d, local_mean
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run fastest on one thread; OpenMP barriers stall when the shared cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)}
