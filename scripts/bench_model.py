@@ -215,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         print("|" + "|".join("-" * (w + 2) for w in WIDTHS) + "|")
         for name, cfg in configs:
             base = perturbed(build_model(cfg.model).eval())
-            x = torch.rand(1, cfg.model.in_channels, 256, 256)
+            channels = cfg.model.in_channels + cfg.model.noise_channels  # noise-aware models read a noise map too
+            x = torch.rand(1, channels, 256, 256)
             label = f"{name} w{cfg.model.width} 256x256"
             print_rows(bench_case(base, label, x, 4 * 256 * 256, variants, repeats, device, train=False))
             if not args.no_train:
                 print_rows(bench_case(base, label, x, 4 * 256 * 256, variants, repeats, device, train=True))
             if not args.no_frame:
-                frame = torch.rand(1, cfg.model.in_channels, *FRAME)
+                frame = torch.rand(1, channels, *FRAME)
                 tiles = [frame[..., t.y : t.y + t.height, t.x : t.x + t.width]
                          for t in tile_grid(*FRAME, cfg.infer.tile, cfg.infer.overlap)]
                 label = f"{name} w{cfg.model.width} frame {len(tiles)}x{cfg.infer.tile} tiles"
