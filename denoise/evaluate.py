@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from denoise.atomic import write_text_atomic
 from denoise.dataset.dng import DngError, RawFrame, read_dng
 from denoise.metrics import ImageScores, mean_scores, score_image
 
@@ -154,9 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_table(rows))
     if args.json is not None:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(rows_as_json(rows), indent=2) + "\n")
-        tmp.replace(args.json)
+        write_text_atomic(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import skimage.io
 
+from denoise.atomic import atomic_path
 from denoise.dataset.dng import DngError, RawFrame, read_dng
 from denoise.render import auto_exposure, render_srgb
 
@@ -68,9 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     picture = build_sheet(triples, args.size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp.png")
-    skimage.io.imsave(tmp, picture, check_contrast=False)
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:
+        skimage.io.imsave(tmp, picture, check_contrast=False, extension=".png")
     print(f"comparison sheet (columns: noisy, denoised, clean): {args.out}")
     return 0
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from denoise.atomic import atomic_path
 from denoise.config import ConfigError, dump_config
 from denoise.dataset.dng import DngError
 from denoise.infer import (
@@ -177,19 +178,11 @@ Test-time augmentation: {tta if settings.tta else "none"}.
 def write_zip(tree: Path, zip_path: Path) -> list[str]:
     """Zip every file under ``tree`` as ``result/<relative path>`` (atomically); returns the entry names."""
     names = []
-    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(p for p in tree.rglob("*") if p.is_file()):
-                name = f"{ZIP_ROOT}/{path.relative_to(tree).as_posix()}"
-                zf.write(path, name)
-                names.append(name)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the zip is meant to be shared
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+            name = f"{ZIP_ROOT}/{path.relative_to(tree).as_posix()}"
+            zf.write(path, name)
+            names.append(name)
     return names
 
 

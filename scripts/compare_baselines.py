@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from denoise.atomic import write_text_atomic
 from denoise.baselines import METHODS as BASELINES
 from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer, unpack_bayer
 from denoise.dataset.dng import DngError, RawFrame, read_dng
@@ -210,9 +211,7 @@ def format_noise(records: list[dict]) -> str:
 
 def write_json(path: Path, payload: dict) -> None:
     """Atomically, beside its destination."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

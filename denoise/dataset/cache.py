@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
+from denoise.atomic import atomic_path, write_text_atomic
 from denoise.dataset import dng
 from denoise.dataset.bayer import cfa_black, channel_offsets, even_shape, normalize, pack_bayer, unpack_bayer
 
@@ -78,19 +75,6 @@ def _digest(*parts: object) -> str:
     return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:12]
 
 
-def _atomic_write(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through ``write`` to a temporary file beside ``dest``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def entry_stem(source: Path, cache_dir: Path, dtype: str) -> tuple[Path, str]:
     """(stem of the entry for the source's current state, prefix shared by all its states)."""
     stat = source.stat()
@@ -147,8 +131,9 @@ def cache_frame(source: str | Path, cache_dir: str | Path, dtype: str = "uint16"
     if json_path.exists() and array_path.exists():
         return _from_json(array_path, json.loads(json_path.read_text())), False
     packed, info = _decode(source, dtype)
-    _atomic_write(array_path, lambda f: np.save(f, packed))
-    _atomic_write(json_path, lambda f: f.write(json.dumps(info).encode()))
+    with atomic_path(array_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, packed)  # a file object, so numpy does not append ".npy" to the temporary name
+    write_text_atomic(json_path, json.dumps(info))
     for old in cache_dir.glob(f"{prefix}-*"):
         if old.stem != stem.name and old.suffix in (".npy", ".json"):
             with contextlib.suppress(FileNotFoundError):

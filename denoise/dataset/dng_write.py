@@ -7,14 +7,13 @@ colour tags, for sources that cannot be patched (packed or compressed samples, L
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from denoise.atomic import atomic_path
 from denoise.dataset.dng_header import CfaLayout, DngWriteError, TagValue, chunk_regions
 
 # TIFF type codes used for the tags we compute.
@@ -27,20 +26,11 @@ def write_atomic(dest: Path, write: Callable[[Path], None]) -> None:
     """Run ``write`` on a temporary path in ``dest``'s folder, then rename it over ``dest``."""
     if not dest.parent.is_dir():
         raise DngWriteError(f"{dest}: destination folder does not exist")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            write(tmp)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise DngWriteError(f"{dest}: cannot write ({exc})") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def patchable(layout: CfaLayout) -> bool:

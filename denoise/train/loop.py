@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from denoise.atomic import write_text_atomic
 from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict
 from denoise.dataset.loader import build_train_loader, build_val_frames
 from denoise.inference.tiling import autocast
@@ -27,7 +28,7 @@ from denoise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from denoise.train.config import check_train_config
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
-from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of, write_text_atomic
+from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
 from denoise.train.schedule import build_optimizer, build_scheduler
 from denoise.train.validate import crop_pictures, noisy_scores, validate
 
