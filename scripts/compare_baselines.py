@@ -1,7 +1,8 @@
 """Quality table: classical denoisers and a trained model on the same test frames, scored the competition's way.
 
     python scripts/compare_baselines.py [--test data/demo/test] [--gt data/demo/test_gt] [--checkpoint best.pth]
-        [--methods noisy,wavelet,nlm,bm3d,model,model-tta] [--max-frames N] [--crop H W] [--json OUT]
+        [--methods noisy,wavelet,nlm,bm3d,wavelet-tta,nlm-tta,bm3d-tta,model,model-tta] [--max-frames N]
+        [--crop H W] [--json OUT]
 
 Noisy frames ``noisy{N}.dng`` pair with ground truth ``gt{N}.dng``. The classical methods (``denoise.baselines``)
 see only the noisy frame and the noise level estimated from it (``--noise meta`` uses the true level from the
@@ -25,14 +26,24 @@ from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
 from denoise.baselines import METHODS as BASELINES
-from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer, unpack_bayer
+from denoise.dataset.bayer import (
+    all_transforms,
+    cfa_black,
+    denormalize,
+    even_shape,
+    normalize,
+    pack_bayer,
+    unpack_bayer,
+)
 from denoise.dataset.dng import DngError, RawFrame, read_dng
 from denoise.evaluate import EvaluateError, index_folder
+from denoise.inference.tta import self_ensemble
 from denoise.metrics import ImageScores, mean_scores, score_image
 from denoise.noise_estimation import NoiseParams, estimate_noise
 
 MODEL_METHODS = ("model", "model-tta")
-ALL_METHODS = ("noisy", *BASELINES, *MODEL_METHODS)
+BASELINE_TTA = tuple(f"{name}-tta" for name in BASELINES)
+ALL_METHODS = ("noisy", *BASELINES, *BASELINE_TTA, *MODEL_METHODS)
 # Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
 LEVEL_EDGES = (10**-3.333, 10**-2.667)
 LEVEL_NAMES = ("low", "mid", "high")
@@ -70,9 +81,18 @@ def to_mosaic(frame: RawFrame, packed: np.ndarray) -> np.ndarray:
 
 
 def baseline_method(name: str) -> Method:
-    """A classical denoiser from ``denoise.baselines`` as a frame -> mosaic method."""
-    denoiser = BASELINES[name]
-    return lambda frame, params: to_mosaic(frame, denoiser(packed_noisy(frame), params))
+    """A classical denoiser from ``denoise.baselines`` as a frame -> mosaic method; ``NAME-tta`` averages it
+    over the eight Bayer-preserving flips/transposes, as the model's x8 TTA does."""
+    denoiser = BASELINES[name.removesuffix("-tta")]
+    if not name.endswith("-tta"):
+        return lambda frame, params: to_mosaic(frame, denoiser(packed_noisy(frame), params))
+
+    def ensemble(frame: RawFrame, params: NoiseParams) -> np.ndarray:
+        mosaic = unpack_bayer(packed_noisy(frame), frame.pattern)
+        mean = self_ensemble(lambda packed: denoiser(packed, params), mosaic, frame.pattern, all_transforms())
+        return to_mosaic(frame, pack_bayer(mean, frame.pattern))
+
+    return ensemble
 
 
 def model_methods(checkpoint: Path, names: Sequence[str]) -> dict[str, Method]:
@@ -97,7 +117,7 @@ def build_methods(names: Sequence[str], checkpoint: Path | None) -> dict[str, Me
     unknown = [n for n in names if n not in ALL_METHODS]
     if unknown:
         raise CompareError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)})")
-    if "bm3d" in names and importlib.util.find_spec("bm3d") is None:
+    if {"bm3d", "bm3d-tta"} & set(names) and importlib.util.find_spec("bm3d") is None:
         raise CompareError("method bm3d needs the 'bm3d' package: pip install 'raw-denoise[baselines]'")
     wanted_models = [n for n in names if n in MODEL_METHODS]
     if wanted_models and checkpoint is None:

@@ -9,7 +9,7 @@ from torch import nn
 
 from denoise.dataset.bayer import PATTERNS, all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer
 from denoise.inference.tiling import tile_grid
-from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for, view_shape
+from denoise.inference.tta import count_tiles, denoise_mosaic, self_ensemble, transforms_for, view_shape
 
 
 def _colour_map(pattern: str, height: int, width: int) -> np.ndarray:
@@ -75,6 +75,34 @@ def test_tta_averages_over_views() -> None:
     assert torch.allclose(single[0, ::2], torch.arange(4) * 0.01)
     # Flipped views run the ramp the other way, so the average is nearly flat across the frame.
     assert ensemble.amax() - ensemble.amin() < 0.5 * (single.amax() - single.amin())
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_self_ensemble_of_numpy_denoiser_matches_torch_and_explicit_views(pattern: str) -> None:
+    # A classical (NumPy) packed denoiser goes through the same views as the model: the per-colour gain is
+    # equivariant, so all eight views agree with one pass; a ramp is not, so the mean must equal the average of
+    # the views built here with plain NumPy flips of the mosaic and a one-sample reflected shift.
+    gain = np.array([1.0, 2.0, 2.0, 4.0]).reshape(4, 1, 1)
+    mosaic = np.random.default_rng(1).random((12, 16))
+    ensemble = self_ensemble(lambda p: p * gain, mosaic, pattern, transforms_for(True))
+    assert isinstance(ensemble, np.ndarray) and ensemble.dtype == np.float64
+    np.testing.assert_allclose(pack_bayer(ensemble, pattern), pack_bayer(mosaic, pattern) * gain, atol=1e-12)
+    torch_out = self_ensemble(lambda p: p * torch.from_numpy(gain).float(), torch.from_numpy(mosaic).float(),
+                              pattern, transforms_for(True))
+    np.testing.assert_allclose(torch_out.numpy(), ensemble, atol=1e-5)
+
+
+def test_self_ensemble_mean_over_views_of_a_ramp() -> None:
+    # RGGB 8x8 zeros; the "denoiser" adds 0.01 * packed column. The hflip view is the mosaic flipped and padded
+    # by one sample per side (10 wide, 5 packed columns), so mosaic column c sits at view column 8 - c. An even
+    # column c (R, Gb) lands in packed column (8 - c) / 2: identity gives c/2 * 0.01, the flip (8 - c)/2 * 0.01,
+    # mean 0.02. An odd column (Gr, B) lands in packed column (7 - c) / 2 there and (c - 1) / 2 here: mean 0.015.
+    def ramp(p: np.ndarray) -> np.ndarray:
+        return p + np.arange(p.shape[-1]) * 0.01
+
+    out = self_ensemble(ramp, np.zeros((8, 8)), "RGGB", [(False, False, False), (True, False, False)])
+    np.testing.assert_allclose(out[:, 0::2], 0.02, atol=1e-12)
+    np.testing.assert_allclose(out[:, 1::2], 0.015, atol=1e-12)
 
 
 def test_count_tiles_matches_views() -> None:

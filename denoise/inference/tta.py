@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from denoise.dataset.bayer import all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer, unpack_bayer
 from denoise.inference.tiling import denoise_packed, tile_grid
 
+Array = np.ndarray | torch.Tensor
 Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose)
 IDENTITY: tuple[Flags, ...] = ((False, False, False),)
 
@@ -39,6 +41,29 @@ def count_tiles(height: int, width: int, pattern: str, tile: int, overlap: int, 
     return total
 
 
+def self_ensemble(
+    denoise_packed_view: Callable[[Array], Array], mosaic: Array, pattern: str, transforms: Sequence[Flags]
+) -> Array:
+    """Mean over ``transforms`` of ``denoise_packed_view`` run on each view of a normalised (H, W) mosaic.
+
+    Each view is transformed on the mosaic, packed with the unchanged ``pattern``, denoised as a (4, h', w')
+    frame, unpacked and transformed back, so the average is over aligned pixels of the same colour. NumPy or
+    torch in, the same out (float64 for NumPy, float32 for torch); any packed denoiser fits, model or classical.
+    """
+    assert mosaic.ndim == 2, f"expected an (H, W) mosaic, got {tuple(mosaic.shape)}"
+    assert mosaic.shape[0] % 2 == 0 and mosaic.shape[1] % 2 == 0, f"needs even sides, got {tuple(mosaic.shape)}"
+    assert len(transforms) > 0, "at least one transform is needed"
+    total = None
+    for flags in transforms:
+        view = bayer_transform(mosaic, pattern, *flags, mode="pad")  # (H', W'), same CFA phase as ``mosaic``
+        out = denoise_packed_view(pack_bayer(view, pattern))  # (4, H'/2, W'/2)
+        restored = bayer_transform_inverse(unpack_bayer(out, pattern), pattern, *flags)  # (H, W)
+        restored = restored.double() if isinstance(restored, torch.Tensor) else np.asarray(restored, np.float64)
+        total = restored if total is None else total + restored
+    mean = total / len(transforms)
+    return mean.float() if isinstance(mean, torch.Tensor) else mean
+
+
 def denoise_mosaic(
     model: torch.nn.Module,
     mosaic: torch.Tensor,
@@ -51,19 +76,9 @@ def denoise_mosaic(
     precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Denoise a normalised (H, W) mosaic (even sides) as the mean over ``transforms`` of the inverted outputs.
+    """Denoise a normalised (H, W) mosaic (even sides) with ``model``, tile by tile, over ``transforms``."""
 
-    Each view is transformed on the mosaic, packed with the unchanged ``pattern``, denoised tile by tile,
-    unpacked and transformed back, so the average is over aligned pixels of the same colour.
-    """
-    assert mosaic.ndim == 2, f"expected an (H, W) mosaic, got {tuple(mosaic.shape)}"
-    assert mosaic.shape[0] % 2 == 0 and mosaic.shape[1] % 2 == 0, f"needs even sides, got {tuple(mosaic.shape)}"
-    assert len(transforms) > 0, "at least one transform is needed"
-    total = torch.zeros(mosaic.shape, dtype=torch.float64)
-    for flags in transforms:
-        view = bayer_transform(mosaic, pattern, *flags, mode="pad")  # (H', W'), same CFA phase as ``mosaic``
-        packed = pack_bayer(view, pattern)  # (4, H'/2, W'/2)
-        out = denoise_packed(model, packed, tile, overlap, batch_size, device, precision, progress)
-        restored = bayer_transform_inverse(unpack_bayer(out, pattern), pattern, *flags)  # (H, W)
-        total += restored.double()
-    return (total / len(transforms)).float()
+    def run(packed: torch.Tensor) -> torch.Tensor:
+        return denoise_packed(model, packed, tile, overlap, batch_size, device, precision, progress)
+
+    return self_ensemble(run, mosaic, pattern, transforms)
