@@ -2,7 +2,7 @@
 
     python scripts/compare_baselines.py [--test data/demo/test] [--gt data/demo/test_gt] [--checkpoint best.pth]
         [--methods noisy,wavelet,nlm,bm3d,wavelet-tta,nlm-tta,bm3d-tta,model,model-tta] [--max-frames N]
-        [--crop H W] [--json OUT]
+        [--crop H W] [--json OUT] [--markdown]
 
 Noisy frames ``noisy{N}.dng`` pair with ground truth ``gt{N}.dng``. The classical methods (``denoise.baselines``)
 see only the noisy frame and the noise level estimated from it (``--noise meta`` uses the true level from the
@@ -215,6 +215,17 @@ def format_summary(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(mean: dict[str, dict], per_level: dict[str, dict]) -> str:
+    """A Markdown table, one row a method: mean score, PSNR, SSIM, the score per noise level, seconds per frame."""
+    levels = [g for g in LEVEL_NAMES if g in per_level]
+    lines = ["| method | score | PSNR | SSIM | " + " | ".join(levels) + " | s / frame |",
+             "|---|---|---|---|---|" + "---|" * len(levels)]
+    for m, s in mean.items():
+        scores = " | ".join(f"{per_level[g][m]['score']:.2f}" for g in levels)
+        lines.append(f"| {m} | {s['score']:.2f} | {s['psnr']:.2f} | {s['ssim']:.4f} | {scores} | {s['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
 def format_noise(records: list[dict]) -> str:
     """Estimated against true noise per frame, with the std error at mid-grey (x = 0.18)."""
     lines = [f"{'frame':<8}{'a est':>10}{'a true':>10}{'b est':>10}{'b true':>10}{'std err@0.18':>14}"]
@@ -249,6 +260,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--noisy-pattern", default="noisy{N}", help="noisy file names, {N} the number")
     parser.add_argument("--gt-pattern", default="gt{N}", help="ground-truth file names")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    parser.add_argument("--markdown", action="store_true", help="also print the means as a Markdown table")
     return parser.parse_args(argv)
 
 
@@ -286,6 +298,8 @@ def run(args: argparse.Namespace) -> dict:
     print(format_summary(per_level))
     print("\nnoise estimated from each noisy frame alone")
     print(format_noise(records))
+    if args.markdown:
+        print("\n" + format_markdown(mean["all"], per_level))
     return {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "mean": mean["all"], "per_level": per_level, "frames": records}
 

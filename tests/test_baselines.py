@@ -132,11 +132,14 @@ def test_compare_script_scores_tiny_frames(tmp_path, capsys):
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     out = tmp_path / "scores.json"
     argv = ["--test", str(tmp_path / "test"), "--gt", str(tmp_path / "gt"), "--methods", "noisy,wavelet,nlm,nlm-tta"]
-    assert _compare_script().main([*argv, "--json", str(out)]) == 0
+    assert _compare_script().main([*argv, "--json", str(out), "--markdown"]) == 0
     result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    nlm = result["mean"]["nlm"]
+    assert f"| nlm | {nlm['score']:.2f} | {nlm['psnr']:.2f} | {nlm['ssim']:.4f} |" in printed
     assert set(result["per_level"]) == {"low", "high"}
     assert result["per_level"]["high"]["nlm"]["psnr"] > result["per_level"]["high"]["noisy"]["psnr"] + 3
     # The x8 ensemble of NLM averages eight passes with different errors: better than one on these frames.
     assert result["per_level"]["high"]["nlm-tta"]["psnr"] > result["per_level"]["high"]["nlm"]["psnr"]
-    assert "noise estimated from each noisy frame alone" in capsys.readouterr().out
+    assert "noise estimated from each noisy frame alone" in printed
     assert _compare_script().main([*argv, "--methods", "model"]) == 2  # no --checkpoint
