@@ -137,6 +137,23 @@ def test_synthetic_samples_carry_their_drawn_level_and_are_quantised(tmp_path):
     assert abs((residual**2).mean().item() / predicted.mean().item() - 1) < 0.15
 
 
+def test_noise_level_error_misreports_the_level_only(tmp_path):
+    # Same seed, same crops and noise: only the reported (a, b) change, both by one factor per sample, whose log
+    # of the std (half the log of the variance factor) has the configured spread and no bias.
+    _flat_pairs(tmp_path / "data", (1e-4, 1e-6))
+    base = dict(root=str(tmp_path / "data"), val_count=0, num_workers=0, patch_size=4, batch_size=256,
+                samples_per_epoch=256, synthetic_fraction=1.0)  # fmt: skip
+    exact = next(iter(build_train_loader(DataConfig(**base), seed=0, noise_levels=True)))
+    misread = next(iter(build_train_loader(DataConfig(**base, noise_level_error=0.3), seed=0, noise_levels=True)))
+    assert torch.equal(exact["noisy"], misread["noisy"]) and torch.equal(exact["clean"], misread["clean"])
+    factor_a, factor_b = (misread["a"] / exact["a"]).double(), (misread["b"] / exact["b"]).double()
+    assert torch.allclose(factor_a, factor_b, rtol=1e-5)
+    log_std = 0.5 * factor_a.log()
+    assert abs(log_std.std().item() - 0.3) < 0.045 and abs(log_std.mean().item()) < 0.06
+    with pytest.raises(ValueError, match="noise_level_error"):
+        build_train_loader(DataConfig(**base, noise_level_error=-0.1), seed=0, noise_levels=True)
+
+
 def test_pair_fit_recovers_the_level():
     rng = np.random.default_rng(1)
     clean = rng.uniform(0.05, 0.9, (4, 64, 64)).astype(np.float32)

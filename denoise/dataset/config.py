@@ -47,3 +47,6 @@ class DataConfig:
     noise_a_range: tuple[float, float] = (1e-4, 1e-2)  # shot term (var = a*x + b on normalised values)
     noise_b_range: tuple[float, float] = (1e-6, 1e-3)  # read term
     brightness_range: tuple[float, float] = (1.0, 1.0)  # clean frame scaled by this before synthesis
+    # Log-normal error (std of log) put on the noise std a synthetic sample reports to a noise-aware model, so it
+    # learns to live with a mis-read level as the blind estimate gives at test time; 0 reports the true level.
+    noise_level_error: float = 0.0

@@ -109,6 +109,7 @@ class SynthesisSettings:
     a_range: tuple[float, float] = (1e-4, 1e-2)
     b_range: tuple[float, float] = (1e-6, 1e-3)
     brightness_range: tuple[float, float] = (1.0, 1.0)
+    level_error: float = 0.0  # std of log of the factor on the reported noise std
 
 
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
@@ -123,7 +124,9 @@ def synthesize(
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(noisy, clean, a, b) from a normalised clean crop: brightness scaled, then noise at a random level.
 
-    Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values.
+    Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values. The returned
+    (a, b) is the level drawn, or with ``synth.level_error`` that level with its std mis-read by a log-normal
+    factor (the noise itself is at the drawn level).
     """
     gain = rng.uniform(*synth.brightness_range)
     clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
@@ -132,6 +135,9 @@ def synthesize(
     noisy = add_noise(clean, a, b, rng, synth.model)
     if frame is not None:
         noisy = quantize_like(noisy, frame)
+    if synth.level_error > 0:  # drawn only then, so that configs without it keep their random streams
+        variance_factor = float(np.exp(2.0 * rng.normal(0.0, synth.level_error)))
+        return noisy, clean, a * variance_factor, b * variance_factor
     return noisy, clean, a, b
 
 
@@ -283,12 +289,15 @@ class EpochDistributedSampler(DistributedSampler):
 
 
 def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
+    if not cfg.noise_level_error >= 0:
+        raise ValueError(f"data.noise_level_error must be 0 or more, got {cfg.noise_level_error}")
     return SynthesisSettings(
         fraction=cfg.synthetic_fraction,
         model=cfg.noise_model,
         a_range=tuple(cfg.noise_a_range),
         b_range=tuple(cfg.noise_b_range),
         brightness_range=tuple(cfg.brightness_range),
+        level_error=cfg.noise_level_error,
     )
 
 
