@@ -57,8 +57,7 @@ def slug(name: str) -> str:
 def train_variant(plan: dict, overrides: list[str], folder: Path) -> tuple[Path, float]:
     """Train one variant into ``folder``; returns (its run folder, wall seconds)."""
     runs = folder / "runs"
-    done = sorted(runs.glob("*/checkpoints/last.pth")) if runs.is_dir() else []
-    resume = ["--resume", "auto"] if done else []
+    resume = ["--resume", "auto"] if any(runs.glob("*/checkpoints/last.pth")) else []  # an interrupted run
     cmd = [sys.executable, "-m", "denoise.train", "--config", plan["base"], *resume, *plan.get("common", []),
            *overrides, f"train.runs_dir={runs}"]
     start = time.perf_counter()
@@ -80,11 +79,11 @@ def score_variant(plan: dict, run_dir: Path, folder: Path) -> dict:
 
 
 def parameters(run_dir: Path) -> int:
-    """Trainable parameters of the run's model, from its saved weights."""
-    import torch
+    """Parameters of the run's model, rebuilt from its last checkpoint."""
+    from denoise.inference.loading import load_model
 
-    state = torch.load(run_dir / "checkpoints" / "last.pth", map_location="cpu", weights_only=True)
-    return sum(v.numel() for k, v in state["model"].items() if v.is_floating_point())
+    model, _ = load_model(run_dir / "checkpoints" / "last.pth")
+    return sum(p.numel() for p in model.parameters())
 
 
 def table_row(name: str, result: dict) -> str:

@@ -65,11 +65,15 @@ def centre_crop(frame: RawFrame, size: tuple[int, int] | None) -> RawFrame:
     return dataclasses.replace(frame, mosaic=np.ascontiguousarray(frame.mosaic[y : y + h, x : x + w]))
 
 
+def normalized_mosaic(frame: RawFrame) -> np.ndarray:
+    """Normalised (H, W) mosaic over the frame's largest even region."""
+    height, width = even_shape(*frame.mosaic.shape)
+    return normalize(frame.mosaic[:height, :width], cfa_black(frame.black_level), frame.white_level)
+
+
 def packed_noisy(frame: RawFrame) -> np.ndarray:
     """Normalised (4, h, w) packed frame over its largest even region."""
-    height, width = even_shape(*frame.mosaic.shape)
-    x = normalize(frame.mosaic[:height, :width], cfa_black(frame.black_level), frame.white_level)
-    return pack_bayer(x, frame.pattern)
+    return pack_bayer(normalized_mosaic(frame), frame.pattern)
 
 
 def to_mosaic(frame: RawFrame, packed: np.ndarray) -> np.ndarray:
@@ -88,8 +92,8 @@ def baseline_method(name: str) -> Method:
         return lambda frame, params: to_mosaic(frame, denoiser(packed_noisy(frame), params))
 
     def ensemble(frame: RawFrame, params: NoiseParams) -> np.ndarray:
-        mosaic = unpack_bayer(packed_noisy(frame), frame.pattern)
-        mean = self_ensemble(lambda packed: denoiser(packed, params), mosaic, frame.pattern, all_transforms())
+        mean = self_ensemble(lambda packed: denoiser(packed, params), normalized_mosaic(frame), frame.pattern,
+                             all_transforms())
         return to_mosaic(frame, pack_bayer(mean, frame.pattern))
 
     return ensemble
