@@ -11,7 +11,7 @@ from dataset_fixtures import BLACK, WHITE, write_frame
 from denoise.dataset.bayer import normalize, pack_bayer
 from denoise.dataset.config import DataConfig
 from denoise.dataset.dng import RawFrame
-from denoise.dataset.loader import build_train_loader, fit_pair_noise, load_split
+from denoise.dataset.loader import SynthesisSettings, build_train_loader, fit_pair_noise, load_split, synthesize
 from denoise.dataset.noise import add_gaussian_noise
 from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, estimate_frame_noise
 from denoise.inference.pipeline import InferSettings, denoise_frame
@@ -152,6 +152,36 @@ def test_noise_level_error_misreports_the_level_only(tmp_path):
     assert abs(log_std.std().item() - 0.3) < 0.045 and abs(log_std.mean().item()) < 0.06
     with pytest.raises(ValueError, match="noise_level_error"):
         build_train_loader(DataConfig(**base, noise_level_error=-0.1), seed=0, noise_levels=True)
+
+
+def test_estimator_report_adds_the_clean_frames_apparent_level(tmp_path):
+    # Clean frames carrying white "texture" of variance 4e-5: the blind estimate reads it as noise, and each
+    # synthetic sample then reports its drawn level plus that reading, with the same crops and noise as without.
+    rng = np.random.default_rng(3)
+    texture = 0.3 + rng.normal(0.0, 4e-5**0.5, (64, 96))
+    clean = np.rint(BLACK + texture * (WHITE - BLACK)).astype(np.uint16)
+    for i in range(2):
+        write_frame(tmp_path / "data" / "ground truth" / f"{i}_gt.dng", clean)
+    base = dict(root=str(tmp_path / "data"), noisy_glob="", val_count=0, num_workers=0, patch_size=4,
+                batch_size=64, samples_per_epoch=64, synthetic_fraction=1.0)  # fmt: skip
+    drawn = next(iter(build_train_loader(DataConfig(**base), seed=0, noise_levels=True)))
+    reported = next(iter(build_train_loader(DataConfig(**base, noise_level_report="estimator"), seed=0,
+                                            noise_levels=True)))  # fmt: skip
+    assert torch.equal(drawn["noisy"], reported["noisy"]) and torch.equal(drawn["clean"], reported["clean"])
+    seen = estimate_noise(pack_bayer(normalize(clean, BLACK, WHITE), "BGGR"))  # computed apart, on the frame
+    assert seen.a * 0.3 + seen.b == pytest.approx(4e-5, rel=0.15)  # it reads the texture at the frame's level
+    assert torch.allclose(reported["a"] - drawn["a"], torch.tensor(seen.a, dtype=torch.float32), atol=1e-8)
+    assert torch.allclose(reported["b"] - drawn["b"], torch.tensor(seen.b, dtype=torch.float32), atol=1e-8)
+
+
+def test_content_level_scales_with_the_brightness_gain():
+    # A crop made g times brighter has g^2 the texture variance at g times the level: a_c g x' + b_c g^2.
+    clean = np.full((4, 8, 8), 0.25, dtype=np.float32)
+    synth = SynthesisSettings(fraction=1.0, brightness_range=(2.0, 2.0))
+    noisy0, _, a0, b0 = synthesize(clean, np.random.default_rng(5), synth)
+    noisy, bright, a, b = synthesize(clean, np.random.default_rng(5), synth, content_level=(3e-4, 2e-5))
+    assert np.array_equal(noisy, noisy0) and np.allclose(bright, 0.5)
+    assert a - a0 == pytest.approx(6e-4) and b - b0 == pytest.approx(8e-5)
 
 
 def test_pair_fit_recovers_the_level():

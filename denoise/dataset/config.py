@@ -50,3 +50,8 @@ class DataConfig:
     # Log-normal error (std of log) put on the noise std a synthetic sample reports to a noise-aware model, so it
     # learns to live with a mis-read level as the blind estimate gives at test time; 0 reports the true level.
     noise_level_error: float = 0.0
+    # What a synthetic sample reports as its noise level: the level drawn, or "estimator": the drawn level plus
+    # the level the blind estimate reads off the clean frame alone (its noise-like fine texture, which the
+    # estimate of a noisy frame counts as noise), so synthetic samples carry the bias that real pairs and test
+    # frames carry.
+    noise_level_report: Literal["drawn", "estimator"] = "drawn"

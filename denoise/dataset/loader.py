@@ -110,6 +110,7 @@ class SynthesisSettings:
     b_range: tuple[float, float] = (1e-6, 1e-3)
     brightness_range: tuple[float, float] = (1.0, 1.0)
     level_error: float = 0.0  # std of log of the factor on the reported noise std
+    report: str = "drawn"  # "estimator": add the clean frame's apparent noise level to the reported one
 
 
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
@@ -120,13 +121,18 @@ def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
 
 
 def synthesize(
-    clean: np.ndarray, rng: np.random.Generator, synth: SynthesisSettings, frame: CachedFrame | None = None
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    synth: SynthesisSettings,
+    frame: CachedFrame | None = None,
+    content_level: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(noisy, clean, a, b) from a normalised clean crop: brightness scaled, then noise at a random level.
 
     Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values. The returned
-    (a, b) is the level drawn, or with ``synth.level_error`` that level with its std mis-read by a log-normal
-    factor (the noise itself is at the drawn level).
+    (a, b) is the level drawn plus ``content_level`` (the clean frame's apparent noise, scaled with the
+    brightness), or with ``synth.level_error`` that level with its std mis-read by a log-normal factor (the noise
+    itself is at the drawn level).
     """
     gain = rng.uniform(*synth.brightness_range)
     clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
@@ -135,6 +141,8 @@ def synthesize(
     noisy = add_noise(clean, a, b, rng, synth.model)
     if frame is not None:
         noisy = quantize_like(noisy, frame)
+    # Texture scaled by the gain g has g^2 its variance at g times the level: var = a_c g (g x) + b_c g^2.
+    a, b = a + content_level[0] * gain, b + content_level[1] * gain**2
     if synth.level_error > 0:  # drawn only then, so that configs without it keep their random streams
         variance_factor = float(np.exp(2.0 * rng.normal(0.0, synth.level_error)))
         return noisy, clean, a * variance_factor, b * variance_factor
@@ -155,6 +163,15 @@ def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
         std = np.sqrt(a * np.clip(x, 0.0, None) + b)
         inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
     return a, b
+
+
+def content_noise_level(frame: CachedFrame, height: int, width: int) -> tuple[float, float]:
+    """(a, b) the blind estimate reads off a clean frame: its fine texture, which looks like noise; 0 if unreadable."""
+    try:
+        params = estimate_noise(normalized_region(frame, frame.load(), 0, 0, height, width))
+    except ValueError:
+        return 0.0, 0.0
+    return params.a, params.b
 
 
 def frame_noise_level(pair: FramePair) -> tuple[float, float]:
@@ -213,6 +230,10 @@ class PairDataset(Dataset):
         if noise_levels:
             bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
             self.frame_noise = [frame_noise_level(f) if f.noisy is not None else None for f in bar]
+        self.content_noise = [(0.0, 0.0)] * len(frames)
+        if noise_levels and self.synth.report == "estimator" and self.synth.fraction > 0:
+            bar = tqdm(frames, desc="estimating clean frames' texture", unit="frame", leave=False, disable=None)
+            self.content_noise = [content_noise_level(f.clean, *f.packed_shape) for f in bar]
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -249,7 +270,7 @@ class PairDataset(Dataset):
         if self.augment:
             noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
         if synthetic:
-            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean)
+            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.content_noise[tile.frame])
         elif self.noise_levels:
             a, b = self.frame_noise[tile.frame]
         sample = {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
@@ -298,6 +319,7 @@ def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
         b_range=tuple(cfg.noise_b_range),
         brightness_range=tuple(cfg.brightness_range),
         level_error=cfg.noise_level_error,
+        report=cfg.noise_level_report,
     )
 
 
