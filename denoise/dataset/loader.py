@@ -2,8 +2,9 @@
 
 ``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops and
 ``build_val_frames(cfg)`` the held-out frames whole. With ``noise_levels`` every sample also carries its noise
-level ``a``, ``b`` (variance ``a*x + b``): the drawn one for synthetic pairs, and for real pairs the one
-``estimate_noise`` reads off the whole noisy frame, as inference will have to. Both builders decode every DNG
+level ``a``, ``b`` (variance ``a*x + b``): the drawn one for synthetic pairs (plus what ``estimate_noise`` reads
+off the clean frame, with ``noise_level_report: estimator``), and for real pairs the one ``estimate_noise`` reads
+off the whole noisy frame, as inference will have to. Both builders decode every DNG
 once into the cache first (so bad files fail before training starts) and afterwards only read memory-mapped
 arrays.
 """
