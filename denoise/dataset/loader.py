@@ -166,10 +166,15 @@ def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
-def content_noise_level(frame: CachedFrame, height: int, width: int) -> tuple[float, float]:
+def _whole_frame(frame: CachedFrame, shape: tuple[int, int]) -> np.ndarray:
+    """A cached frame of packed ``shape`` whole, normalised. (4, h, w)."""
+    return normalized_region(frame, frame.load(), 0, 0, *shape)
+
+
+def content_noise_level(frame: CachedFrame, shape: tuple[int, int]) -> tuple[float, float]:
     """(a, b) the blind estimate reads off a clean frame: its fine texture, which looks like noise; 0 if unreadable."""
     try:
-        params = estimate_noise(normalized_region(frame, frame.load(), 0, 0, height, width))
+        params = estimate_noise(_whole_frame(frame, shape))
     except ValueError:
         return 0.0, 0.0
     return params.a, params.b
@@ -180,12 +185,11 @@ def frame_noise_level(pair: FramePair) -> tuple[float, float]:
 
     A frame the blind estimator cannot read (almost all clipped, say) falls back to the fit against its clean twin.
     """
-    height, width = pair.packed_shape
-    noisy = normalized_region(pair.noisy, pair.noisy.load(), 0, 0, height, width)  # (4, h, w)
+    noisy = _whole_frame(pair.noisy, pair.packed_shape)  # (4, h, w)
     try:
         params = estimate_noise(noisy)
     except ValueError:
-        return fit_pair_noise(noisy, normalized_region(pair.clean, pair.clean.load(), 0, 0, height, width))
+        return fit_pair_noise(noisy, _whole_frame(pair.clean, pair.packed_shape))
     return params.a, params.b
 
 
@@ -228,13 +232,13 @@ class PairDataset(Dataset):
         self.length = samples_per_epoch or len(self.tiles)
         self.noise_levels = noise_levels
         self.frame_noise: list[tuple[float, float] | None] = []
-        if noise_levels:
+        if noise_levels and self.synth.fraction < 1:  # at 1 every sample is synthetic: no real level is read
             bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
             self.frame_noise = [frame_noise_level(f) if f.noisy is not None else None for f in bar]
         self.content_noise = [(0.0, 0.0)] * len(frames)
         if noise_levels and self.synth.report == "estimator" and self.synth.fraction > 0:
             bar = tqdm(frames, desc="estimating clean frames' texture", unit="frame", leave=False, disable=None)
-            self.content_noise = [content_noise_level(f.clean, *f.packed_shape) for f in bar]
+            self.content_noise = [content_noise_level(f.clean, f.packed_shape) for f in bar]
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
