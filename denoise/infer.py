@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs = plan_jobs(inputs, output_dir, args.overwrite)
         print(f"checkpoint: {checkpoint}{'' if args.checkpoint else ' (newest best.pth)'}")
         print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
-        model, _ = load_model(checkpoint, settings.device)
+        model, trained = load_model(checkpoint, settings.device)
+        settings = replace(settings, noise_window=trained.data.noise_estimate_window)  # as the model was trained
     except (InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

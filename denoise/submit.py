@@ -19,6 +19,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,8 @@ def report_text(
         noise = (
             "The network is noise-aware: beside the four planes it reads four more, the per-pixel noise standard\n"
             "deviation `10 * sqrt(a*x + b)` (`noise_level_map` in network.py), with `a` and `b` estimated from the\n"
-            "noisy frame alone (variance against mean on smooth blocks): no noise parameters are given at test\n"
+            "noisy frame alone (variance against mean on smooth blocks, a block counting as smooth up to\n"
+            f"{settings.noise_window:g} standard deviations above the fit): no noise parameters are given at test\n"
             "time.\n\n"
         )
     return f"""# Method
@@ -219,6 +221,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     inputs = competition_inputs(test_dir)
     _refuse_out_over_inputs(out, test_dir)
     model, _ = load_model(checkpoint, settings.device)
+    settings = replace(settings, noise_window=cfg.data.noise_estimate_window)  # the estimate it was trained with
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:

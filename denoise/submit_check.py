@@ -105,7 +105,7 @@ def check_standalone(zf: zipfile.ZipFile, cfg: Config, crop: torch.Tensor, workd
         (models / name).write_bytes(zf.read(f"result/algorithm/models/{name}"))
     state = torch.load(io.BytesIO(zf.read("result/algorithm/models/model.pth")), map_location="cpu", weights_only=True)
     if cfg.model.noise_channels > 0:  # a noise-aware network also reads the noise map of the crop's estimated level
-        params = estimate_frame_noise(crop[0].numpy())
+        params = estimate_frame_noise(crop[0].numpy(), cfg.data.noise_estimate_window)
         crop = torch.cat([crop, noise_level_map(crop, params.a, params.b)], dim=1)  # (1, 8, h, w)
     model = build_model(cfg.model)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -44,7 +44,8 @@ def bench_device(cfg, frame_path: Path, device: str, tta: bool) -> tuple[float, 
     """(seconds, peak memory MB) to denoise the frame once on ``device``."""
     model = prepare_model(build_model(cfg.model).eval(), torch.device(device))
     settings = InferSettings(tile=cfg.infer.tile, overlap=cfg.infer.overlap, tta=tta,
-                             batch_size=cfg.infer.batch_size, device=device, precision=cfg.infer.precision)
+                             batch_size=cfg.infer.batch_size, device=device, precision=cfg.infer.precision,
+                             noise_window=cfg.data.noise_estimate_window)
     frame = read_dng(frame_path)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

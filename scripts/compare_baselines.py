@@ -39,7 +39,7 @@ from denoise.dataset.dng import DngError, RawFrame, read_dng
 from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.tta import self_ensemble
 from denoise.metrics import ImageScores, mean_scores, score_image
-from denoise.noise_estimation import NoiseParams, estimate_noise
+from denoise.noise_estimation import WINDOW, NoiseParams, estimate_noise
 
 MODEL_METHODS = ("model", "model-tta")
 BASELINE_TTA = tuple(f"{name}-tta" for name in BASELINES)
@@ -99,8 +99,12 @@ def baseline_method(name: str) -> Method:
     return ensemble
 
 
-def model_methods(checkpoint: Path, names: Sequence[str]) -> dict[str, Method]:
-    """The trained model without and with x8 TTA, tiled as its config's inference section says."""
+def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle: bool) -> dict[str, Method]:
+    """The trained model without and with x8 TTA, tiled as its config's inference section says.
+
+    A noise-aware model reads the level the methods are given (``window`` its estimate's, ``oracle`` the truth)
+    when it was trained with that estimate's window, else estimates it itself with its own window, as infer does.
+    """
     from denoise.inference.loading import CheckpointError, load_model
     from denoise.inference.pipeline import InferSettings, denoise_frame
 
@@ -108,15 +112,21 @@ def model_methods(checkpoint: Path, names: Sequence[str]) -> dict[str, Method]:
         model, cfg = load_model(checkpoint, "cpu")
     except CheckpointError as err:
         raise CompareError(str(err)) from err
+    own = cfg.data.noise_estimate_window
+    shared = oracle or own == window
     methods = {}
     for name in names:
-        settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name == "model-tta", cfg.infer.batch_size, "cpu")
-        # A noise-aware model reads the same noise level as the classical methods (estimated unless --noise meta).
-        methods[name] = lambda frame, params, s=settings: denoise_frame(model, frame, s, noise=params)
+        settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name == "model-tta", cfg.infer.batch_size, "cpu",
+                                 noise_window=own)
+        methods[name] = lambda frame, params, s=settings: denoise_frame(
+            model, frame, s, noise=params if shared else None
+        )
     return methods
 
 
-def build_methods(names: Sequence[str], checkpoint: Path | None) -> dict[str, Method]:
+def build_methods(
+    names: Sequence[str], checkpoint: Path | None, window: float = WINDOW, oracle: bool = False
+) -> dict[str, Method]:
     """Methods by name, in the order asked; unknown names and a model without checkpoint are errors."""
     unknown = [n for n in names if n not in ALL_METHODS]
     if unknown:
@@ -126,7 +136,7 @@ def build_methods(names: Sequence[str], checkpoint: Path | None) -> dict[str, Me
     wanted_models = [n for n in names if n in MODEL_METHODS]
     if wanted_models and checkpoint is None:
         raise CompareError(f"method(s) {', '.join(wanted_models)} need --checkpoint")
-    models = model_methods(checkpoint, wanted_models) if wanted_models else {}
+    models = model_methods(checkpoint, wanted_models, window, oracle) if wanted_models else {}
     methods: dict[str, Method] = {}
     for name in names:
         if name == "noisy":
@@ -158,6 +168,7 @@ def compare(
     true_noise: dict[int, NoiseParams],
     use_true_noise: bool,
     crop: tuple[int, int] | None,
+    window: float = WINDOW,
 ) -> list[dict]:
     """One record per frame: true and estimated noise, and each method's scores and seconds."""
     records = []
@@ -168,7 +179,7 @@ def compare(
             raise CompareError(f"{noisy_path}: shape/pattern differ from {gt_path}")
         start = time.perf_counter()
         try:
-            estimated = estimate_noise(packed_noisy(noisy))
+            estimated = estimate_noise(packed_noisy(noisy), window=window)
         except ValueError as err:
             raise CompareError(f"{noisy_path}: cannot estimate its noise level ({err})") from err
         record = {"frame": n, "name": noisy_path.name, "shape": list(noisy.mosaic.shape),
@@ -259,6 +270,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, help="trained model for the model / model-tta rows")
     parser.add_argument("--noise", choices=("estimated", "meta"), default="estimated",
                         help="noise level given to the classical methods: estimated from the frame, or the truth")
+    parser.add_argument("--noise-window", type=float, default=WINDOW,
+                        help="window of the blind noise estimate given to the classical methods (see "
+                        "data.noise_estimate_window; a model trained with another window estimates with its own)")
     parser.add_argument("--max-frames", type=int, help="use only the first N frames (BM3D is slow on a CPU)")
     parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="centre crop of every frame")
     parser.add_argument("--noisy-pattern", default="noisy{N}", help="noisy file names, {N} the number")
@@ -274,6 +288,8 @@ def run(args: argparse.Namespace) -> dict:
         raise CompareError(f"--crop needs even sizes of at least 2, got {args.crop}")
     if args.json is not None and not args.json.parent.is_dir():
         raise CompareError(f"--json {args.json}: folder {args.json.parent} does not exist")
+    if not args.noise_window > 0:
+        raise CompareError(f"--noise-window must be more than 0, got {args.noise_window}")
     if args.max_frames is not None and args.max_frames < 1:
         raise CompareError(f"--max-frames must be at least 1, got {args.max_frames}")
     default = ["noisy", *BASELINES, *(MODEL_METHODS if args.checkpoint else ())]
@@ -287,8 +303,9 @@ def run(args: argparse.Namespace) -> dict:
     true_noise = load_true_noise(args.meta or args.test.parent / "meta.json")
     if args.noise == "meta" and not true_noise:
         raise CompareError("--noise meta needs a meta.json with the test frames' noise (see --meta)")
-    methods = build_methods(names, args.checkpoint)
-    records = compare(pairs, methods, true_noise, args.noise == "meta", tuple(args.crop) if args.crop else None)
+    methods = build_methods(names, args.checkpoint, args.noise_window, args.noise == "meta")
+    crop = tuple(args.crop) if args.crop else None
+    records = compare(pairs, methods, true_noise, args.noise == "meta", crop, args.noise_window)
 
     def level(record: dict) -> str:
         return noise_level((record["true"] or record["estimated"])["a"])

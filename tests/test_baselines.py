@@ -143,3 +143,26 @@ def test_compare_script_scores_tiny_frames(tmp_path, capsys):
     assert result["per_level"]["high"]["nlm-tta"]["psnr"] > result["per_level"]["high"]["nlm"]["psnr"]
     assert "noise estimated from each noisy frame alone" in printed
     assert _compare_script().main([*argv, "--methods", "model"]) == 2  # no --checkpoint
+    assert _compare_script().main([*argv, "--noise-window", "0"]) == 2
+
+
+def test_compare_script_estimates_with_the_window_asked(tmp_path):
+    from denoise.dataset.bayer import denormalize, unpack_bayer
+    from denoise.dataset.dng import read_dng, write_new_dng
+
+    (tmp_path / "test").mkdir()
+    (tmp_path / "gt").mkdir()
+    clean, noisy = noisy_pair(NoiseParams(2e-3, 1e-4), size=48, seed=3)
+    for folder, name, packed in (("gt", "gt0", clean), ("test", "noisy0", noisy)):
+        write_new_dng(tmp_path / folder / f"{name}.dng", denormalize(unpack_bayer(packed, "BGGR"), 1024, 16383),
+                      "BGGR", 1024, 16383)  # fmt: skip
+    argv = ["--test", str(tmp_path / "test"), "--gt", str(tmp_path / "gt"), "--methods", "noisy"]
+    seen = {}
+    for window in (3.0, 1.0):
+        out = tmp_path / f"w{window}.json"
+        assert _compare_script().main([*argv, "--noise-window", str(window), "--json", str(out)]) == 0
+        seen[window] = json.loads(out.read_text())["frames"][0]["estimated"]
+    packed = _compare_script().packed_noisy(read_dng(tmp_path / "test" / "noisy0.dng"))
+    for window, estimated in seen.items():
+        assert estimated == pytest.approx(estimate_noise(packed, window=window).as_dict(), rel=1e-6)
+    assert seen[1.0] != seen[3.0]

@@ -16,6 +16,7 @@ from denoise.noise_estimation import (
     estimate_noise_per_channel,
     fit_noise_params,
     high_pass,
+    kept_mean,
 )
 
 DN_STEP = 1.0 / (16383 - 1024)  # one raw DN in normalised units, as in the competition's files
@@ -83,15 +84,16 @@ def test_clipped_moments_match_monte_carlo():
         assert float(var) == pytest.approx(z.var(), rel=0.01)
 
 
+@pytest.mark.parametrize("window", [3.0, 1.0])
 @pytest.mark.parametrize(
     "a, b",
     [(1e-4, 1e-6), (1e-4, 1e-3), (1e-3, 1e-5), (3e-3, 2e-4), (1e-2, 1e-6), (1e-2, 1e-3)],
 )
-def test_recovers_known_noise_on_a_smooth_frame(a, b):
+def test_recovers_known_noise_on_a_smooth_frame(a, b, window):
     """Stated tolerance: predicted noise std within 5% over the frame's range of levels."""
     clean = smooth_frame()
     true = NoiseParams(a, b)
-    est = estimate_noise(add_noise(clean, true))
+    est = estimate_noise(add_noise(clean, true), window=window)
     assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
 
 
@@ -107,13 +109,14 @@ def test_dark_frame_with_noise_kept_below_black():
     assert np.abs(std_errors(clipped_at_black, true, clean)).max() < 0.1, clipped_at_black
 
 
-def test_dark_noisy_frame_clipped_at_black():
+@pytest.mark.parametrize("window", [3.0, 1.0])
+def test_dark_noisy_frame_clipped_at_black(window):
     """Most blocks touch clipped samples here; the clipped model must still find the noise."""
     clean = 0.08 * smooth_frame()  # levels ~0.003..0.07, read noise std 0.02: a third of samples clip at 0
     true = NoiseParams(6e-3, 4.6e-4)
     noisy = add_noise(clean, true)
     assert (noisy == 0).mean() > 0.1
-    est = estimate_noise(noisy)
+    est = estimate_noise(noisy, window=window)
     assert np.abs(std_errors(est, true, clean)).max() < 0.05, est
 
 
@@ -136,6 +139,44 @@ def test_fit_ignores_textured_blocks():
     est = fit_noise_params(means, variances, dof)
     assert est.a == pytest.approx(true.a, rel=0.05)
     assert est.b == pytest.approx(true.b, rel=0.25)
+
+
+@pytest.mark.parametrize("window", [0.5, 1.0, 3.0])
+def test_kept_mean_matches_monte_carlo(window):
+    dof = block_dof(16)
+    x = np.random.default_rng(7).chisquare(dof, 2_000_000) / dof  # a smooth block's variance / the true one
+    kept = x[x <= 1.0 + window * (2.0 / dof) ** 0.5]
+    assert kept_mean(window, dof) == pytest.approx(kept.mean(), rel=1e-3)
+
+
+def _block_variances(texture: float, seed: int = 4) -> tuple[np.ndarray, np.ndarray, NoiseParams, float]:
+    """Block means and variance estimates of a = 2e-3, b = 5e-5 noise; 60% of blocks scaled up by texture."""
+    rng = np.random.default_rng(seed)
+    dof = block_dof(16)
+    means = rng.uniform(0.05, 0.9, 20_000)
+    true = NoiseParams(2e-3, 5e-5)
+    variances = true.variance(means) * rng.chisquare(dof, means.size) / dof
+    textured = rng.random(means.size) < 0.6
+    variances[textured] *= 1.0 + rng.uniform(0.0, texture, textured.sum())
+    return means, variances, true, dof
+
+
+@pytest.mark.parametrize("window", [0.5, 1.0, 3.0])
+def test_fit_is_unbiased_on_pure_noise_whatever_the_window(window):
+    # Without the kept-mean scaling a window of 1 would read the variance 5% low, one of 0.5 8% low.
+    means, variances, true, dof = _block_variances(texture=0.0)
+    est = fit_noise_params(means, variances, dof, window=window)
+    assert est.a == pytest.approx(true.a, rel=0.01)
+    assert est.b == pytest.approx(true.b, rel=0.05)
+
+
+def test_a_tight_window_reads_faint_texture_less():
+    # Texture adding up to 100% of the noise variance to most blocks, too faint for the loose window to drop.
+    means, variances, true, dof = _block_variances(texture=1.0)
+    loose = fit_noise_params(means, variances, dof, window=3.0)
+    tight = fit_noise_params(means, variances, dof, window=1.0)
+    assert loose.a > 1.1 * true.a  # the default window counts much of the texture as noise
+    assert abs(tight.a / true.a - 1) < 0.06 and abs(tight.a / true.a - 1) < 0.5 * abs(loose.a / true.a - 1)
 
 
 def test_accepts_torch_and_rejects_wrong_layout():

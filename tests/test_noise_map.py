@@ -106,15 +106,17 @@ def _flat_pairs(root, noise: tuple[float, float], count: int = 2, shape=(64, 64)
         write_frame(root / "ground truth" / f"{i}_gt.dng", clean)
 
 
-def test_real_samples_carry_the_level_estimated_from_the_noisy_frame(tmp_path):
+@pytest.mark.parametrize("window", [3.0, 1.0])
+def test_real_samples_carry_the_level_estimated_from_the_noisy_frame(tmp_path, window):
     _flat_pairs(tmp_path / "data", (2e-3, 1e-4))
     cfg = DataConfig(root=str(tmp_path / "data"), val_count=0, num_workers=0, patch_size=8, batch_size=4,
-                     samples_per_epoch=8)  # fmt: skip
+                     samples_per_epoch=8, noise_estimate_window=window)  # fmt: skip
     batch = next(iter(build_train_loader(cfg, seed=0, noise_levels=True)))
     train, _ = load_split(cfg)
     packed = normalize(np.load(train[0].noisy.array_path).astype(np.float32),
                        train[0].noisy.channel_black()[:, None, None], WHITE)  # fmt: skip
-    expected = estimate_noise(packed)  # from the noisy frame alone, as at test time
+    expected = estimate_noise(packed, window=window)  # from the noisy frame alone, as at test time
+    assert expected != estimate_noise(packed, window=4.0 - window)  # the window matters here
     assert batch["a"].shape == (4,) and torch.allclose(batch["a"], torch.tensor(expected.a), rtol=1e-6)
     assert torch.allclose(batch["b"], torch.tensor(expected.b), rtol=1e-6)
     assert 1e-3 < expected.a < 4e-3  # a rough estimate on so small a frame, but of the right level
@@ -152,9 +154,12 @@ def test_noise_level_error_misreports_the_level_only(tmp_path):
     assert abs(log_std.std().item() - 0.3) < 0.045 and abs(log_std.mean().item()) < 0.06
     with pytest.raises(ValueError, match="noise_level_error"):
         build_train_loader(DataConfig(**base, noise_level_error=-0.1), seed=0, noise_levels=True)
+    with pytest.raises(ValueError, match="noise_estimate_window"):
+        build_train_loader(DataConfig(**base, noise_estimate_window=0.0), seed=0, noise_levels=True)
 
 
-def test_estimator_report_adds_the_clean_frames_apparent_level(tmp_path):
+@pytest.mark.parametrize("window", [3.0, 1.0])
+def test_estimator_report_adds_the_clean_frames_apparent_level(tmp_path, window):
     # Clean frames carrying white "texture" of variance 4e-5: the blind estimate reads it as noise, and each
     # synthetic sample then reports its drawn level plus that reading, with the same crops and noise as without.
     rng = np.random.default_rng(3)
@@ -165,10 +170,12 @@ def test_estimator_report_adds_the_clean_frames_apparent_level(tmp_path):
     base = dict(root=str(tmp_path / "data"), noisy_glob="", val_count=0, num_workers=0, patch_size=4,
                 batch_size=64, samples_per_epoch=64, synthetic_fraction=1.0)  # fmt: skip
     drawn = next(iter(build_train_loader(DataConfig(**base), seed=0, noise_levels=True)))
-    reported = next(iter(build_train_loader(DataConfig(**base, noise_level_report="estimator"), seed=0,
-                                            noise_levels=True)))  # fmt: skip
+    cfg = DataConfig(**base, noise_level_report="estimator", noise_estimate_window=window)
+    reported = next(iter(build_train_loader(cfg, seed=0, noise_levels=True)))
     assert torch.equal(drawn["noisy"], reported["noisy"]) and torch.equal(drawn["clean"], reported["clean"])
-    seen = estimate_noise(pack_bayer(normalize(clean, BLACK, WHITE), "BGGR"))  # computed apart, on the frame
+    packed = pack_bayer(normalize(clean, BLACK, WHITE), "BGGR")
+    seen = estimate_noise(packed, window=window)  # computed apart, on the frame, with the configured window
+    assert abs(estimate_noise(packed, window=4.0 - window).a - seen.a) > 1e-7  # the window matters here
     assert seen.a * 0.3 + seen.b == pytest.approx(4e-5, rel=0.15)  # it reads the texture at the frame's level
     assert torch.allclose(reported["a"] - drawn["a"], torch.tensor(seen.a, dtype=torch.float32), atol=1e-8)
     assert torch.allclose(reported["b"] - drawn["b"], torch.tensor(seen.b, dtype=torch.float32), atol=1e-8)
@@ -208,17 +215,19 @@ def test_blind_models_are_left_alone_and_aware_ones_get_the_frame_estimate():
     assert condition_on_noise(blind, packed) is blind
     wrapped = condition_on_noise(aware_model(), packed)
     assert isinstance(wrapped, NoiseConditioned) and wrapped.params == estimate_noise(packed)
+    tight = condition_on_noise(aware_model(), packed, window=1.0).params
+    assert tight == estimate_noise(packed, window=1.0) and tight != wrapped.params
     assert estimate_frame_noise(packed[:, :6, :6]).a > 0  # too small for 16-pixel blocks: smaller blocks
 
 
-@pytest.mark.parametrize("tta", [False, True])
-def test_pipeline_reads_the_noise_level_from_the_noisy_frame_alone(tta):
+@pytest.mark.parametrize("tta, window", [(False, 3.0), (True, 3.0), (False, 1.0)])
+def test_pipeline_reads_the_noise_level_from_the_noisy_frame_alone(tta, window):
     frame = _frame((3e-3, 1e-4))
     model = aware_model()
-    settings = InferSettings(tile=16, overlap=4, tta=tta)
+    settings = InferSettings(tile=16, overlap=4, tta=tta, noise_window=window)
     out = denoise_frame(model, frame, settings)
     x = torch.from_numpy(normalize(frame.mosaic, BLACK, WHITE))
-    params = estimate_noise(pack_bayer(x.numpy(), "BGGR"))
+    params = estimate_noise(pack_bayer(x.numpy(), "BGGR"), window=window)
     y = denoise_mosaic(NoiseConditioned(model, params), x, "BGGR", 16, 4, transforms_for(tta))
     expected = np.clip(np.rint(BLACK + y.numpy().astype(np.float64) * (WHITE - BLACK)), BLACK, WHITE)
     np.testing.assert_array_equal(out, expected.astype(np.uint16))
@@ -236,17 +245,28 @@ def test_noise_aware_training_inference_and_submission(tmp_path):
 
     data = make_pairs(tmp_path / "data", count=3, size=64)
     cfg = tiny_config(data, tmp_path / "runs", "model.noise_channels=4", "model.scale_residual=true",
-                      "data.synthetic_fraction=0.5", "train.epochs=1")  # fmt: skip
+                      "data.synthetic_fraction=0.5", "data.noise_estimate_window=1.0", "train.epochs=1")  # fmt: skip
     result = train(cfg)
     checkpoint = result.run_dir / "checkpoints" / "last.pth"
     model, loaded = load_model(checkpoint)
     assert loaded.model.noise_channels == 4 and model.intro.in_channels == 8
+    assert loaded.data.noise_estimate_window == 1.0
     test_dir = tmp_path / "test"
     test_dir.mkdir()
     source = read_dng(data / "noisy" / "0_noise.dng")
     write_new_dng(test_dir / "noisy0.dng", source.mosaic, "BGGR", BLACK, WHITE)
     args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path / "result")]
     assert submit.main([*args, "--tile", "0"]) == 0  # includes the standalone network.py check on 8 channels
+    # The submission's frame is the model's output given the level estimated with its own training window.
+    frame = read_dng(test_dir / "noisy0.dng")
+    written = read_dng(tmp_path / "result" / "data" / "denoise0.dng").mosaic
+    np.testing.assert_array_equal(written, denoise_frame(model, frame, InferSettings(tile=0, noise_window=1.0)))
+    assert not np.array_equal(written, denoise_frame(model, frame, InferSettings(tile=0, noise_window=3.0)))
+    from denoise import infer
+
+    infer_args = ["--checkpoint", str(checkpoint), "--input", str(test_dir), "--output", str(tmp_path / "infer")]
+    assert infer.main([*infer_args, "--tile", "0"]) == 0  # the plain CLI reads the window off the checkpoint too
+    np.testing.assert_array_equal(read_dng(tmp_path / "infer" / "denoise0.dng").mosaic, written)
     report = (tmp_path / "result" / "algorithm" / "report.md").read_text()
     assert "noise-aware" in report
     network = (tmp_path / "result" / "algorithm" / "models" / "network.py").read_text()

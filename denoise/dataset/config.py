@@ -55,3 +55,7 @@ class DataConfig:
     # estimate of a noisy frame counts as noise), so synthetic samples carry the bias that real pairs and test
     # frames carry.
     noise_level_report: Literal["drawn", "estimator"] = "drawn"
+    # How far above the fitted noise variance (in standard deviations of a smooth block's variance estimate) a
+    # block still counts as noise when the level is estimated blind, here and at inference: 3 keeps nearly all
+    # noise-only blocks; 1 drops more texture, so textured frames read less high (denoise/noise_estimation.py).
+    noise_estimate_window: float = 3.0

@@ -30,7 +30,7 @@ from denoise.dataset.config import DataConfig
 from denoise.dataset.noise import add_noise, log_uniform
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
-from denoise.noise_estimation import estimate_noise
+from denoise.noise_estimation import WINDOW, estimate_noise
 
 
 @dataclass(frozen=True)
@@ -171,23 +171,25 @@ def _whole_frame(frame: CachedFrame, shape: tuple[int, int]) -> np.ndarray:
     return normalized_region(frame, frame.load(), 0, 0, *shape)
 
 
-def content_noise_level(frame: CachedFrame, shape: tuple[int, int]) -> tuple[float, float]:
+def content_noise_level(
+    frame: CachedFrame, shape: tuple[int, int], window: float = WINDOW
+) -> tuple[float, float]:
     """(a, b) the blind estimate reads off a clean frame: its fine texture, which looks like noise; 0 if unreadable."""
     try:
-        params = estimate_noise(_whole_frame(frame, shape))
+        params = estimate_noise(_whole_frame(frame, shape), window=window)
     except ValueError:
         return 0.0, 0.0
     return params.a, params.b
 
 
-def frame_noise_level(pair: FramePair) -> tuple[float, float]:
+def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:
     """(a, b) of a real pair, estimated from the noisy frame alone like inference does.
 
     A frame the blind estimator cannot read (almost all clipped, say) falls back to the fit against its clean twin.
     """
     noisy = _whole_frame(pair.noisy, pair.packed_shape)  # (4, h, w)
     try:
-        params = estimate_noise(noisy)
+        params = estimate_noise(noisy, window=window)
     except ValueError:
         return fit_pair_noise(noisy, _whole_frame(pair.clean, pair.packed_shape))
     return params.a, params.b
@@ -214,6 +216,7 @@ class PairDataset(Dataset):
         synth: SynthesisSettings | None = None,
         seed: int = 0,
         noise_levels: bool = False,
+        noise_window: float = WINDOW,
     ) -> None:
         assert sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {sampling!r}"
         self.frames = frames
@@ -234,11 +237,11 @@ class PairDataset(Dataset):
         self.frame_noise: list[tuple[float, float] | None] = []
         if noise_levels and self.synth.fraction < 1:  # at 1 every sample is synthetic: no real level is read
             bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
-            self.frame_noise = [frame_noise_level(f) if f.noisy is not None else None for f in bar]
+            self.frame_noise = [frame_noise_level(f, noise_window) if f.noisy is not None else None for f in bar]
         self.content_noise = [(0.0, 0.0)] * len(frames)
         if noise_levels and self.synth.report == "estimator" and self.synth.fraction > 0:
             bar = tqdm(frames, desc="estimating clean frames' texture", unit="frame", leave=False, disable=None)
-            self.content_noise = [content_noise_level(f.clean, f.packed_shape) for f in bar]
+            self.content_noise = [content_noise_level(f.clean, f.packed_shape, noise_window) for f in bar]
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -330,6 +333,8 @@ def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
 
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
     """The training split as a PairDataset (filling the cache first if needed); see the module for ``noise_levels``."""
+    if not cfg.noise_estimate_window > 0:
+        raise ValueError(f"data.noise_estimate_window must be more than 0, got {cfg.noise_estimate_window}")
     train, _ = load_split(cfg)
     return PairDataset(
         train,
@@ -341,6 +346,7 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = Fal
         synth=_synthesis_settings(cfg),
         seed=seed,
         noise_levels=noise_levels,
+        noise_window=cfg.noise_estimate_window,
     )
 
 

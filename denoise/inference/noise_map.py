@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from denoise.model.nafnet import noise_level_map
-from denoise.noise_estimation import NoiseParams, estimate_noise
+from denoise.noise_estimation import WINDOW, NoiseParams, estimate_noise
 
 
 def needs_noise_level(model: nn.Module) -> bool:
@@ -35,26 +35,27 @@ class NoiseConditioned(nn.Module):
         return self.net(torch.cat([x, noise_map], dim=1))
 
 
-def estimate_frame_noise(packed: np.ndarray) -> NoiseParams:
+def estimate_frame_noise(packed: np.ndarray, window: float = WINDOW) -> NoiseParams:
     """``estimate_noise`` of a normalised (4, h, w) frame, with smaller blocks when the frame is too small for 16."""
     for block in (16, 8, 4):
         try:
-            return estimate_noise(packed, block=block)
+            return estimate_noise(packed, block=block, window=window)
         except ValueError as err:
             reason = str(err)
     raise ValueError(f"cannot estimate the noise level of a {packed.shape[-2]}x{packed.shape[-1]} frame: {reason}")
 
 
 def condition_on_noise(
-    model: nn.Module, packed: np.ndarray | torch.Tensor, params: NoiseParams | None = None
+    model: nn.Module, packed: np.ndarray | torch.Tensor, params: NoiseParams | None = None, window: float = WINDOW
 ) -> nn.Module:
     """``model`` itself if blind, else wrapped with the noise level of the normalised (4, h, w) ``packed`` frame.
 
-    ``params`` overrides the estimate (an oracle, for experiments); by default it comes from the frame alone.
+    ``params`` overrides the estimate (an oracle, for experiments); by default it comes from the frame alone,
+    estimated with the ``window`` the model was trained with (``data.noise_estimate_window``).
     """
     if not needs_noise_level(model):
         return model
     if params is None:
         array = packed.numpy() if isinstance(packed, torch.Tensor) else packed
-        params = estimate_frame_noise(np.asarray(array, dtype=np.float32))
+        params = estimate_frame_noise(np.asarray(array, dtype=np.float32), window)
     return NoiseConditioned(model, params)

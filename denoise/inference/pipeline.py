@@ -13,7 +13,7 @@ from denoise.dataset.dng import RawFrame
 from denoise.inference.config import InferConfig
 from denoise.inference.noise_map import condition_on_noise
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
-from denoise.noise_estimation import NoiseParams
+from denoise.noise_estimation import WINDOW, NoiseParams
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class InferSettings:
     batch_size: int = InferConfig.batch_size
     device: str | torch.device = "cpu"
     precision: str = InferConfig.precision
+    noise_window: float = WINDOW  # the blind noise estimate's window: the model's data.noise_estimate_window
 
 
 def frame_tiles(frame: RawFrame, settings: InferSettings) -> int:
@@ -53,7 +54,7 @@ def denoise_frame(
     assert height >= 2 and width >= 2, f"{frame.path}: frame {mosaic.shape} too small to pack"
     black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
     x = normalize(torch.from_numpy(mosaic[:height, :width].astype(np.int32)), black, frame.white_level)
-    model = condition_on_noise(model, pack_bayer(x, frame.pattern), noise)
+    model = condition_on_noise(model, pack_bayer(x, frame.pattern), noise, settings.noise_window)
     y = denoise_mosaic(
         model,
         x,

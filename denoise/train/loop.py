@@ -283,7 +283,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             if info.is_main and val_frames and ((epoch + 1) % tc.val_every == 0 or last_epoch):
                 scores, denoised = validate(
                     eval_model, val_frames, cfg.infer.tile, cfg.infer.overlap, cfg.infer.batch_size, device,
-                    cfg.infer.precision,
+                    cfg.infer.precision, cfg.data.noise_estimate_window,
                 )
                 for key, value in scores.as_dict().items():
                     writer.add_scalar(f"val/{key}", value, step)
