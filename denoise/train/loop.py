@@ -20,6 +20,7 @@ from tqdm import tqdm
 from denoise.atomic import write_text_atomic
 from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict
 from denoise.dataset.loader import build_train_loader, build_val_frames
+from denoise.inference.pipeline import InferSettings
 from denoise.inference.tiling import autocast
 from denoise.model import build_model, prepare_input, prepare_model
 from denoise.model.nafnet import noise_level_map
@@ -151,6 +152,9 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
 
         # The run folder is made only now, once the data and checkpoint have been accepted: bad input leaves nothing.
         val_frames = []
+        infer = cfg.infer  # validation denoises as inference does, one pass, with the model's noise estimate
+        val_settings = InferSettings(infer.tile, infer.overlap, False, infer.batch_size, device, infer.precision,
+                                     cfg.data.noise_estimate_window)  # fmt: skip
         if info.is_main:
             val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []
             run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
@@ -281,10 +285,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             scores = None
             last_epoch = epoch + 1 == tc.epochs
             if info.is_main and val_frames and ((epoch + 1) % tc.val_every == 0 or last_epoch):
-                scores, denoised = validate(
-                    eval_model, val_frames, cfg.infer.tile, cfg.infer.overlap, cfg.infer.batch_size, device,
-                    cfg.infer.precision, cfg.data.noise_estimate_window,
-                )
+                scores, denoised = validate(eval_model, val_frames, val_settings)
                 for key, value in scores.as_dict().items():
                     writer.add_scalar(f"val/{key}", value, step)
                 if tc.image_crop > 0:

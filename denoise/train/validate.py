@@ -7,29 +7,24 @@ import torch
 
 from denoise.dataset.bayer import denormalize, unpack_bayer
 from denoise.inference.noise_map import condition_on_noise
+from denoise.inference.pipeline import InferSettings
 from denoise.inference.tiling import denoise_packed
 from denoise.metrics import ImageScores, mean_scores, score_image
-from denoise.noise_estimation import WINDOW
 from denoise.render import auto_exposure, render_srgb
 
 
 @torch.no_grad()
-def denoise_val_frame(
-    model: torch.nn.Module,
-    frame,
-    tile: int,
-    overlap: int,
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-    noise_window: float = WINDOW,
-) -> np.ndarray:
+def denoise_val_frame(model: torch.nn.Module, frame, settings: InferSettings) -> np.ndarray:
     """The denoised (H, W) uint16 mosaic of a validation frame; an odd last row/column keeps its noisy value.
 
-    A noise-aware model gets the noise level estimated from the noisy frame alone, as at test time.
+    A noise-aware model gets the noise level estimated from the noisy frame alone, as at test time. Validation
+    runs one pass (no TTA).
     """
-    model = condition_on_noise(model, frame.noisy, window=noise_window)
-    packed = denoise_packed(model, frame.noisy, tile, overlap, batch_size, device, precision)  # (4, h, w)
+    assert not settings.tta, "validation runs without TTA"
+    model = condition_on_noise(model, frame.noisy, window=settings.noise_window)
+    packed = denoise_packed(
+        model, frame.noisy, settings.tile, settings.overlap, settings.batch_size, settings.device, settings.precision
+    )  # (4, h, w)
     mosaic = unpack_bayer(packed, frame.pattern)  # (2h, 2w) float32, normalised
     out = np.array(frame.noisy_mosaic, dtype=np.uint16, copy=True)
     height, width = mosaic.shape
@@ -37,22 +32,13 @@ def denoise_val_frame(
     return out
 
 
-def validate(
-    model: torch.nn.Module,
-    frames: list,
-    tile: int,
-    overlap: int,
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-    noise_window: float = WINDOW,
-) -> tuple[ImageScores, np.ndarray]:
+def validate(model: torch.nn.Module, frames: list, settings: InferSettings) -> tuple[ImageScores, np.ndarray]:
     """Mean metrics over ``frames`` and the first frame's denoised mosaic (for the pictures)."""
     was_training = model.training
     model.eval()
     scores, first = [], None
     for frame in frames:
-        pred = denoise_val_frame(model, frame, tile, overlap, batch_size, device, precision, noise_window)
+        pred = denoise_val_frame(model, frame, settings)
         scores.append(score_image(frame.clean_mosaic, pred, data_range=frame.white_level))
         first = pred if first is None else first
     model.train(was_training)
