@@ -53,8 +53,9 @@ class DataConfig:
     # What a synthetic sample reports as its noise level: the level drawn, or "estimator": the drawn level plus
     # the level the blind estimate reads off the clean frame alone (its noise-like fine texture, which the
     # estimate of a noisy frame counts as noise), so synthetic samples carry the bias that real pairs and test
-    # frames carry.
-    noise_level_report: Literal["drawn", "estimator"] = "drawn"
+    # frames carry; or "estimate_grid": what the estimate reads off the whole frame with noise at the drawn level,
+    # interpolated from a per-frame table measured before training (denoise/dataset/estimate_grid.py).
+    noise_level_report: Literal["drawn", "estimator", "estimate_grid"] = "drawn"
     # How far above the fitted noise variance (in standard deviations of a smooth block's variance estimate) a
     # block still counts as noise when the level is estimated blind, here and at inference: 3 keeps nearly all
     # noise-only blocks; 1 drops more texture, so textured frames read less high (denoise/noise_estimation.py).

@@ -3,10 +3,10 @@
 ``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops and
 ``build_val_frames(cfg)`` the held-out frames whole. With ``noise_levels`` every sample also carries its noise
 level ``a``, ``b`` (variance ``a*x + b``): the drawn one for synthetic pairs (plus what ``estimate_noise`` reads
-off the clean frame, with ``noise_level_report: estimator``), and for real pairs the one ``estimate_noise`` reads
-off the whole noisy frame, as inference will have to. Both builders decode every DNG
-once into the cache first (so bad files fail before training starts) and afterwards only read memory-mapped
-arrays.
+off the clean frame, with ``noise_level_report: estimator``, or what it reads off the whole frame at that level,
+with ``estimate_grid``), and for real pairs the one ``estimate_noise`` reads off the whole noisy frame, as
+inference will have to. Both builders decode every DNG once into the cache first (so bad files fail before
+training starts) and afterwards only read memory-mapped arrays.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ from denoise.dataset.augment import IDENTITY, random_flags, transform_pair
 from denoise.dataset.bayer import cfa_black, normalize, pack_bayer
 from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, normalized_region
 from denoise.dataset.config import DataConfig
+from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.noise import add_noise, log_uniform
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
 from denoise.noise_estimation import WINDOW, estimate_noise
+
+GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class SynthesisSettings:
     b_range: tuple[float, float] = (1e-6, 1e-3)
     brightness_range: tuple[float, float] = (1.0, 1.0)
     level_error: float = 0.0  # std of log of the factor on the reported noise std
-    report: str = "drawn"  # "estimator": add the clean frame's apparent noise level to the reported one
+    report: str = "drawn"  # "estimator": add the clean frame's apparent level; "estimate_grid": see estimate_grid
 
 
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
@@ -127,13 +130,15 @@ def synthesize(
     synth: SynthesisSettings,
     frame: CachedFrame | None = None,
     content_level: tuple[float, float] = (0.0, 0.0),
+    grid: EstimateGrid | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(noisy, clean, a, b) from a normalised clean crop: brightness scaled, then noise at a random level.
 
     Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values. The returned
     (a, b) is the level drawn plus ``content_level`` (the clean frame's apparent noise, scaled with the
-    brightness), or with ``synth.level_error`` that level with its std mis-read by a log-normal factor (the noise
-    itself is at the drawn level).
+    brightness), or, given the frame's ``grid``, what the blind estimate reads off that frame at the drawn level;
+    with ``synth.level_error`` that level's std is mis-read by a log-normal factor (the noise itself is at the
+    drawn level).
     """
     gain = rng.uniform(*synth.brightness_range)
     clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
@@ -143,7 +148,10 @@ def synthesize(
     if frame is not None:
         noisy = quantize_like(noisy, frame)
     # Texture scaled by the gain g has g^2 its variance at g times the level: var = a_c g (g x) + b_c g^2.
-    a, b = a + content_level[0] * gain, b + content_level[1] * gain**2
+    if grid is not None:
+        a, b = grid.reported(a, b, gain)
+    else:
+        a, b = a + content_level[0] * gain, b + content_level[1] * gain**2
     if synth.level_error > 0:  # drawn only then, so that configs without it keep their random streams
         variance_factor = float(np.exp(2.0 * rng.normal(0.0, synth.level_error)))
         return noisy, clean, a * variance_factor, b * variance_factor
@@ -180,6 +188,20 @@ def content_noise_level(
     except ValueError:
         return 0.0, 0.0
     return params.a, params.b
+
+
+def frame_estimate_grid(
+    frame: CachedFrame, shape: tuple[int, int], synth: SynthesisSettings, window: float, rng: np.random.Generator
+) -> EstimateGrid:
+    """The blind estimate's reading of a clean frame at grid levels covering ``synth``'s noise and brightness.
+
+    A frame scaled by a gain g is looked up at (a / g, b / g^2), so the grid spans the ranges divided by the gains.
+    """
+    low, high = synth.brightness_range
+    log_a = grid_nodes(synth.a_range[0] / high, synth.a_range[1] / low)
+    log_b = grid_nodes(synth.b_range[0] / high**2, synth.b_range[1] / low**2)
+    white = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
+    return measure_grid(_whole_frame(frame, shape), log_a, log_b, rng, window, synth.model, white)
 
 
 def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:
@@ -242,6 +264,12 @@ class PairDataset(Dataset):
         if noise_levels and self.synth.report == "estimator" and self.synth.fraction > 0:
             bar = tqdm(frames, desc="estimating clean frames' texture", unit="frame", leave=False, disable=None)
             self.content_noise = [content_noise_level(f.clean, f.packed_shape, noise_window) for f in bar]
+        self.grids: list[EstimateGrid | None] = [None] * len(frames)
+        if noise_levels and self.synth.report == "estimate_grid" and self.synth.fraction > 0:
+            bar = tqdm(frames, desc="estimate at grid levels", unit="frame", leave=False, disable=None)
+            self.grids = [frame_estimate_grid(f.clean, f.packed_shape, self.synth, noise_window,
+                                              np.random.default_rng([seed, i, GRID_STREAM]))
+                          for i, f in enumerate(bar)]
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -278,7 +306,8 @@ class PairDataset(Dataset):
         if self.augment:
             noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
         if synthetic:
-            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.content_noise[tile.frame])
+            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.content_noise[tile.frame],
+                                            self.grids[tile.frame])
         elif self.noise_levels:
             a, b = self.frame_noise[tile.frame]
         sample = {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
