@@ -86,8 +86,8 @@ def test_measure_grid_sees_white_texture_and_quantisation_as_noise():
     v, white = 4e-5, np.full(4, 100.0)  # 100 DN from black to white: q = 0.01, q^2 / 12 = 8.3e-6
     textured = _smooth_frame() + rng.normal(0.0, v**0.5, (4, 128, 128)).astype(np.float32)
     log_a, log_b = np.log10([1e-5, 3e-5]), np.log10([1e-6, 3e-6])
-    for quantize, expected in ((None, v), (white, v + 0.01**2 / 12.0)):
-        grid = measure_grid(textured, log_a, log_b, rng, window=3.0, quantize=quantize)
+    for steps, expected in ((None, v), (white, v + 0.01**2 / 12.0)):
+        grid = measure_grid(textured, log_a, log_b, rng, window=3.0, steps=steps)
         for ea, eb in grid.excess.reshape(-1, 2):
             assert ea * 0.35 + eb == pytest.approx(expected, rel=0.1)
 

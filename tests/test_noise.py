@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from denoise.dataset.noise import add_noise, ksigma, ksigma_inverse, log_uniform, noise_variance
+from denoise.dataset.noise import add_noise, ksigma, ksigma_inverse, log_uniform, noise_variance, quantize
 
 N = 200_000
 
@@ -50,3 +50,15 @@ def test_log_uniform_stays_in_range_with_median_at_the_geometric_mean():
     draws = np.array([log_uniform(rng, 1e-6, 1e-3) for _ in range(4000)])
     assert draws.min() >= 1e-6 and draws.max() <= 1e-3
     assert abs(np.log10(np.median(draws)) + 4.5) < 0.1
+
+
+def test_quantize_rounds_each_channel_to_whole_dn_within_black_and_white():
+    rng = np.random.default_rng(0)
+    noisy = rng.uniform(-0.2, 1.2, (4, 6, 7))
+    steps = np.array([15359.0, 100.0, 37.0, 1.0])
+    out = quantize(noisy, steps)
+    dn = out.astype(np.float64) * steps[:, None, None]
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
+    assert np.allclose(dn, np.round(dn), atol=1e-3)  # whole DN per channel
+    inside = (noisy > 0) & (noisy < 1)
+    assert np.all(np.abs(dn - noisy * steps[:, None, None])[inside] <= 0.5 + 1e-3)  # the nearest DN

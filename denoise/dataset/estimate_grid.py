@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from denoise.dataset.noise import add_noise
+from denoise.dataset.noise import add_noise, quantize
 from denoise.noise_estimation import estimate_noise
 
 POINTS_PER_DECADE = 2  # grid density in log10 of a and of b: the excess varies smoothly at this scale
@@ -79,23 +79,22 @@ def measure_grid(
     rng: np.random.Generator,
     window: float,
     model: str = "gaussian",
-    quantize: np.ndarray | None = None,
+    steps: np.ndarray | None = None,
 ) -> EstimateGrid:
     """Run the blind estimate on ``clean`` (4, h, w) normalised, with fresh noise at every grid level.
 
-    ``quantize`` (4,) is each packed channel's white - black in DN: the noisy frame is rounded and clipped as
+    ``steps`` (4,) is each packed channel's white - black in DN: the noisy frame is rounded and clipped as
     its DNG would store it, as the synthetic crops are. A level the estimate cannot read (a frame almost all
     clipped, say) counts as read exactly (excess 0).
     """
     assert clean.ndim == 3 and clean.shape[0] == 4, f"expected a packed (4, h, w) frame, got {clean.shape}"
     excess = np.zeros((len(log_a), len(log_b), 2))
-    scale = None if quantize is None else np.asarray(quantize, dtype=np.float64).reshape(4, 1, 1)
     for i, la in enumerate(log_a):
         for j, lb in enumerate(log_b):
             a, b = 10.0**la, 10.0**lb
             noisy = add_noise(clean, a, b, rng, model)
-            if scale is not None:
-                noisy = (np.clip(np.rint(noisy * scale), 0.0, scale) / scale).astype(np.float32)
+            if steps is not None:
+                noisy = quantize(noisy, steps)
             try:
                 params = estimate_noise(noisy, window=window)
             except ValueError:

@@ -28,7 +28,7 @@ from denoise.dataset.bayer import cfa_black, normalize, pack_bayer
 from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, normalized_region
 from denoise.dataset.config import DataConfig
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
-from denoise.dataset.noise import add_noise, log_uniform
+from denoise.dataset.noise import add_noise, log_uniform, quantize
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
 from denoise.noise_estimation import WINDOW, estimate_noise
@@ -119,9 +119,7 @@ class SynthesisSettings:
 
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
     """A normalised packed crop (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it."""
-    black = frame.channel_black()[:, None, None]  # (4, 1, 1)
-    scale = frame.white_level - black
-    return (np.clip(np.rint(noisy * scale), 0.0, scale) / scale).astype(np.float32)
+    return quantize(noisy, frame.white_level - frame.channel_black())
 
 
 def synthesize(
@@ -200,8 +198,8 @@ def frame_estimate_grid(
     low, high = synth.brightness_range
     log_a = grid_nodes(synth.a_range[0] / high, synth.a_range[1] / low)
     log_b = grid_nodes(synth.b_range[0] / high**2, synth.b_range[1] / low**2)
-    white = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
-    return measure_grid(_whole_frame(frame, shape), log_a, log_b, rng, window, synth.model, white)
+    steps = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
+    return measure_grid(_whole_frame(frame, shape), log_a, log_b, rng, window, synth.model, steps)
 
 
 def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:

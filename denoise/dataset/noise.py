@@ -46,6 +46,16 @@ def add_noise(clean: np.ndarray, a: float, b: float, rng: np.random.Generator, m
     raise ValueError(f"unknown noise model {model!r} (expected 'gaussian' or 'poisson_gaussian')")
 
 
+def quantize(noisy: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """A normalised packed frame (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it.
+
+    ``steps`` (4,) is each channel's white - black in DN. float32, same shape.
+    """
+    assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
+    scale = np.asarray(steps, dtype=np.float64).reshape(4, 1, 1)
+    return (np.clip(np.rint(noisy * scale), 0.0, scale) / scale).astype(np.float32)
+
+
 def ksigma(x: np.ndarray, a: float, b: float) -> np.ndarray:
     """k-sigma transform ``x/a + b/a^2``: the noise variance becomes equal to the transformed mean."""
     return x / a + b / a**2
