@@ -37,12 +37,6 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(dest: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` atomically."""
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_text_atomic(dest: str | Path, text: str) -> None:
     """Write ``text`` to ``dest`` atomically."""
     with atomic_path(dest) as tmp:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from denoise.atomic import write_text_atomic
-from denoise.dataset.dng import DngError, RawFrame, read_dng
-from denoise.metrics import ImageScores, mean_scores, score_image
+from denoise.raw.dng import DngError, RawFrame, read_dng
+from denoise.raw.metrics import ImageScores, mean_scores, score_image
 
 
 class EvaluateError(ValueError):

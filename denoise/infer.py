@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from denoise.config import Config, ConfigError, load_config
-from denoise.dataset.dng import DngError, read_dng, write_dng
-from denoise.inference.loading import CheckpointError, load_model, resolve_device
+from denoise.config import Config, ConfigError, load_config, validate_config
 from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles
+from denoise.model import resolve_device
+from denoise.model.checkpoint import CheckpointError, load_model
+from denoise.raw.dng import DngError, read_dng, write_dng
 
 DEFAULT_CONFIG = Path("configs/nafnet.yaml")
 
@@ -161,21 +162,13 @@ def add_settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
-    """Command-line values over the config's ``infer`` section, validated."""
-    infer = cfg.infer
-
-    def pick(value: object, default: object) -> object:
-        return default if value is None else value
-
-    tile, overlap = pick(args.tile, infer.tile), pick(args.overlap, infer.overlap)
-    batch_size = pick(args.batch_size, infer.batch_size)
-    if tile < 0 or overlap < 0 or (tile > 0 and overlap >= tile):
-        raise InferError(f"need tile >= 0 and 0 <= overlap < tile, got tile {tile}, overlap {overlap}")
-    if batch_size < 1:
-        raise InferError(f"batch size must be at least 1, got {batch_size}")
-    device = resolve_device(pick(args.device, infer.device))
-    precision = pick(args.precision, infer.precision)
-    return InferSettings(tile, overlap, bool(pick(args.tta, infer.tta)), batch_size, device, precision)
+    """Command-line values over the config's ``infer`` section, validated with the config's own rules."""
+    flags = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "tta": args.tta,
+             "device": args.device, "precision": args.precision}
+    infer = replace(cfg.infer, **{key: value for key, value in flags.items() if value is not None})
+    validate_config(replace(cfg, infer=infer))
+    device = resolve_device(infer.device)
+    return InferSettings(infer.tile, infer.overlap, infer.tta, infer.batch_size, device, infer.precision)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -14,8 +14,8 @@ import numpy as np
 import skimage.io
 
 from denoise.atomic import atomic_path
-from denoise.dataset.dng import DngError, RawFrame, read_dng
-from denoise.render import auto_exposure, render_srgb
+from denoise.raw.dng import DngError, RawFrame, read_dng
+from denoise.raw.render import auto_exposure, render_srgb
 
 GAP = 8  # white pixels between tiles
 

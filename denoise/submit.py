@@ -26,8 +26,7 @@ from typing import Any
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import ConfigError, dump_config
-from denoise.dataset.dng import DngError
+from denoise.config import ConfigError, ModelConfig, dump_config
 from denoise.infer import (
     InferError,
     add_settings_args,
@@ -38,16 +37,16 @@ from denoise.infer import (
     settings_from_args,
     summary_line,
 )
-from denoise.inference.loading import (
+from denoise.inference.pipeline import InferSettings
+from denoise.model import nafnet
+from denoise.model.checkpoint import (
     CheckpointError,
     checkpoint_config,
     inference_state_dict,
     load_model,
     read_checkpoint,
 )
-from denoise.inference.pipeline import InferSettings
-from denoise.model import nafnet
-from denoise.model.config import ModelConfig
+from denoise.raw.dng import DngError
 from denoise.submit_check import SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
@@ -107,7 +106,7 @@ def network_source(model_cfg: ModelConfig) -> str:
     signature = "".join(f"        {k}={v!r},\n" for k, v in defaults.items())
     forward = "".join(f"            {k}={k},\n" for k in defaults)
     # Test-time local statistics are a setting, not a constructor argument; build_model applies it after.
-    window = getattr(model_cfg, "local_window", 0)
+    window = model_cfg.local_window
     return (
         source.rstrip()
         + "\n\n\n"
@@ -120,15 +119,10 @@ def network_source(model_cfg: ModelConfig) -> str:
 
 
 def _scores_text(ckpt: dict[str, Any]) -> str:
-    """Validation numbers stored in the checkpoint, as Markdown lines."""
-    lines = []
-    for key in ("epoch", "step", "best_score"):
-        if isinstance(ckpt.get(key), (int, float)):
-            lines.append(f"- {key}: {ckpt[key]:.4f}" if isinstance(ckpt[key], float) else f"- {key}: {ckpt[key]}")
-    for key in ("val_scores", "val", "scores", "metrics"):
-        value = ckpt.get(key)
-        if isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
-            lines += [f"- {key}.{k}: {v:.4f}" for k, v in value.items()]
+    """What the trainer stores about the checkpoint's progress and validation, as Markdown lines."""
+    lines = [f"- {key}: {ckpt[key]}" for key in ("epoch", "step") if isinstance(ckpt.get(key), int)]
+    if isinstance(ckpt.get("best_score"), float):
+        lines.append(f"- best validation score: {ckpt['best_score']:.4f}")
     return "\n".join(lines) or "- none stored in the checkpoint"
 
 

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from denoise.config import Config
-from denoise.dataset.bayer import cfa_black, even_shape, normalize, pack_bayer
-from denoise.dataset.dng import DngError, read_dng
 from denoise.infer import output_name
-from denoise.inference.noise_map import estimate_frame_noise
 from denoise.model import build_model, prepare_model
 from denoise.model.nafnet import noise_level_map
+from denoise.raw.bayer import cfa_black, even_shape, normalize, pack_bayer
+from denoise.raw.dng import DngError, read_dng
+from denoise.raw.noise_estimation import estimate_frame_noise
 
 STANDALONE_TOLERANCE = 1e-5
 CROP = 64  # packed pixels per side of the crop the standalone network must reproduce

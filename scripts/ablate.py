@@ -80,7 +80,7 @@ def score_variant(plan: dict, run_dir: Path, folder: Path) -> dict:
 
 def parameters(run_dir: Path) -> int:
     """Parameters of the run's model, rebuilt from its last checkpoint."""
-    from denoise.inference.loading import load_model
+    from denoise.model.checkpoint import load_model
 
     model, _ = load_model(run_dir / "checkpoints" / "last.pth")
     return sum(p.numel() for p in model.parameters())

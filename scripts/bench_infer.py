@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from denoise.config import load_config
-from denoise.dataset.dng import read_dng, write_new_dng
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.model import build_model, prepare_model
+from denoise.raw.dng import read_dng, write_new_dng
 
 
 def synthetic_frame(path: Path, height: int, width: int) -> None:

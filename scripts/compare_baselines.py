@@ -4,10 +4,11 @@
         [--methods noisy,wavelet,nlm,bm3d,wavelet-tta,nlm-tta,bm3d-tta,model,model-tta] [--max-frames N]
         [--crop H W] [--json OUT] [--markdown]
 
-Noisy frames ``noisy{N}.dng`` pair with ground truth ``gt{N}.dng``. The classical methods (``denoise.baselines``)
-see only the noisy frame and the noise level estimated from it (``--noise meta`` uses the true level from the
-dataset's meta.json instead, as an oracle). Prints the mean PSNR, competition SSIM, 2-D SSIM, score and seconds
-per frame of each method, then the same per noise level (from meta.json when present, else the estimated ``a``).
+Noisy frames ``noisy{N}.dng`` pair with ground truth ``gt{N}.dng``. The classical methods
+(``denoise.inference.classical``) see only the noisy frame and the noise level estimated from it (``--noise meta``
+uses the true level from the dataset's meta.json instead, as an oracle). Prints the mean PSNR, competition SSIM,
+2-D SSIM, score and seconds per frame of each method, then the same per noise level (from meta.json when
+present, else the estimated ``a``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
-from denoise.baselines import METHODS as BASELINES
-from denoise.dataset.bayer import (
+from denoise.evaluate import EvaluateError, index_folder
+from denoise.inference.classical import METHODS as BASELINES
+from denoise.inference.tta import self_ensemble
+from denoise.raw.bayer import (
     all_transforms,
     cfa_black,
     denormalize,
@@ -35,11 +38,9 @@ from denoise.dataset.bayer import (
     pack_bayer,
     unpack_bayer,
 )
-from denoise.dataset.dng import DngError, RawFrame, read_dng
-from denoise.evaluate import EvaluateError, index_folder
-from denoise.inference.tta import self_ensemble
-from denoise.metrics import ImageScores, mean_scores, score_image
-from denoise.noise_estimation import WINDOW, NoiseParams, estimate_noise
+from denoise.raw.dng import DngError, RawFrame, read_dng
+from denoise.raw.metrics import ImageScores, mean_scores, score_image
+from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise
 
 MODEL_METHODS = ("model", "model-tta")
 BASELINE_TTA = tuple(f"{name}-tta" for name in BASELINES)
@@ -85,7 +86,7 @@ def to_mosaic(frame: RawFrame, packed: np.ndarray) -> np.ndarray:
 
 
 def baseline_method(name: str) -> Method:
-    """A classical denoiser from ``denoise.baselines`` as a frame -> mosaic method; ``NAME-tta`` averages it
+    """A classical denoiser from ``denoise.inference.classical`` as a frame -> mosaic method; ``NAME-tta`` averages it
     over the eight Bayer-preserving flips/transposes, as the model's x8 TTA does."""
     denoiser = BASELINES[name.removesuffix("-tta")]
     if not name.endswith("-tta"):
@@ -105,8 +106,8 @@ def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle:
     A noise-aware model reads the level the methods are given (``window`` its estimate's, ``oracle`` the truth)
     when it was trained with that estimate's window, else estimates it itself with its own window, as infer does.
     """
-    from denoise.inference.loading import CheckpointError, load_model
     from denoise.inference.pipeline import InferSettings, denoise_frame
+    from denoise.model.checkpoint import CheckpointError, load_model
 
     try:
         model, cfg = load_model(checkpoint, "cpu")

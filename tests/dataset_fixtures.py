@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from denoise.dataset.dng import write_new_dng
+from denoise.raw.dng import write_new_dng
 
 BLACK, WHITE = 1024, 16383
 

@@ -12,7 +12,7 @@ from denoise.dataset.augment import (
     transform_packed_via_mosaic,
     transform_pair,
 )
-from denoise.dataset.bayer import PATTERNS, all_transforms, pack_bayer, unpack_bayer
+from denoise.raw.bayer import PATTERNS, all_transforms, pack_bayer, unpack_bayer
 
 COLOUR = {"R": 0, "G": 1, "B": 2}
 SIZE = 5  # packed output size; inputs carry one spare packed pixel

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from denoise.baselines import (
+from denoise.inference.classical import (
     METHODS,
     denoise_bm3d_gat,
     gat_expectation,
@@ -18,7 +18,7 @@ from denoise.baselines import (
     gat_inverse_algebraic,
     gat_inverse_unbiased,
 )
-from denoise.noise_estimation import NoiseParams, estimate_noise
+from denoise.raw.noise_estimation import NoiseParams, estimate_noise
 
 PARAMS = NoiseParams(a=4e-3, b=1e-4)
 
@@ -117,8 +117,8 @@ def _compare_script():
 
 
 def test_compare_script_scores_tiny_frames(tmp_path, capsys):
-    from denoise.dataset.bayer import denormalize, unpack_bayer
-    from denoise.dataset.dng import write_new_dng
+    from denoise.raw.bayer import denormalize, unpack_bayer
+    from denoise.raw.dng import write_new_dng
 
     (tmp_path / "test").mkdir()
     (tmp_path / "gt").mkdir()
@@ -147,8 +147,8 @@ def test_compare_script_scores_tiny_frames(tmp_path, capsys):
 
 
 def test_compare_script_estimates_with_the_window_asked(tmp_path):
-    from denoise.dataset.bayer import denormalize, unpack_bayer
-    from denoise.dataset.dng import read_dng, write_new_dng
+    from denoise.raw.bayer import denormalize, unpack_bayer
+    from denoise.raw.dng import read_dng, write_new_dng
 
     (tmp_path / "test").mkdir()
     (tmp_path / "gt").mkdir()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoise.dataset.bayer import (
+from denoise.raw.bayer import (
     PATTERNS,
     all_transforms,
     bayer_transform,

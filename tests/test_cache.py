@@ -11,11 +11,13 @@ import torch.distributed as dist
 from dataset_fixtures import BLACK, WHITE, write_frame, write_pairs
 from torch.utils.data import DistributedSampler
 
-from denoise.dataset import cache, dng
-from denoise.dataset.bayer import normalize, pack_bayer
+from denoise.config import DataConfig
+from denoise.dataset import cache
 from denoise.dataset.cache import cache_frame, cached_mosaic, normalized_region
-from denoise.dataset.config import DataConfig
-from denoise.dataset.loader import build_train_loader, build_val_frames
+from denoise.dataset.frames import build_val_frames
+from denoise.dataset.loader import build_train_loader
+from denoise.raw import dng
+from denoise.raw.bayer import normalize, pack_bayer
 
 
 @pytest.fixture

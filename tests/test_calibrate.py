@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from dataset_fixtures import BLACK, WHITE, write_frame
 
-from denoise.dataset.bayer import denormalize
 from denoise.dataset.calibrate import calibrate_frames, main
-from denoise.dataset.noise import add_gaussian_noise
+from denoise.raw.bayer import denormalize
+from denoise.raw.noise import add_gaussian_noise
 
 
 def _pair(a: float, b: float, seed: int = 0, clip_black: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -23,9 +23,9 @@ from conftest import (
     tiled_black,
 )
 
-from denoise.dataset import dng
-from denoise.dataset.bayer import PATTERNS, pack_bayer, unpack_bayer
-from denoise.dataset.dng import (
+from denoise.raw import dng
+from denoise.raw.bayer import PATTERNS, pack_bayer, unpack_bayer
+from denoise.raw.dng import (
     DngCorruptError,
     DngFormatError,
     DngNotBayerError,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from dataset_fixtures import BLACK, WHITE, write_frame
 
-from denoise.dataset.config import DataConfig
+from denoise.config import DataConfig
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.loader import build_train_dataset, build_train_loader
 

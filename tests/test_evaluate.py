@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from denoise.dataset.dng import write_new_dng
 from denoise.evaluate import EvaluateError, evaluate_folders, format_table, main
+from denoise.raw.dng import write_new_dng
 
 BLACK, WHITE = 1024, 16383
 

@@ -11,13 +11,12 @@ import tifffile
 import torch
 from torch import nn
 
-from denoise.config import Config, to_dict
-from denoise.dataset.dng import read_dng, write_new_dng
+from denoise.config import Config, ModelConfig, to_dict
 from denoise.infer import InferError, Job, collect_inputs, main, output_name, plan_jobs
-from denoise.inference.loading import CheckpointError, load_model
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.model import build_model
-from denoise.model.config import ModelConfig
+from denoise.model.checkpoint import CheckpointError, load_model
+from denoise.raw.dng import read_dng, write_new_dng
 
 BLACK, WHITE = 1024, 16383
 

@@ -5,7 +5,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from skimage.metrics import structural_similarity
 
-from denoise.metrics import competition_score, mean_scores, psnr, score_image, ssim_2d, ssim_competition
+from denoise.raw.metrics import competition_score, mean_scores, psnr, score_image, ssim_2d, ssim_competition
 
 WHITE = 16383
 

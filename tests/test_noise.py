@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from denoise.dataset.noise import add_noise, ksigma, ksigma_inverse, log_uniform, noise_variance, quantize
+from denoise.raw.noise import add_noise, log_uniform, noise_variance, quantize
 
 N = 200_000
 
@@ -33,16 +33,6 @@ def test_variance_ignores_negative_clean_values_and_unknown_models_fail():
     np.testing.assert_allclose(noise_variance(np.array([-0.1, 0.0, 0.5]), 0.01, 0.001), [0.001, 0.001, 0.006])
     with pytest.raises(ValueError, match="unknown noise model"):
         add_noise(np.zeros(4), 1e-3, 1e-4, np.random.default_rng(0), "laplace")
-
-
-def test_ksigma_makes_variance_equal_mean_and_inverts_exactly():
-    a, b = 4e-3, 2e-4
-    rng = np.random.default_rng(2)
-    for x in (0.02, 0.3, 0.9):
-        y = ksigma(add_noise(np.full(N, x), a, b, rng, "poisson_gaussian").astype(np.float64), a, b)
-        assert abs(y.var() / y.mean() - 1) < 0.02
-    values = rng.random(100)
-    np.testing.assert_allclose(ksigma_inverse(ksigma(values, a, b), a, b), values, atol=1e-12)
 
 
 def test_log_uniform_stays_in_range_with_median_at_the_geometric_mean():

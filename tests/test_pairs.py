@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from dataset_fixtures import write_frame, write_pairs
 
-from denoise.dataset.config import DataConfig
-from denoise.dataset.loader import load_split
+from denoise.config import DataConfig
+from denoise.dataset.frames import load_split
 from denoise.dataset.pairs import DatasetError, Pair, discover_pairs, split_pairs
 
 DEFAULTS = DataConfig()
@@ -128,9 +128,7 @@ def test_unreadable_files_are_listed(tmp_path):
     assert "0_noise.dng" in str(err.value) and "2_gt.dng" in str(err.value)
 
 
-def test_clean_only_dataset_needs_full_synthesis(tmp_path):
+def test_clean_only_dataset_has_no_noisy_frames(tmp_path):
     write_pairs(tmp_path, count=2, shape=(24, 32))
-    with pytest.raises(DatasetError, match="synthetic_fraction"):
-        load_split(_config(tmp_path, noisy_glob=""))
     train, _ = load_split(_config(tmp_path, noisy_glob="", synthetic_fraction=1.0))
     assert [p.noisy for p in train] == [None, None]

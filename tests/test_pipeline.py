@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import skimage.io
 
-from denoise.dataset.dng import read_dng
-from denoise.metrics import score_image
+from denoise.raw.dng import read_dng
+from denoise.raw.metrics import score_image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import rawpy
 import tifffile
 from conftest import changed_pixels, dcraw_mosaic, exif, needs_dcraw, needs_exiftool, numbers, tiled_black
 
-from denoise.dataset.dng import (
+from denoise.raw.dng import (
     DngCorruptError,
     DngError,
     DngNotBayerError,

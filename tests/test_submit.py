@@ -14,10 +14,9 @@ import pytest
 import torch
 
 from denoise import submit
-from denoise.config import Config, to_dict
-from denoise.dataset.dng import read_dng, write_new_dng
+from denoise.config import Config, ModelConfig, to_dict
 from denoise.model import build_model
-from denoise.model.config import ModelConfig
+from denoise.raw.dng import read_dng, write_new_dng
 from denoise.submit_check import SubmissionCheckError, check_entry_names, check_submission
 
 BLACK, WHITE = 1024, 16383
@@ -110,7 +109,7 @@ def test_submission_tree_zip_and_standalone_network(built) -> None:
     with torch.no_grad():
         assert torch.allclose(net.eval()(x), reference.eval()(x), atol=1e-6)
     report = (result / "algorithm" / "report.md").read_text()
-    assert "best_score: 40.5" in report and "width: 4" in report and "parameters:" in report
+    assert "best validation score: 40.5000" in report and "width: 4" in report and "parameters:" in report
 
 
 def test_half_weights(tmp_path: Path, setup) -> None:

@@ -7,9 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from denoise.dataset.bayer import normalize
-from denoise.dataset.config import DataConfig
-from denoise.dataset.dng import read_dng
+from denoise.config import DataConfig
 from denoise.dataset.pairs import discover_pairs
 from denoise.dataset.synth import (
     TEST_PHOTOS,
@@ -20,6 +18,8 @@ from denoise.dataset.synth import (
     main,
     mosaic_rgb,
 )
+from denoise.raw.bayer import normalize
+from denoise.raw.dng import read_dng
 
 SIZES = {"train_size": (64, 96), "test_size": (64, 64)}
 

@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from train_data import make_pairs, tiny_config
 
 from denoise.config import config_from_dict, dump_config
-from denoise.inference.loading import load_model
 from denoise.model import build_model
+from denoise.model.checkpoint import load_model
 from denoise.train.loop import TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from denoise.dataset.bayer import PATTERNS, all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer
 from denoise.inference.tiling import tile_grid
 from denoise.inference.tta import count_tiles, denoise_mosaic, self_ensemble, transforms_for, view_shape
+from denoise.raw.bayer import PATTERNS, all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer
 
 
 def _colour_map(pattern: str, height: int, width: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise.config import Config, load_config
-from denoise.dataset.dng import write_new_dng
+from denoise.raw.dng import write_new_dng
 
 NEUTRAL = np.array([0.5, 1.0, 0.7])
 

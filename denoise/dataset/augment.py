@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from denoise.dataset.bayer import all_transforms, bayer_transform, pack_bayer, unpack_bayer
+from denoise.raw.bayer import all_transforms, bayer_transform, pack_bayer, unpack_bayer
 
 Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose)
 IDENTITY: Flags = (False, False, False)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from denoise.atomic import atomic_path, write_text_atomic
-from denoise.dataset import dng
-from denoise.dataset.bayer import cfa_black, channel_offsets, even_shape, normalize, pack_bayer, unpack_bayer
+from denoise.raw import dng
+from denoise.raw.bayer import cfa_black, channel_offsets, even_shape, normalize, pack_bayer, unpack_bayer
 
 CACHE_VERSION = 1
 

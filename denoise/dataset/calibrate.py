@@ -14,10 +14,10 @@ import sys
 
 import numpy as np
 
-from denoise.dataset import dng
-from denoise.dataset.bayer import CHANNELS, even_shape, normalize, pack_bayer
-from denoise.dataset.config import DataConfig
+from denoise.config import DataConfig
 from denoise.dataset.pairs import DatasetError, discover_pairs
+from denoise.raw import dng
+from denoise.raw.bayer import CHANNELS, even_shape, normalize, pack_bayer
 
 MIN_BIN_COUNT = 64
 

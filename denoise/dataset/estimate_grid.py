@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from denoise.dataset.noise import add_noise, quantize
-from denoise.noise_estimation import estimate_noise
+from denoise.raw.noise import add_noise, quantize
+from denoise.raw.noise_estimation import estimate_noise
 
 POINTS_PER_DECADE = 2  # grid density in log10 of a and of b: the excess varies smoothly at this scale
 

@@ -1,218 +1,33 @@
-"""Training batches and validation frames from a dataset folder: the builders the trainer calls.
+"""Training batches from a dataset folder: the sample dataset, its epoch samplers and ``build_train_loader``.
 
-``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops and
-``build_val_frames(cfg)`` the held-out frames whole. With ``noise_levels`` every sample also carries its noise
-level ``a``, ``b`` (variance ``a*x + b``): the drawn one for synthetic pairs (plus what ``estimate_noise`` reads
-off the clean frame, with ``noise_level_report: estimator``, or what it reads off the whole frame at that level,
-with ``estimate_grid``), and for real pairs the one ``estimate_noise`` reads off the whole noisy frame, as
-inference will have to. Both builders decode every DNG once into the cache first (so bad files fail before
-training starts) and afterwards only read memory-mapped arrays.
+``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops. With
+``noise_levels`` every sample also carries its noise level ``a``, ``b`` (variance ``a*x + b``), as
+``denoise.dataset.synthetic`` describes. Validation frames come from ``denoise.dataset.frames``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from tqdm import tqdm
 
-from denoise.dataset import dng
+from denoise.config import DataConfig
 from denoise.dataset.augment import IDENTITY, random_flags, transform_pair
-from denoise.dataset.bayer import cfa_black, normalize, pack_bayer
-from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, normalized_region
-from denoise.dataset.config import DataConfig
-from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
-from denoise.dataset.noise import add_noise, log_uniform, quantize
-from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
+from denoise.dataset.cache import CachedFrame, normalized_region
+from denoise.dataset.frames import FramePair, load_split
+from denoise.dataset.pairs import DatasetError
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
-from denoise.noise_estimation import WINDOW, estimate_noise
-
-GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
-
-
-@dataclass(frozen=True)
-class FramePair:
-    """A pair's cache entries; ``noisy`` is None in a clean-only dataset."""
-
-    key: str
-    noisy: CachedFrame | None
-    clean: CachedFrame
-
-    @property
-    def packed_shape(self) -> tuple[int, int]:
-        height, width = self.clean.shape
-        return height // 2, width // 2
-
-
-@dataclass
-class ValFrame:
-    """A whole validation frame: the network's input and the mosaics the score is computed on."""
-
-    key: str
-    noisy: torch.Tensor  # (4, h, w) float32 normalised, packed R, Gr, Gb, B
-    clean_mosaic: np.ndarray  # (H, W) uint16 DN
-    noisy_mosaic: np.ndarray  # (H, W) uint16 DN
-    pattern: str
-    black_level: np.ndarray  # (2, 2) per CFA position
-    white_level: int
-    as_shot_neutral: np.ndarray | None
-
-
-def cache_dir_for(cfg: DataConfig) -> Path:
-    """The configured cache folder, or ``<root>/.cache``."""
-    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.root) / ".cache"
-
-
-def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePair]:
-    """Decode every frame of ``pairs`` into the cache (once) and check that each pair's frames agree."""
-    problems: list[str] = []
-    cached: dict[Path, CachedFrame] = {}
-    paths = [p for pair in pairs for p in (pair.noisy, pair.clean) if p is not None]
-    for path in tqdm(paths, desc="caching frames", unit="frame", leave=False, disable=None):
-        try:
-            cached[path] = cache_frame(path, cache_dir, dtype)[0]
-        except dng.DngError as err:
-            problems.append(str(err))
-        except OSError as err:
-            raise DatasetError(f"{cache_dir}: cannot write the frame cache ({err}); set data.cache_dir") from err
-    frame_pairs = []
-    for pair in pairs:
-        if pair.clean not in cached or (pair.noisy is not None and pair.noisy not in cached):
-            continue
-        noisy = cached[pair.noisy] if pair.noisy is not None else None
-        if noisy is not None:
-            problems += check_pair_metadata(pair, noisy.meta(), cached[pair.clean].meta())
-        frame_pairs.append(FramePair(pair.key, noisy, cached[pair.clean]))
-    if problems:
-        raise DatasetError(f"{len(problems)} problem(s) in the dataset: {'; '.join(problems[:20])}")
-    return frame_pairs
-
-
-def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
-    """Discover, split and cache the dataset: (train, val) pairs."""
-    pairs = discover_pairs(cfg.root, cfg.noisy_glob, cfg.clean_glob, cfg.key_regex)
-    if not cfg.noisy_glob and cfg.synthetic_fraction < 1.0:
-        raise DatasetError(f"{cfg.root}: a clean-only dataset (noisy_glob '') needs synthetic_fraction = 1")
-    train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
-    cached = cache_pairs(train + val, cache_dir_for(cfg), cfg.cache_dtype)
-    return cached[: len(train)], cached[len(train) :]
-
-
-@dataclass(frozen=True)
-class SynthesisSettings:
-    """How pairs are synthesised from clean crops: the fraction of samples, noise model and ranges."""
-
-    fraction: float = 0.0
-    model: str = "gaussian"
-    a_range: tuple[float, float] = (1e-4, 1e-2)
-    b_range: tuple[float, float] = (1e-6, 1e-3)
-    brightness_range: tuple[float, float] = (1.0, 1.0)
-    level_error: float = 0.0  # std of log of the factor on the reported noise std
-    report: str = "drawn"  # "estimator": add the clean frame's apparent level; "estimate_grid": see estimate_grid
-
-
-def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
-    """A normalised packed crop (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it."""
-    return quantize(noisy, frame.white_level - frame.channel_black())
-
-
-def synthesize(
-    clean: np.ndarray,
-    rng: np.random.Generator,
-    synth: SynthesisSettings,
-    frame: CachedFrame | None = None,
-    content_level: tuple[float, float] = (0.0, 0.0),
-    grid: EstimateGrid | None = None,
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(noisy, clean, a, b) from a normalised clean crop: brightness scaled, then noise at a random level.
-
-    Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values. The returned
-    (a, b) is the level drawn plus ``content_level`` (the clean frame's apparent noise, scaled with the
-    brightness), or, given the frame's ``grid``, what the blind estimate reads off that frame at the drawn level;
-    with ``synth.level_error`` that level's std is mis-read by a log-normal factor (the noise itself is at the
-    drawn level).
-    """
-    gain = rng.uniform(*synth.brightness_range)
-    clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
-    a = log_uniform(rng, *synth.a_range)
-    b = log_uniform(rng, *synth.b_range)
-    noisy = add_noise(clean, a, b, rng, synth.model)
-    if frame is not None:
-        noisy = quantize_like(noisy, frame)
-    # Texture scaled by the gain g has g^2 its variance at g times the level: var = a_c g (g x) + b_c g^2.
-    if grid is not None:
-        a, b = grid.reported(a, b, gain)
-    else:
-        a, b = a + content_level[0] * gain, b + content_level[1] * gain**2
-    if synth.level_error > 0:  # drawn only then, so that configs without it keep their random streams
-        variance_factor = float(np.exp(2.0 * rng.normal(0.0, synth.level_error)))
-        return noisy, clean, a * variance_factor, b * variance_factor
-    return noisy, clean, a, b
-
-
-def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """(a, b) of a pair by least squares of the squared residual on the clean value.
-
-    Only samples whose clean value lies 3 noise std inside [0, 1] count, so clipping does not bias the fit; the
-    std comes from a first fit over the samples not clipped.
-    """
-    x, r2 = clean.astype(np.float64).ravel(), ((noisy.astype(np.float64) - clean) ** 2).ravel()
-    inside = (noisy.ravel() > 0.0) & (noisy.ravel() < 1.0)
-    for _ in range(2):
-        a, b = np.linalg.lstsq(np.stack([x[inside], np.ones(int(inside.sum()))], axis=1), r2[inside], rcond=None)[0]
-        a, b = max(float(a), 1e-8), max(float(b), 1e-10)
-        std = np.sqrt(a * np.clip(x, 0.0, None) + b)
-        inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
-    return a, b
-
-
-def _whole_frame(frame: CachedFrame, shape: tuple[int, int]) -> np.ndarray:
-    """A cached frame of packed ``shape`` whole, normalised. (4, h, w)."""
-    return normalized_region(frame, frame.load(), 0, 0, *shape)
-
-
-def content_noise_level(
-    frame: CachedFrame, shape: tuple[int, int], window: float = WINDOW
-) -> tuple[float, float]:
-    """(a, b) the blind estimate reads off a clean frame: its fine texture, which looks like noise; 0 if unreadable."""
-    try:
-        params = estimate_noise(_whole_frame(frame, shape), window=window)
-    except ValueError:
-        return 0.0, 0.0
-    return params.a, params.b
-
-
-def frame_estimate_grid(
-    frame: CachedFrame, shape: tuple[int, int], synth: SynthesisSettings, window: float, rng: np.random.Generator
-) -> EstimateGrid:
-    """The blind estimate's reading of a clean frame at grid levels covering ``synth``'s noise and brightness.
-
-    A frame scaled by a gain g is looked up at (a / g, b / g^2), so the grid spans the ranges divided by the gains.
-    """
-    low, high = synth.brightness_range
-    log_a = grid_nodes(synth.a_range[0] / high, synth.a_range[1] / low)
-    log_b = grid_nodes(synth.b_range[0] / high**2, synth.b_range[1] / low**2)
-    steps = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
-    return measure_grid(_whole_frame(frame, shape), log_a, log_b, rng, window, synth.model, steps)
-
-
-def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:
-    """(a, b) of a real pair, estimated from the noisy frame alone like inference does.
-
-    A frame the blind estimator cannot read (almost all clipped, say) falls back to the fit against its clean twin.
-    """
-    noisy = _whole_frame(pair.noisy, pair.packed_shape)  # (4, h, w)
-    try:
-        params = estimate_noise(noisy, window=window)
-    except ValueError:
-        return fit_pair_noise(noisy, _whole_frame(pair.clean, pair.packed_shape))
-    return params.a, params.b
+from denoise.dataset.synthetic import (
+    SynthesisSettings,
+    estimate_grids,
+    real_noise_levels,
+    synthesis_settings,
+    synthesize,
+)
+from denoise.raw.noise_estimation import WINDOW
 
 
 class PairDataset(Dataset):
@@ -254,20 +69,11 @@ class PairDataset(Dataset):
         self.tiles = tile_crops(shapes, patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)
         self.noise_levels = noise_levels
-        self.frame_noise: list[tuple[float, float] | None] = []
-        if noise_levels and self.synth.fraction < 1:  # at 1 every sample is synthetic: no real level is read
-            bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
-            self.frame_noise = [frame_noise_level(f, noise_window) if f.noisy is not None else None for f in bar]
-        self.content_noise = [(0.0, 0.0)] * len(frames)
-        if noise_levels and self.synth.report == "estimator" and self.synth.fraction > 0:
-            bar = tqdm(frames, desc="estimating clean frames' texture", unit="frame", leave=False, disable=None)
-            self.content_noise = [content_noise_level(f.clean, f.packed_shape, noise_window) for f in bar]
-        self.grids: list[EstimateGrid | None] = [None] * len(frames)
-        if noise_levels and self.synth.report == "estimate_grid" and self.synth.fraction > 0:
-            bar = tqdm(frames, desc="estimate at grid levels", unit="frame", leave=False, disable=None)
-            self.grids = [frame_estimate_grid(f.clean, f.packed_shape, self.synth, noise_window,
-                                              np.random.default_rng([seed, i, GRID_STREAM]))
-                          for i, f in enumerate(bar)]
+        # At fraction 1 every sample is synthetic, so no real pair's level is ever read.
+        real = noise_levels and self.synth.fraction < 1
+        self.frame_noise = real_noise_levels(frames, noise_window) if real else []
+        grids = noise_levels and self.synth.report == "estimate_grid" and self.synth.fraction > 0
+        self.grids = estimate_grids(frames, self.synth, noise_window, seed) if grids else [None] * len(frames)
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -304,8 +110,7 @@ class PairDataset(Dataset):
         if self.augment:
             noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
         if synthetic:
-            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.content_noise[tile.frame],
-                                            self.grids[tile.frame])
+            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.grids[tile.frame])
         elif self.noise_levels:
             a, b = self.frame_noise[tile.frame]
         sample = {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
@@ -344,24 +149,8 @@ class EpochDistributedSampler(DistributedSampler):
         return (index + offset for index in super().__iter__())
 
 
-def _synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
-    if not cfg.noise_level_error >= 0:
-        raise ValueError(f"data.noise_level_error must be 0 or more, got {cfg.noise_level_error}")
-    return SynthesisSettings(
-        fraction=cfg.synthetic_fraction,
-        model=cfg.noise_model,
-        a_range=tuple(cfg.noise_a_range),
-        b_range=tuple(cfg.noise_b_range),
-        brightness_range=tuple(cfg.brightness_range),
-        level_error=cfg.noise_level_error,
-        report=cfg.noise_level_report,
-    )
-
-
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
     """The training split as a PairDataset (filling the cache first if needed); see the module for ``noise_levels``."""
-    if not cfg.noise_estimate_window > 0:
-        raise ValueError(f"data.noise_estimate_window must be more than 0, got {cfg.noise_estimate_window}")
     train, _ = load_split(cfg)
     return PairDataset(
         train,
@@ -370,7 +159,7 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = Fal
         tile_overlap=cfg.tile_overlap,
         samples_per_epoch=cfg.samples_per_epoch,
         augment=cfg.augment_flips,
-        synth=_synthesis_settings(cfg),
+        synth=synthesis_settings(cfg),
         seed=seed,
         noise_levels=noise_levels,
         noise_window=cfg.noise_estimate_window,
@@ -410,54 +199,3 @@ def build_train_loader(
         persistent_workers=cfg.num_workers > 0,
         drop_last=True,
     )
-
-
-def _val_noisy(frame: FramePair, clean_mosaic: np.ndarray, synth: SynthesisSettings) -> np.ndarray:
-    """A clean-only frame's noisy twin, with noise seeded by its key so every run validates on the same input."""
-    rng = np.random.default_rng(int(hashlib.sha1(frame.key.encode()).hexdigest()[:8], 16))
-    clean = frame.clean
-    x = normalize(clean_mosaic, clean.black_level, clean.white_level)
-    noisy = add_noise(x, log_uniform(rng, *synth.a_range), log_uniform(rng, *synth.b_range), rng, synth.model)
-    black = np.tile(cfa_black(clean.black_level, np.float64), (x.shape[0] // 2 + 1, x.shape[1] // 2 + 1))
-    black = black[: x.shape[0], : x.shape[1]]
-    dn = np.rint(noisy * (clean.white_level - black) + black)
-    return np.clip(dn, 0, clean.white_level).astype(np.uint16)
-
-
-def _full_mosaic(frame: CachedFrame) -> np.ndarray:
-    """The whole mosaic: from the cache when even-sized, else decoded (the cache lacks the odd row/column)."""
-    if frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0:
-        return cached_mosaic(frame)
-    return dng.read_dng(frame.source).mosaic
-
-
-def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
-    """The validation split, whole frames, in key order."""
-    _, val = load_split(cfg)
-    frames = []
-    for pair in val:
-        clean = pair.clean
-        clean_mosaic = _full_mosaic(clean)
-        if pair.noisy is None:
-            noisy_mosaic = _val_noisy(pair, clean_mosaic, _synthesis_settings(cfg))
-        else:
-            noisy_mosaic = _full_mosaic(pair.noisy)
-        height, width = clean.shape
-        even = noisy_mosaic[: height - height % 2, : width - width % 2]
-        packed = pack_bayer(normalize(even, clean.black_level, clean.white_level), clean.pattern)
-        frames.append(ValFrame(
-            key=pair.key,
-            noisy=torch.from_numpy(np.ascontiguousarray(packed)),
-            clean_mosaic=clean_mosaic,
-            noisy_mosaic=noisy_mosaic,
-            pattern=clean.pattern,
-            black_level=cfa_black(clean.black_level, np.float64),
-            white_level=clean.white_level,
-            as_shot_neutral=clean.as_shot_neutral,
-        ))
-    return frames
-
-
-def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[PairDataset, list[ValFrame]]:
-    """(training dataset, validation frames) in one call."""
-    return build_train_dataset(cfg, seed), build_val_frames(cfg)

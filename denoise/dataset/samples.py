@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from denoise.inference.tiling import tile_starts
+from denoise.raw.tiles import tile_starts
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def random_crop(rng: np.random.Generator, frame: int, height: int, width: int, s
     return Crop(frame, int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
 
 
-def tile_grid(height: int, width: int, size: int, overlap: int) -> list[tuple[int, int]]:
+def tile_origins(height: int, width: int, size: int, overlap: int) -> list[tuple[int, int]]:
     """(y, x) origins of ``size`` tiles overlapping by at least ``overlap`` that cover the frame, row-major."""
     assert height >= size and width >= size, f"tile {size} larger than frame {height}x{width}"
     return [(y, x) for y in tile_starts(height, size, overlap) for x in tile_starts(width, size, overlap)]
@@ -43,7 +43,7 @@ def tile_grid(height: int, width: int, size: int, overlap: int) -> list[tuple[in
 
 def tile_crops(shapes: list[tuple[int, int]], size: int, overlap: int) -> list[Crop]:
     """Every tile of every packed frame shape, frame by frame."""
-    return [Crop(i, y, x) for i, (h, w) in enumerate(shapes) for y, x in tile_grid(h, w, size, overlap)]
+    return [Crop(i, y, x) for i, (h, w) in enumerate(shapes) for y, x in tile_origins(h, w, size, overlap)]
 
 
 def read_window(crop: Crop, height: int, width: int, size: int) -> tuple[int, int]:

@@ -24,9 +24,9 @@ import skimage
 import skimage.io
 import torch
 
-from denoise.dataset import dng
-from denoise.dataset.bayer import channel_offsets, denormalize
-from denoise.dataset.noise import add_gaussian_noise, log_uniform
+from denoise.raw import dng
+from denoise.raw.bayer import channel_offsets, denormalize
+from denoise.raw.noise import add_gaussian_noise, log_uniform
 
 PATTERN = "BGGR"
 BLACK, WHITE = 1024, 16383

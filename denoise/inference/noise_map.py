@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from denoise.model.nafnet import noise_level_map
-from denoise.noise_estimation import WINDOW, NoiseParams, estimate_noise
+from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_frame_noise
 
 
 def needs_noise_level(model: nn.Module) -> bool:
@@ -28,21 +28,10 @@ class NoiseConditioned(nn.Module):
         super().__init__()
         self.net = net
         self.params = params
-        self.size_multiple = int(getattr(net, "size_multiple", 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noise_map = noise_level_map(x, self.params.a, self.params.b)  # (N, C, h, w)
         return self.net(torch.cat([x, noise_map], dim=1))
-
-
-def estimate_frame_noise(packed: np.ndarray, window: float = WINDOW) -> NoiseParams:
-    """``estimate_noise`` of a normalised (4, h, w) frame, with smaller blocks when the frame is too small for 16."""
-    for block in (16, 8, 4):
-        try:
-            return estimate_noise(packed, block=block, window=window)
-        except ValueError as err:
-            reason = str(err)
-    raise ValueError(f"cannot estimate the noise level of a {packed.shape[-2]}x{packed.shape[-1]} frame: {reason}")
 
 
 def condition_on_noise(

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from denoise.dataset.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
-from denoise.dataset.dng import RawFrame
-from denoise.inference.config import InferConfig
+from denoise.config import InferConfig
 from denoise.inference.noise_map import condition_on_noise
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
-from denoise.noise_estimation import WINDOW, NoiseParams
+from denoise.raw.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
+from denoise.raw.dng import RawFrame
+from denoise.raw.noise_estimation import WINDOW, NoiseParams
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Overlap-tile inference over packed frames: the tile grid, pure split/merge, and batched tiled denoising.
+"""Overlap-tile inference over packed frames: the tile grid, which tile owns which pixel, batched tiled denoising.
 
 Neighbouring tiles overlap; every output pixel is taken from the one tile that owns it, the boundary between
 two tiles lying in the middle of their overlap. An owned pixel is therefore at least ``overlap // 2`` pixels
@@ -8,15 +8,14 @@ whole-frame result, and a larger one gives no visible seams.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from denoise.model.runtime import prepare_input
+from denoise.model.runtime import autocast, prepare_input
+from denoise.raw.tiles import tile_starts
 
 
 class Tile(NamedTuple):
@@ -30,21 +29,6 @@ class Tile(NamedTuple):
     own_y1: int
     own_x0: int
     own_x1: int
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` overlapping by at least ``overlap`` that cover [0, length) exactly.
-
-    The last tile is aligned with the end; a length not above ``tile`` gives one tile at 0 (it may be shorter).
-    """
-    assert length > 0 and tile > 0, f"length and tile must be positive, got {length}, {tile}"
-    assert 0 <= overlap < tile, f"overlap must be in [0, tile), got {overlap} for tile {tile}"
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
 
 
 def _owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
@@ -68,50 +52,10 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     ]
 
 
-def split_tiles(packed: torch.Tensor, tile: int, overlap: int) -> tuple[torch.Tensor, list[Tile]]:
-    """(C, h, w) -> tiles (n, C, th, tw) and their grid; all tiles have the same size."""
-    assert packed.ndim == 3, f"expected (C, h, w), got {tuple(packed.shape)}"
-    grid = tile_grid(packed.shape[-2], packed.shape[-1], tile, overlap)
-    tiles = torch.stack([packed[:, t.y : t.y + t.height, t.x : t.x + t.width] for t in grid])
-    return tiles, grid
-
-
 def _paste(out: torch.Tensor, tile_out: torch.Tensor, t: Tile) -> None:
     """Copy the part of one tile's output that the tile owns into ``out`` (C, h, w)."""
     oy0, oy1, ox0, ox1 = t.own_y0 - t.y, t.own_y1 - t.y, t.own_x0 - t.x, t.own_x1 - t.x
     out[:, t.own_y0 : t.own_y1, t.own_x0 : t.own_x1] = tile_out[:, oy0:oy1, ox0:ox1]
-
-
-def merge_tiles(tiles: torch.Tensor, grid: list[Tile], height: int, width: int) -> torch.Tensor:
-    """Inverse of ``split_tiles``: (n, C, th, tw) tiles -> (C, height, width), each pixel from its owning tile."""
-    assert tiles.ndim == 4 and tiles.shape[0] == len(grid), f"expected ({len(grid)}, C, th, tw), got {tiles.shape}"
-    out = tiles.new_empty((tiles.shape[1], height, width))
-    for tile_out, t in zip(tiles, grid, strict=True):
-        _paste(out, tile_out, t)
-    return out
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad (N, C, h, w) at the bottom/right so h and w divide by ``multiple`` (the U-Net's stride)."""
-    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    mode = "reflect" if pad_h < x.shape[-2] and pad_w < x.shape[-1] else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
-def size_multiple(model: torch.nn.Module) -> int:
-    """The factor the model's input sides must divide by: its ``size_multiple`` attribute, else 1."""
-    return int(getattr(model, "size_multiple", 1))
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast context for "bf16"/"fp16"; "fp32" runs without it."""
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    assert precision in dtypes, f"precision must be fp32, bf16 or fp16, got {precision!r}"
-    return torch.autocast(device_type=device.type, dtype=dtypes[precision])
 
 
 def _batches(grid: list[Tile], batch_size: int) -> Iterator[list[Tile]]:
@@ -140,17 +84,16 @@ def denoise_packed(
     if packed.ndim == 3:
         return denoise_packed(model, packed[None], tile, overlap, batch_size, device, precision, progress)[0]
     device = torch.device(device)
-    multiple = size_multiple(model)
     height, width = packed.shape[-2:]
     grid = tile_grid(height, width, tile, overlap)
     out = torch.empty(packed.shape, dtype=torch.float32)
     for n, frame in enumerate(packed):
         for batch in _batches(grid, batch_size):
             x = torch.stack([frame[:, t.y : t.y + t.height, t.x : t.x + t.width] for t in batch])
-            x = prepare_input(_pad_to_multiple(x.float(), multiple), device)  # (b, 4, th', tw')
+            x = prepare_input(x.float(), device)  # (b, 4, th, tw); the network pads to its stride itself
             with autocast(device, precision):
                 y = model(x)
-            y = y[..., : batch[0].height, : batch[0].width].float().cpu()
+            y = y.float().cpu()
             for tile_out, t in zip(y, batch, strict=True):
                 _paste(out[n], tile_out, t)
             if progress is not None:

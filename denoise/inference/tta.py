@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from denoise.dataset.bayer import all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer, unpack_bayer
 from denoise.inference.tiling import denoise_packed, tile_grid
+from denoise.raw.bayer import all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer, unpack_bayer
 
 Array = np.ndarray | torch.Tensor
 Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose)

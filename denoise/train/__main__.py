@@ -12,8 +12,8 @@ import signal
 import sys
 
 from denoise.config import ConfigError, dump_config, load_config
-from denoise.dataset.dng import DngError
 from denoise.dataset.pairs import DatasetError
+from denoise.raw.dng import DngError
 from denoise.train.checkpoint import CheckpointError
 
 # ValueError: the model and data builders' refusal of values the config schema cannot rule out (sizes, names).

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.inference.loading import CheckpointError, read_checkpoint
+from denoise.model.checkpoint import CheckpointError, read_checkpoint
 
 __all__ = ["CheckpointError", "load_checkpoint", "rng_state", "save_checkpoint", "seed_everything", "set_rng_state"]
 

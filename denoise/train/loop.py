@@ -18,15 +18,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
-from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict
-from denoise.dataset.loader import build_train_loader, build_val_frames
+from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict, validate_config
+from denoise.dataset.frames import build_val_frames
+from denoise.dataset.loader import build_train_loader
 from denoise.inference.pipeline import InferSettings
-from denoise.inference.tiling import autocast
-from denoise.model import build_model, prepare_input, prepare_model
+from denoise.model import autocast, build_model, prepare_input, prepare_model
 from denoise.model.nafnet import noise_level_map
 from denoise.train import distributed as dd
 from denoise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
-from denoise.train.config import check_train_config
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
@@ -95,7 +94,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     raises ``TrainingDiverged`` after ``train.max_nonfinite`` non-finite losses in a row.
     """
     tc = cfg.train
-    check_train_config(tc)
+    validate_config(cfg)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     info = dd.setup_distributed(tc.device)
@@ -211,7 +210,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                     inp = torch.cat([noisy, noise_level_map(noisy, a, b)], dim=1)  # (B, 8, p, p)
                 with autocast(device, tc.precision):
                     pred = net(inp)
-                loss, parts = combined_loss(pred, clean, loss_weights, tc.fourier_mode, tc.adjacent_directions)
+                loss, parts = combined_loss(pred, clean, loss_weights)
 
                 # Every rank takes the same branch: stop if any was signalled, skip if any loss is not finite.
                 nonfinite, stop = dd.any_true([not torch.isfinite(loss).item(), bool(stop_requested)], info)

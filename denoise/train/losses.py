@@ -6,12 +6,10 @@ computed in float32 whatever the autocast dtype, and work on any device.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from denoise.dataset.bayer import unpack_bayer
+from denoise.raw.bayer import unpack_bayer
 
 
 def _check(pred: Tensor, target: Tensor) -> None:
@@ -36,19 +34,16 @@ def hann_window_2d(height: int, width: int, device: torch.device | None = None) 
     return wy[:, None] * wx[None, :]
 
 
-def fourier_loss(pred: Tensor, target: Tensor, mode: str = "amp_phase") -> Tensor:
+def fourier_loss(pred: Tensor, target: Tensor) -> Tensor:
     """L1 between the 2-D spectra of Hann-windowed prediction and target, per channel (all 4 channels).
 
-    mode "amp_phase" sums the mean L1 of the amplitudes and of the wrapped phase differences; "real_imag" the
-    mean L1 of the real and of the imaginary parts. Zero iff the windowed inputs are equal.
+    The sum of the mean L1 of the amplitudes and of the wrapped phase differences; zero iff the windowed inputs
+    are equal.
     """
     _check(pred, target)
-    assert mode in ("amp_phase", "real_imag"), f"unknown Fourier loss mode {mode!r}"
     window = hann_window_2d(pred.shape[-2], pred.shape[-1], pred.device)
     fp = torch.fft.fft2(pred.float() * window, norm="ortho")  # (N, 4, h, w) complex
     ft = torch.fft.fft2(target.float() * window, norm="ortho")
-    if mode == "real_imag":
-        return (fp.real - ft.real).abs().mean() + (fp.imag - ft.imag).abs().mean()
     amplitude = (fp.abs() - ft.abs()).abs().mean()
     # The phase of fp * conj(ft) is the phase difference wrapped to (-pi, pi], so 2*pi apart counts as equal.
     ratio = fp * ft.conj()
@@ -67,31 +62,21 @@ def psnr_loss(pred: Tensor, target: Tensor, data_range: float = 1.0, eps: float 
     return -(10.0 * torch.log10(data_range**2 / (mse + eps))).mean()
 
 
-def adjacent_loss(pred: Tensor, target: Tensor, directions: Sequence[str] = ("rows", "cols")) -> Tensor:
-    """L1 between target and prediction of the differences of neighbouring mosaic pixels, summed over directions.
+def adjacent_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """L1 between target and prediction of the differences of neighbouring mosaic pixels, rows plus columns.
 
-    The packed tensors are unpacked to the Bayer mosaic first, so neighbours are true sensor neighbours; "rows"
-    compares each row with the next one, "cols" each column with the next one.
+    The packed tensors are unpacked to the Bayer mosaic first, so neighbours are true sensor neighbours: each row
+    is compared with the next one, and each column with the next one.
     """
     _check(pred, target)
-    assert directions and set(directions) <= {"rows", "cols"}, f"directions must be rows/cols, got {directions}"
     mp = unpack_bayer(pred.float(), "RGGB")  # (N, 2h, 2w)
     mt = unpack_bayer(target.float(), "RGGB")
-    total = pred.new_zeros((), dtype=torch.float32)
-    if "rows" in directions:
-        total = total + ((mp[:, 1:, :] - mp[:, :-1, :]) - (mt[:, 1:, :] - mt[:, :-1, :])).abs().mean()
-    if "cols" in directions:
-        total = total + ((mp[:, :, 1:] - mp[:, :, :-1]) - (mt[:, :, 1:] - mt[:, :, :-1])).abs().mean()
-    return total
+    rows = ((mp[:, 1:, :] - mp[:, :-1, :]) - (mt[:, 1:, :] - mt[:, :-1, :])).abs().mean()
+    cols = ((mp[:, :, 1:] - mp[:, :, :-1]) - (mt[:, :, 1:] - mt[:, :, :-1])).abs().mean()
+    return rows + cols
 
 
-def combined_loss(
-    pred: Tensor,
-    target: Tensor,
-    weights: dict[str, float],
-    fourier_mode: str = "amp_phase",
-    adjacent_directions: Sequence[str] = ("rows", "cols"),
-) -> tuple[Tensor, dict[str, Tensor]]:
+def combined_loss(pred: Tensor, target: Tensor, weights: dict[str, float]) -> tuple[Tensor, dict[str, Tensor]]:
     """Weighted sum of the losses named in ``weights`` (l1, fourier, psnr, adjacent); a zero weight skips one.
 
     Returns the total and the unweighted components that were computed.
@@ -101,9 +86,9 @@ def combined_loss(
     pred, target = pred.float(), target.float()
     terms = {
         "l1": lambda: l1_loss(pred, target),
-        "fourier": lambda: fourier_loss(pred, target, fourier_mode),
+        "fourier": lambda: fourier_loss(pred, target),
         "psnr": lambda: psnr_loss(pred, target),
-        "adjacent": lambda: adjacent_loss(pred, target, adjacent_directions),
+        "adjacent": lambda: adjacent_loss(pred, target),
     }
     parts = {name: terms[name]() for name, w in weights.items() if w != 0.0}
     assert parts, "every loss weight is zero"

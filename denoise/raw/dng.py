@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import rawpy
 
-from denoise.dataset.dng_header import (
+from denoise.raw.dng_header import (
     BAYER_PATTERNS,
     MIN_SIDE,
     CfaLayout,
@@ -30,7 +30,7 @@ from denoise.dataset.dng_header import (
     inspect_dng,
     tag_floats,
 )
-from denoise.dataset.dng_write import (
+from denoise.raw.dng_write import (
     LONG,
     RATIONAL,
     cfa_tags,

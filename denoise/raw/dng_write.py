@@ -14,7 +14,7 @@ import numpy as np
 import tifffile
 
 from denoise.atomic import atomic_path
-from denoise.dataset.dng_header import CfaLayout, DngWriteError, TagValue, chunk_regions
+from denoise.raw.dng_header import CfaLayout, DngWriteError, TagValue, chunk_regions
 
 # TIFF type codes used for the tags we compute.
 BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL = 1, 2, 3, 4, 5, 10

@@ -1,4 +1,8 @@
-"""Rebuild a trained model from a checkpoint: the config stored inside it, EMA weights when present."""
+"""Reading checkpoints safely and rebuilding a trained model from one: the config stored inside, EMA weights first.
+
+A checkpoint is a plain dict of state_dicts, counters and the resolved config (``denoise.train.checkpoint``
+writes it); it is only ever loaded with ``weights_only=True``, so a file cannot run code.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,12 @@ from typing import Any
 import torch
 
 from denoise.config import Config, ConfigError, config_from_dict
-from denoise.model import build_model, prepare_model
+from denoise.model.build import build_model
+from denoise.model.runtime import prepare_model, resolve_device
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the problem."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else as torch spells it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""Typed, strict experiment configuration.
+"""Loading the typed, strict experiment config: defaults, then a YAML file, then ``key.sub=value`` overrides.
 
-Dataclass defaults are the single source of truth; a YAML file holds overrides; ``key.sub=value`` arguments
-override the YAML. Unknown keys and wrong types are errors that name the nearest valid key.
+Unknown keys and wrong types are errors that name the nearest valid key; the result is then checked by
+``validate_config``. Configs stored in old checkpoints are read through ``RETIRED``, the knobs since removed.
 """
 
 from __future__ import annotations
@@ -10,31 +10,23 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from denoise.dataset.config import DataConfig
-from denoise.inference.config import InferConfig
-from denoise.model.config import ModelConfig
-from denoise.train.config import TrainConfig
+from denoise.config.checks import validate_config
+from denoise.config.schema import Config, ConfigError
 
-
-class ConfigError(ValueError):
-    """A config file or override that does not match the schema."""
-
-
-@dataclass
-class Config:
-    """One experiment: model, data, training and inference settings."""
-
-    name: str = "nafnet"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    infer: InferConfig = field(default_factory=InferConfig)
+# Training knobs removed after their ablations (docs/experiments.md), with the value that kept the behaviour that
+# remains. A checkpoint that stored that value loads without them; one trained with another value is refused by
+# name, since the config it reports would not be the one it was trained with.
+RETIRED: dict[tuple[str, str], object] = {
+    ("data", "noise_level_error"): 0.0,
+    ("train", "fourier_mode"): "amp_phase",
+    ("train", "adjacent_directions"): ["rows", "cols"],
+}
+RETIRED_VALUES: dict[tuple[str, str], tuple[object, ...]] = {("data", "noise_level_report"): ("estimator",)}
 
 
 def _nearest(key: str, valid: list[str], prefix: str = "") -> str:
@@ -176,12 +168,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"override '{item}' is not of the form key.sub=value")
         key, raw = item.split("=", 1)
         _set_path(data, key.strip(), raw)
-    return from_dict(Config, data)
+    return validate_config(from_dict(Config, data))
+
+
+def _without_retired(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the retired knobs at their kept value dropped; another value is an error naming it."""
+    sections = {name: dict(section) if isinstance(section, dict) else section for name, section in data.items()}
+    for (section, key), kept in RETIRED.items():
+        stored = sections.get(section)
+        if isinstance(stored, dict) and key in stored:
+            value = stored.pop(key)
+            if value != kept and not (isinstance(value, (list, tuple)) and list(value) == kept):
+                raise ConfigError(f"{section}.{key}={value!r}: this knob was removed (only {kept!r} remains)")
+    for (section, key), gone in RETIRED_VALUES.items():
+        value = sections.get(section, {}).get(key) if isinstance(sections.get(section), dict) else None
+        if value in gone:
+            raise ConfigError(f"{section}.{key}={value!r}: this mode was removed")
+    return sections
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a Config saved with ``to_dict`` (e.g. from a checkpoint)."""
-    return from_dict(Config, data)
+    """Rebuild a Config saved with ``to_dict`` (e.g. from a checkpoint), validated."""
+    return validate_config(from_dict(Config, _without_retired(data)))
 
 
 def dump_config(cfg: Config) -> str:

@@ -7,7 +7,7 @@ noise clipped where the file clipped it), tabulated by quadrature: plain algebra
 root comes back about a/4 too low on unclipped levels (E[sqrt(z)] < sqrt(E[z])) and too high near black,
 where clipping (at 0, or the square root's own floor) lifts the mean.
 
-Noise parameters come from ``denoise.noise_estimation`` (the noisy frame alone), or from the caller.
+Noise parameters come from ``denoise.raw.noise_estimation`` (the noisy frame alone), or from the caller.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from denoise.noise_estimation import NoiseParams, clip_range
+from denoise.raw.noise_estimation import NoiseParams, clip_range
 
 _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite.hermgauss(64)
 _INVERSE_GRID = 4096

@@ -1,4 +1,4 @@
-"""Noise models on normalised raw values: heteroscedastic Gaussian, Poisson-Gaussian, and the k-sigma transform.
+"""Noise models on normalised raw values: heteroscedastic Gaussian and Poisson-Gaussian, and DNG quantisation.
 
 Both models have variance ``a*x + b`` at clean intensity ``x`` (normalised so black = 0, white = 1): ``a`` is
 the shot-noise gain (K) and ``b`` the read-noise variance (sigma^2). The Gaussian form is what the ZTE
@@ -54,13 +54,3 @@ def quantize(noisy: np.ndarray, steps: np.ndarray) -> np.ndarray:
     assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
     scale = np.asarray(steps, dtype=np.float64).reshape(4, 1, 1)
     return (np.clip(np.rint(noisy * scale), 0.0, scale) / scale).astype(np.float32)
-
-
-def ksigma(x: np.ndarray, a: float, b: float) -> np.ndarray:
-    """k-sigma transform ``x/a + b/a^2``: the noise variance becomes equal to the transformed mean."""
-    return x / a + b / a**2
-
-
-def ksigma_inverse(y: np.ndarray, a: float, b: float) -> np.ndarray:
-    """Inverse of ``ksigma``: ``(y - b/a^2) * a``."""
-    return (y - b / a**2) * a

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import convolve
 
-from denoise.dataset.bayer import channel_offsets, even_shape, normalize, pack_bayer
+from denoise.raw.bayer import channel_offsets, even_shape, normalize, pack_bayer
 
 # Linear sRGB (D65) -> CIE XYZ.
 _SRGB_TO_XYZ = np.array(

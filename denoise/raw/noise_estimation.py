@@ -264,15 +264,6 @@ def fit_blocks(
     return fit_noise_params_clipped(means[usable], variances[usable], dof, clip, start, window=window)
 
 
-def estimate_noise_per_channel(
-    packed: np.ndarray, block: int = 16, window: float = WINDOW
-) -> tuple[NoiseParams, ...]:
-    """Separate (a, b) for each of the 4 packed channels of a normalised (4, h, w) noisy frame."""
-    packed = _check_packed(packed)
-    dof, clip = block_dof(block), clip_range(packed)
-    return tuple(fit_blocks(*block_statistics(c, block, clip), dof=dof, clip=clip, window=window) for c in packed)
-
-
 def estimate_noise(packed: np.ndarray, block: int = 16, window: float = WINDOW) -> NoiseParams:
     """One (a, b) for a normalised (4, h, w) noisy frame, fitted to the blocks of all 4 channels pooled.
 
@@ -283,3 +274,13 @@ def estimate_noise(packed: np.ndarray, block: int = 16, window: float = WINDOW) 
     stats = [block_statistics(c, block, clip) for c in packed]
     means, variances, touched = (np.concatenate([s[i] for s in stats]) for i in range(3))
     return fit_blocks(means, variances, touched, block_dof(block), clip, window)
+
+
+def estimate_frame_noise(packed: np.ndarray, window: float = WINDOW) -> NoiseParams:
+    """``estimate_noise`` of a normalised (4, h, w) frame, with smaller blocks when the frame is too small for 16."""
+    for block in (16, 8, 4):
+        try:
+            return estimate_noise(packed, block=block, window=window)
+        except ValueError as err:
+            reason = str(err)
+    raise ValueError(f"cannot estimate the noise level of a {packed.shape[-2]}x{packed.shape[-1]} frame: {reason}")

@@ -1,0 +1,132 @@
+"""A dataset's frames, found, split and cached: the pairs training samples come from and the whole validation frames.
+
+Every DNG is decoded once into the cache first, so bad files fail before training starts; afterwards only
+memory-mapped arrays are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from denoise.config import DataConfig
+from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, normalized_region
+from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
+from denoise.raw import dng
+from denoise.raw.bayer import cfa_black, normalize
+from denoise.raw.noise import add_noise, log_uniform
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """A pair's cache entries; ``noisy`` is None in a clean-only dataset."""
+
+    key: str
+    noisy: CachedFrame | None
+    clean: CachedFrame
+
+    @property
+    def packed_shape(self) -> tuple[int, int]:
+        height, width = self.clean.shape
+        return height // 2, width // 2
+
+
+@dataclass(frozen=True)
+class ValFrame:
+    """A whole validation frame: the noisy frame as inference reads it, and the clean mosaic it is scored against.
+
+    ``noisy`` carries no colour matrix (the cache keeps none), so its pictures are in camera colours.
+    """
+
+    key: str
+    noisy: dng.RawFrame
+    clean_mosaic: np.ndarray  # (H, W) uint16 DN
+
+
+def cache_dir_for(cfg: DataConfig) -> Path:
+    """The configured cache folder, or ``<root>/.cache``."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.root) / ".cache"
+
+
+def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePair]:
+    """Decode every frame of ``pairs`` into the cache (once) and check that each pair's frames agree."""
+    problems: list[str] = []
+    cached: dict[Path, CachedFrame] = {}
+    paths = [p for pair in pairs for p in (pair.noisy, pair.clean) if p is not None]
+    for path in tqdm(paths, desc="caching frames", unit="frame", leave=False, disable=None):
+        try:
+            cached[path] = cache_frame(path, cache_dir, dtype)[0]
+        except dng.DngError as err:
+            problems.append(str(err))
+        except OSError as err:
+            raise DatasetError(f"{cache_dir}: cannot write the frame cache ({err}); set data.cache_dir") from err
+    frame_pairs = []
+    for pair in pairs:
+        if pair.clean not in cached or (pair.noisy is not None and pair.noisy not in cached):
+            continue
+        noisy = cached[pair.noisy] if pair.noisy is not None else None
+        if noisy is not None:
+            problems += check_pair_metadata(pair, noisy.meta(), cached[pair.clean].meta())
+        frame_pairs.append(FramePair(pair.key, noisy, cached[pair.clean]))
+    if problems:
+        raise DatasetError(f"{len(problems)} problem(s) in the dataset: {'; '.join(problems[:20])}")
+    return frame_pairs
+
+
+def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
+    """Discover, split and cache the dataset: (train, val) pairs."""
+    pairs = discover_pairs(cfg.root, cfg.noisy_glob, cfg.clean_glob, cfg.key_regex)
+    train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
+    cached = cache_pairs(train + val, cache_dir_for(cfg), cfg.cache_dtype)
+    return cached[: len(train)], cached[len(train) :]
+
+
+def whole_frame(frame: CachedFrame, shape: tuple[int, int]) -> np.ndarray:
+    """A cached frame of packed ``shape`` whole, normalised. (4, h, w)."""
+    return normalized_region(frame, frame.load(), 0, 0, *shape)
+
+
+def _val_noisy(frame: FramePair, clean_mosaic: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """A clean-only frame's noisy twin, with noise seeded by its key so every run validates on the same input."""
+    rng = np.random.default_rng(int(hashlib.sha1(frame.key.encode()).hexdigest()[:8], 16))
+    clean = frame.clean
+    x = normalize(clean_mosaic, clean.black_level, clean.white_level)
+    a, b = log_uniform(rng, *cfg.noise_a_range), log_uniform(rng, *cfg.noise_b_range)
+    noisy = add_noise(x, a, b, rng, cfg.noise_model)
+    black = np.tile(cfa_black(clean.black_level, np.float64), (x.shape[0] // 2 + 1, x.shape[1] // 2 + 1))
+    black = black[: x.shape[0], : x.shape[1]]
+    dn = np.rint(noisy * (clean.white_level - black) + black)
+    return np.clip(dn, 0, clean.white_level).astype(np.uint16)
+
+
+def _full_mosaic(frame: CachedFrame) -> np.ndarray:
+    """The whole mosaic: from the cache when even-sized, else decoded (the cache lacks the odd row/column)."""
+    if frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0:
+        return cached_mosaic(frame)
+    return dng.read_dng(frame.source).mosaic
+
+
+def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
+    """The validation split, whole frames, in key order."""
+    _, val = load_split(cfg)
+    frames = []
+    for pair in val:
+        clean = pair.clean
+        clean_mosaic = _full_mosaic(clean)
+        noisy_mosaic = _val_noisy(pair, clean_mosaic, cfg) if pair.noisy is None else _full_mosaic(pair.noisy)
+        noisy = dng.RawFrame(
+            mosaic=noisy_mosaic,
+            pattern=clean.pattern,
+            black_level=cfa_black(clean.black_level, np.float64),
+            white_level=clean.white_level,
+            as_shot_neutral=clean.as_shot_neutral,
+            color_matrix=None,
+            iso=None,
+            path=(pair.noisy or clean).source,
+        )
+        frames.append(ValFrame(pair.key, noisy, clean_mosaic))
+    return frames

@@ -1,0 +1,135 @@
+"""Pairs synthesised from clean crops, and the noise level each training sample reports to a noise-aware model.
+
+A synthetic sample reports the level drawn for it, or (``noise_level_report: estimate_grid``) what the blind
+estimate would read off its whole frame at that level; a real pair reports what the blind estimate reads off its
+noisy frame, as inference will have to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from denoise.config import DataConfig
+from denoise.dataset.cache import CachedFrame
+from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
+from denoise.dataset.frames import FramePair, whole_frame
+from denoise.raw.noise import add_noise, log_uniform, quantize
+from denoise.raw.noise_estimation import WINDOW, estimate_noise
+
+GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """How pairs are synthesised from clean crops: the fraction of samples, noise model and ranges."""
+
+    fraction: float = 0.0
+    model: str = "gaussian"
+    a_range: tuple[float, float] = (1e-4, 1e-2)
+    b_range: tuple[float, float] = (1e-6, 1e-3)
+    brightness_range: tuple[float, float] = (1.0, 1.0)
+    report: str = "drawn"  # or "estimate_grid": see the module
+
+
+def synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
+    """The data config's synthesis knobs."""
+    return SynthesisSettings(
+        fraction=cfg.synthetic_fraction,
+        model=cfg.noise_model,
+        a_range=tuple(cfg.noise_a_range),
+        b_range=tuple(cfg.noise_b_range),
+        brightness_range=tuple(cfg.brightness_range),
+        report=cfg.noise_level_report,
+    )
+
+
+def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
+    """A normalised packed crop (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it."""
+    return quantize(noisy, frame.white_level - frame.channel_black())
+
+
+def synthesize(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    synth: SynthesisSettings,
+    frame: CachedFrame | None = None,
+    grid: EstimateGrid | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(noisy, clean, a, b) from a normalised clean crop: brightness scaled, then noise at a random level.
+
+    Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values. The returned
+    (a, b) is the level drawn or, given the frame's ``grid``, what the blind estimate reads off that frame there.
+    """
+    gain = rng.uniform(*synth.brightness_range)
+    clean = np.clip(clean * np.float32(gain), 0.0, 1.0)  # brighter than white saturates, like a sensor
+    a = log_uniform(rng, *synth.a_range)
+    b = log_uniform(rng, *synth.b_range)
+    noisy = add_noise(clean, a, b, rng, synth.model)
+    if frame is not None:
+        noisy = quantize_like(noisy, frame)
+    if grid is not None:
+        a, b = grid.reported(a, b, gain)
+    return noisy, clean, a, b
+
+
+def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """(a, b) of a pair by least squares of the squared residual on the clean value.
+
+    Only samples whose clean value lies 3 noise std inside [0, 1] count, so clipping does not bias the fit; the
+    std comes from a first fit over the samples not clipped.
+    """
+    x, r2 = clean.astype(np.float64).ravel(), ((noisy.astype(np.float64) - clean) ** 2).ravel()
+    inside = (noisy.ravel() > 0.0) & (noisy.ravel() < 1.0)
+    for _ in range(2):
+        a, b = np.linalg.lstsq(np.stack([x[inside], np.ones(int(inside.sum()))], axis=1), r2[inside], rcond=None)[0]
+        a, b = max(float(a), 1e-8), max(float(b), 1e-10)
+        std = np.sqrt(a * np.clip(x, 0.0, None) + b)
+        inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
+    return a, b
+
+
+def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:
+    """(a, b) of a real pair, estimated from the noisy frame alone like inference does.
+
+    A frame the blind estimate cannot read (almost all clipped, say) falls back to the fit against its clean twin.
+    """
+    noisy = whole_frame(pair.noisy, pair.packed_shape)  # (4, h, w)
+    try:
+        params = estimate_noise(noisy, window=window)
+    except ValueError:
+        return fit_pair_noise(noisy, whole_frame(pair.clean, pair.packed_shape))
+    return params.a, params.b
+
+
+def frame_estimate_grid(
+    frame: CachedFrame, shape: tuple[int, int], synth: SynthesisSettings, window: float, rng: np.random.Generator
+) -> EstimateGrid:
+    """The blind estimate's reading of a clean frame at grid levels covering ``synth``'s noise and brightness.
+
+    A frame scaled by a gain g is looked up at (a / g, b / g^2), so the grid spans the ranges divided by the gains.
+    """
+    low, high = synth.brightness_range
+    log_a = grid_nodes(synth.a_range[0] / high, synth.a_range[1] / low)
+    log_b = grid_nodes(synth.b_range[0] / high**2, synth.b_range[1] / low**2)
+    steps = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
+    return measure_grid(whole_frame(frame, shape), log_a, log_b, rng, window, synth.model, steps)
+
+
+def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[float, float] | None]:
+    """Each real pair's blind-estimate level (None for a clean-only frame), read once before training."""
+    bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
+    return [frame_noise_level(f, window) if f.noisy is not None else None for f in bar]
+
+
+def estimate_grids(
+    frames: list[FramePair], synth: SynthesisSettings, window: float, seed: int
+) -> list[EstimateGrid]:
+    """Every frame's estimate grid, its noise seeded by (``seed``, frame index), so a resumed run rebuilds it."""
+    bar = tqdm(frames, desc="estimate at grid levels", unit="frame", leave=False, disable=None)
+    return [
+        frame_estimate_grid(f.clean, f.packed_shape, synth, window, np.random.default_rng([seed, i, GRID_STREAM]))
+        for i, f in enumerate(bar)
+    ]
