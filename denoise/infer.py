@@ -171,7 +171,7 @@ def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
     return InferSettings(infer.tile, infer.overlap, infer.tta, infer.batch_size, device, infer.precision)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="default: the newest best.pth under runs/")
     parser.add_argument("--input", nargs="+", help="DNG files or folders (default: the config's infer.test_dir)")
@@ -182,7 +182,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = _parse_args(argv)
     try:
         cfg = defaults_config(args.config)
         settings = settings_from_args(args, cfg)

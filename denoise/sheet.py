@@ -33,9 +33,8 @@ def sheet_row(frames: Sequence[RawFrame], size: int) -> np.ndarray:
     """Render crops of ``frames`` (noisy, denoised, clean) with one exposure taken from the last. (h, w, 3) uint8."""
     reference = frames[-1]
     crops = [centre_crop(f, size) for f in frames]
-    levels = (reference.pattern, reference.black_level, reference.white_level, reference.as_shot_neutral)
-    gain = auto_exposure(crops[-1], *levels)
-    tiles = [render_srgb(c, *levels, exposure=gain, color_matrix=reference.color_matrix) for c in crops]
+    gain = auto_exposure(crops[-1], reference)
+    tiles = [render_srgb(c, reference, exposure=gain) for c in crops]
     gap = np.full((tiles[0].shape[0], GAP, 3), 255, dtype=np.uint8)
     return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from denoise.raw.bayer import pack_bayer
+from denoise.raw.dng import RawFrame
 from denoise.raw.render import camera_to_srgb, demosaic_bilinear, render_srgb, srgb_gamma, white_balance_gains
 from denoise.train.losses import adjacent_loss, combined_loss, fourier_loss, hann_window_2d, l1_loss, psnr_loss
 
@@ -115,7 +118,8 @@ def test_render_pieces() -> None:
     mosaic = np.full((8, 8), 1024, dtype=np.uint16)
     mosaic[1::2, 1::2] = 16383
     for half, shape in ((False, (8, 8, 3)), (True, (4, 4, 3))):
-        img = render_srgb(mosaic, "BGGR", 1024, 16383, None, half=half)
+        like = RawFrame(mosaic, "BGGR", np.full((2, 2), 1024.0), 16383, None, None, None, Path("grey.dng"))
+        img = render_srgb(mosaic, like, half=half)
         assert img.shape == shape and img.dtype == np.uint8
         assert (img[..., 0] > 100).all() and (img[..., 1] == 0).all() and (img[..., 2] == 0).all()
 

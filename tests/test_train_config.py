@@ -1,4 +1,4 @@
-"""The strict config (denoise/config.py with TrainConfig), the shipped YAML files, the training CLI's argument
+"""The strict config (denoise/config/ with TrainConfig), the shipped YAML files, the training CLI's argument
 handling, and the learning-rate schedule."""
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def test_defaults_come_from_the_dataclasses() -> None:
 def test_yaml_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("name: x\ntrain:\n  epochs: 3\n  lr: 0.01\n  betas: [0.8, 0.9]\nmodel:\n  width: 8\n")
-    cfg = load_config(path, ["train.epochs=5", "model.enc_blocks=[1,2]", "model.dec_blocks=[1,1]", "train.precision=bf16",
-                             "name=007"])
+    overrides = ["train.epochs=5", "model.enc_blocks=[1,2]", "model.dec_blocks=[1,1]", "train.precision=bf16"]
+    overrides.append("name=007")
+    cfg = load_config(path, overrides)
     assert cfg.train.epochs == 5  # the override wins over the YAML
     assert cfg.train.lr == 0.01 and cfg.train.betas == (0.8, 0.9)
     assert cfg.model.width == 8 and cfg.model.enc_blocks == (1, 2)

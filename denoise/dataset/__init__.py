@@ -1,1 +1,1 @@
-"""Reading and writing raw frames, Bayer maths and the training data pipeline."""
+"""The training data pipeline: pairs, the frame cache, crops, Bayer-preserving flips, synthetic pairs, loaders."""

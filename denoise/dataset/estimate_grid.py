@@ -3,9 +3,8 @@
 A noise-aware model is fed, at test time, the level ``estimate_noise`` reads off the whole noisy frame. That
 reading carries the frame's fine texture, and how much of it depends on the noise level itself: the estimate's
 texture window is measured in units of the noise, so fainter noise lets less texture through but what passes
-weighs more. Adding the clean frame's own reading to the drawn level (``noise_level_report: estimator``)
-misses that interplay: on the demo training frames with window 1, the estimate reads 4-8% more std than that
-sum on average at low and middle levels. ``EstimateGrid`` measures it instead: the whole frame is given noise at
+weighs more, so the clean frame's own reading added to the drawn level misses the interplay (an option that did
+so was removed; docs/experiments.md). ``EstimateGrid`` measures it instead: the whole frame is given noise at
 a grid of levels, the estimate is run on each, and a synthetic sample reports its drawn level plus the estimate's
 excess over it, interpolated between grid levels (``noise_level_report: estimate_grid``).
 """

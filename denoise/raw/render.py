@@ -10,6 +10,7 @@ import numpy as np
 from scipy.ndimage import convolve
 
 from denoise.raw.bayer import channel_offsets, even_shape, normalize, pack_bayer
+from denoise.raw.dng import RawFrame
 
 # Linear sRGB (D65) -> CIE XYZ.
 _SRGB_TO_XYZ = np.array(
@@ -68,45 +69,32 @@ def srgb_gamma(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1.0 / 2.4) - 0.055)
 
 
-def render_srgb(
-    mosaic: np.ndarray,
-    pattern: str,
-    black_level: np.ndarray | float,
-    white_level: float,
-    as_shot_neutral: np.ndarray | None = None,
-    half: bool = False,
-    exposure: float = 1.0,
-    color_matrix: np.ndarray | None = None,
-) -> np.ndarray:
-    """uint16 (H, W) mosaic -> uint8 sRGB picture, (H, W, 3) or (H/2, W/2, 3) with ``half``.
-
-    Odd dimensions are cropped to even ones first. ``exposure`` multiplies the white-balanced linear values; use
-    one value for every picture that is to be compared. ``color_matrix`` is the DNG ColorMatrix (XYZ -> camera);
-    without it the colours are the camera's own, usually duller.
-    """
+def _white_balanced(mosaic: np.ndarray, like: RawFrame, half: bool) -> np.ndarray:
+    """The even region of a uint16 (H, W) mosaic, normalised, demosaiced and white-balanced. (h, w, 3) float32."""
     assert mosaic.ndim == 2, f"expected an (H, W) mosaic, got {mosaic.shape}"
     height, width = even_shape(*mosaic.shape)
-    x = normalize(np.asarray(mosaic)[:height, :width], black_level, white_level)  # (H, W) float32
-    rgb = demosaic_half(x, pattern) if half else demosaic_bilinear(x, pattern)
-    rgb = rgb * white_balance_gains(as_shot_neutral) * exposure
-    rgb = rgb @ camera_to_srgb(color_matrix).T  # (..., 3) camera -> linear sRGB
+    x = normalize(np.asarray(mosaic)[:height, :width], like.black_level, like.white_level)  # (H, W) float32
+    rgb = demosaic_half(x, like.pattern) if half else demosaic_bilinear(x, like.pattern)
+    return rgb * white_balance_gains(like.as_shot_neutral)
+
+
+def render_srgb(mosaic: np.ndarray, like: RawFrame, half: bool = False, exposure: float = 1.0) -> np.ndarray:
+    """uint16 (H, W) mosaic -> uint8 sRGB picture, (H, W, 3) or (H/2, W/2, 3) with ``half``.
+
+    The mosaic (a crop, say) is read with ``like``'s CFA pattern, levels, white balance and colour matrix; odd
+    dimensions are cropped to even ones first. ``exposure`` multiplies the white-balanced linear values: use one
+    value for every picture that is to be compared. Without a colour matrix the colours are the camera's own,
+    usually duller.
+    """
+    rgb = _white_balanced(mosaic, like, half) * exposure
+    rgb = rgb @ camera_to_srgb(like.color_matrix).T  # (..., 3) camera -> linear sRGB
     return np.round(srgb_gamma(rgb) * 255.0).astype(np.uint8)
 
 
-def auto_exposure(
-    mosaic: np.ndarray,
-    pattern: str,
-    black_level: np.ndarray | float,
-    white_level: float,
-    as_shot_neutral: np.ndarray | None = None,
-    percentile: float = 99.0,
-    max_gain: float = 16.0,
-) -> float:
+def auto_exposure(mosaic: np.ndarray, like: RawFrame, percentile: float = 99.0, max_gain: float = 16.0) -> float:
     """An ``exposure`` that brings the white-balanced ``percentile`` of a (reference) mosaic up to white.
 
     Dark phone frames become visible; the gain never darkens and is capped at ``max_gain``.
     """
-    height, width = even_shape(*mosaic.shape)
-    rgb = demosaic_half(normalize(np.asarray(mosaic)[:height, :width], black_level, white_level), pattern)
-    level = float(np.percentile(rgb * white_balance_gains(as_shot_neutral), percentile))
+    level = float(np.percentile(_white_balanced(mosaic, like, half=True), percentile))
     return float(np.clip(1.0 / max(level, 1e-6), 1.0, max_gain))

@@ -1,1 +1,1 @@
-"""The training run: config, losses, loop, checkpoints."""
+"""The training run: the loop, losses, schedule, EMA, distributed setup, run folders, checkpoints, validation."""

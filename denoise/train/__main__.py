@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: a config file, overrides, and what to do with them."""
     parser = _Parser(prog="python -m denoise.train", description="Train a raw denoiser.")
     parser.add_argument("--config", required=True, help="YAML file of overrides of the dataclass defaults")
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
-    args = parse_args(argv)
+    args = _parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:

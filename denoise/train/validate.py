@@ -49,7 +49,5 @@ def crop_pictures(frame: ValFrame, denoised: np.ndarray, size: int) -> dict[str,
         "denoised": denoised[y0:y1, x0:x1],
         "clean": frame.clean_mosaic[y0:y1, x0:x1],
     }
-    noisy = frame.noisy
-    levels = (noisy.pattern, noisy.black_level, noisy.white_level, noisy.as_shot_neutral)
-    exposure = auto_exposure(crops["clean"], *levels)
-    return {key: render_srgb(m, *levels, exposure=exposure) for key, m in crops.items()}
+    exposure = auto_exposure(crops["clean"], frame.noisy)
+    return {key: render_srgb(m, frame.noisy, exposure=exposure) for key, m in crops.items()}
