@@ -144,15 +144,16 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
 
 
 def defaults_config(path: Path | None) -> Config:
-    """The config whose ``infer`` section supplies defaults: ``path`` if it exists, else the built-in defaults."""
-    if path is not None and path.is_file():
+    """The config whose ``infer`` section supplies defaults: ``path`` when given (it must exist), else
+    ``configs/nafnet.yaml`` when run from the repository, else the built-in defaults."""
+    if path is not None:
         return load_config(path)
-    return load_config(None)
+    return load_config(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
 
 
 def add_settings_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``infer`` and ``submit``; unset ones fall back to the config's ``infer`` section."""
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML whose infer section gives defaults")
+    parser.add_argument("--config", type=Path, help=f"YAML whose infer section gives defaults ({DEFAULT_CONFIG})")
     parser.add_argument("--tile", type=int, help="packed tile side in pixels (0 = whole frame)")
     parser.add_argument("--overlap", type=int, help="packed pixels shared by neighbouring tiles")
     parser.add_argument("--batch-size", type=int, help="tiles per forward pass")

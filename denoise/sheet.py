@@ -16,17 +16,17 @@ import skimage.io
 from denoise.atomic import atomic_path
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.render import auto_exposure, render_srgb
+from denoise.raw.tiles import centre_box
 
 GAP = 8  # white pixels between tiles
 
 
 def centre_crop(frame: RawFrame, size: int) -> np.ndarray:
-    """The central ``size`` x ``size`` window of the mosaic, its origin on an even site so the CFA phase holds."""
+    """The central ``size`` x ``size`` window of the mosaic (even sides, even origin, so the CFA phase holds)."""
     height, width = frame.mosaic.shape
-    size = min(size, height - height % 2, width - width % 2)
-    top = ((height - size) // 2) & ~1
-    left = ((width - size) // 2) & ~1
-    return frame.mosaic[top : top + size, left : left + size]
+    size = min(size, height // 2 * 2, width // 2 * 2)
+    y0, y1, x0, x1 = centre_box(height, width, size, size)
+    return frame.mosaic[y0:y1, x0:x1]
 
 
 def sheet_row(frames: Sequence[RawFrame], size: int) -> np.ndarray:

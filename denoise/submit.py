@@ -119,10 +119,11 @@ def network_source(model_cfg: ModelConfig) -> str:
 
 
 def _scores_text(ckpt: dict[str, Any]) -> str:
-    """What the trainer stores about the checkpoint's progress and validation, as Markdown lines."""
-    lines = [f"- {key}: {ckpt[key]}" for key in ("epoch", "step") if isinstance(ckpt.get(key), int)]
-    if isinstance(ckpt.get("best_score"), float):
-        lines.append(f"- best validation score: {ckpt['best_score']:.4f}")
+    """The progress and best validation score the trainer stores in a checkpoint, as Markdown lines."""
+    lines = []
+    for key in ("epoch", "step", "best_score"):
+        if isinstance(ckpt.get(key), (int, float)):
+            lines.append(f"- {key}: {ckpt[key]:.4f}" if isinstance(ckpt[key], float) else f"- {key}: {ckpt[key]}")
     return "\n".join(lines) or "- none stored in the checkpoint"
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from denoise.atomic import write_text_atomic
+from denoise.config import ConfigError, load_config
 
 SCRIPTS = Path(__file__).resolve().parent
 
@@ -47,6 +48,15 @@ def load_plan(path: Path) -> dict:
         if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
             raise PlanError(f"{path}: '{name}' must be a list of key.sub=value strings")
     return plan
+
+
+def check_variants(plan: dict, names: list[str]) -> None:
+    """Resolve the config of each variant to be trained, so that a bad one stops the run before any trains."""
+    for name in names:
+        try:
+            load_config(plan["base"], [*plan.get("common", []), *plan["variants"][name]])  # relative to the cwd
+        except ConfigError as err:
+            raise PlanError(f"variant '{name}': {err}") from err
 
 
 def slug(name: str) -> str:
@@ -108,12 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --only names no variant of the plan: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
+    to_train = [name for name in plan["variants"] if not (args.out / slug(name) / "result.json").is_file()
+                and (args.only is None or name in args.only)]  # fmt: skip
+    try:
+        check_variants(plan, to_train)
+    except PlanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     rows = ["| variant | score | PSNR | SSIM | low | mid | high | parameters | train s |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, overrides in plan["variants"].items():
         folder = args.out / slug(name)
         result_path = folder / "result.json"
-        if not result_path.is_file() and (args.only is None or name in args.only):
+        if name in to_train:
             folder.mkdir(parents=True, exist_ok=True)
             print(f"training {name}: {' '.join(overrides) or '(base)'}", file=sys.stderr, flush=True)
             try:

@@ -41,6 +41,7 @@ from denoise.raw.bayer import (
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise
+from denoise.raw.tiles import centre_box
 
 MODEL_METHODS = ("model", "model-tta")
 BASELINE_TTA = tuple(f"{name}-tta" for name in BASELINES)
@@ -56,14 +57,12 @@ class CompareError(ValueError):
     """Inputs or options the comparison cannot use; the message says which and why."""
 
 
-def centre_crop(frame: RawFrame, size: tuple[int, int] | None) -> RawFrame:
+def crop_frame(frame: RawFrame, size: tuple[int, int] | None) -> RawFrame:
     """The frame cut to ``size`` (H, W) about its centre at even offsets, so the CFA phase is unchanged."""
     if size is None:
         return frame
-    height, width = frame.mosaic.shape
-    h, w = min(size[0], height), min(size[1], width)
-    y, x = (height - h) // 4 * 2, (width - w) // 4 * 2
-    return dataclasses.replace(frame, mosaic=np.ascontiguousarray(frame.mosaic[y : y + h, x : x + w]))
+    y0, y1, x0, x1 = centre_box(*frame.mosaic.shape, *size)
+    return dataclasses.replace(frame, mosaic=np.ascontiguousarray(frame.mosaic[y0:y1, x0:x1]))
 
 
 def normalized_mosaic(frame: RawFrame) -> np.ndarray:
@@ -175,7 +174,7 @@ def compare(
     records = []
     bar = tqdm(total=len(pairs) * len(methods), desc="frames x methods", unit="run", file=sys.stderr)
     for n, (noisy_path, gt_path) in pairs.items():
-        noisy, gt = centre_crop(read_dng(noisy_path), crop), centre_crop(read_dng(gt_path), crop)
+        noisy, gt = crop_frame(read_dng(noisy_path), crop), crop_frame(read_dng(gt_path), crop)
         if noisy.mosaic.shape != gt.mosaic.shape or noisy.pattern != gt.pattern:
             raise CompareError(f"{noisy_path}: shape/pattern differ from {gt_path}")
         start = time.perf_counter()

@@ -47,6 +47,15 @@ def test_bad_plans_are_refused_with_the_reason(tmp_path, capsys, text, message):
     assert err.startswith("error: ") and message in err and str(plan) in err
 
 
+def test_a_variant_that_does_not_resolve_stops_the_run_before_any_trains(tmp_path, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"base: {REPO / 'configs' / 'demo.yaml'}\nvariants: {{good: [], bad: [train.lr=-1.0]}}\n")
+    assert _ablate().main([str(plan), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "variant 'bad'" in err and "train.lr=-1.0" in err and "training" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_only_name_is_refused(tmp_path, capsys):
     plan = tmp_path / "plan.yaml"
     plan.write_text("base: a.yaml\nvariants: {first: []}\n")

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 from denoise.dataset.augment import (
-    IDENTITY,
     random_flags,
     transform_packed,
     transform_packed_via_mosaic,
     transform_pair,
 )
-from denoise.raw.bayer import PATTERNS, all_transforms, pack_bayer, unpack_bayer
+from denoise.raw.bayer import IDENTITY, PATTERNS, all_transforms, pack_bayer, unpack_bayer
 
 COLOUR = {"R": 0, "G": 1, "B": 2}
 SIZE = 5  # packed output size; inputs carry one spare packed pixel

@@ -22,30 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.width=4", "model.enc_blocks=[1, 1]", "model.middle_blocks=1", "model.dec_blocks=[1, 1]"]
 
 
-@pytest.mark.parametrize(
-    ("overrides", "key"),
-    [
-        (["model.dec_blocks=[1, 1]"], "model.dec_blocks"),  # four encoder levels by default
-        (["model.enc_blocks=[]", "model.dec_blocks=[]"], "model.enc_blocks"),
-        (["model.noise_channels=3"], "model.noise_channels"),
-        (["model.scale_residual=true"], "model.scale_residual"),
-        (["model.local_window=-1"], "model.local_window"),
-        (["model.dropout=1.0"], "model.dropout"),
-        (["data.synthetic_fraction=1.5"], "data.synthetic_fraction"),
-        (["data.noisy_glob=", "data.synthetic_fraction=0.5"], "data.synthetic_fraction"),
-        (["data.noise_a_range=[1e-2, 1e-4]"], "data.noise_a_range"),
-        (["data.brightness_range=[0, 1]"], "data.brightness_range"),
-        (["data.noise_estimate_window=0"], "data.noise_estimate_window"),
-        (["data.patch_size=0"], "data.patch_size"),
-        (["data.num_workers=-1"], "data.num_workers"),
-        (["train.min_lr=1.0", "train.lr=0.1"], "train.min_lr"),
-        (["train.threads=-2"], "train.threads"),
-        (["infer.tile=-1"], "infer.tile"),
-        (["infer.tile=64", "infer.overlap=64"], "infer.overlap"),
-        (["infer.batch_size=0"], "infer.batch_size"),
-    ],
-)
-def test_each_broken_rule_is_refused_naming_its_key(overrides: list[str], key: str) -> None:
+# Broken configs, as overrides separated by ";": the first one names the key that must be refused.
+BROKEN = {
+    "model": ["dec_blocks=[1, 1]", "enc_blocks=[];dec_blocks=[]", "noise_channels=3", "scale_residual=true",
+              "local_window=-1", "dropout=1.0", "in_channels=3;noise_channels=0"],
+    "data": ["key_regex=^[0-9+$", "key_regex=^[0-9]+$", "synthetic_fraction=1.5", "synthetic_fraction=0.5;noisy_glob=",
+             "noise_a_range=[1e-2, 1e-4]", "brightness_range=[0, 1]", "noise_estimate_window=0", "patch_size=0",
+             "num_workers=-1"],
+    "train": ["betas=[0.9, 1.0]", "min_lr=1.0;lr=0.1", "threads=-2"],
+    "infer": ["tile=-1", "overlap=64;tile=64", "batch_size=0"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("section", "case"), [(s, c) for s, cases in BROKEN.items() for c in cases])
+def test_each_broken_rule_is_refused_naming_its_key(section: str, case: str) -> None:
+    overrides = [f"{section}.{item}" for item in case.split(";")]
+    key = overrides[0].split("=")[0]
     with pytest.raises(ConfigError, match="^" + re.escape(key) + "=.* must be "):
         load_config(None, overrides)
 
@@ -118,3 +110,9 @@ def test_inference_flags_go_through_the_same_rules(tmp_path: Path, capsys: pytes
         status = infer_main(["--config", str(config), "--checkpoint", str(tmp_path / "none.pth"), *flags])
         err = capsys.readouterr().err
         assert status == 2 and key in err and err.count("\n") == 1, err
+
+
+def test_a_named_config_that_does_not_exist_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = infer_main(["--config", str(tmp_path / "missing.yaml"), "--checkpoint", str(tmp_path / "none.pth")])
+    err = capsys.readouterr().err
+    assert status == 2 and "missing.yaml: no such config file" in err and err.count("\n") == 1

@@ -95,7 +95,7 @@ def test_no_file_over_the_line_limit(folder: str) -> None:
 
 def test_no_two_public_functions_or_classes_share_a_name() -> None:
     where = defaultdict(list)
-    for path in package_files():
+    for path in [*package_files(), *sorted((REPO / "scripts").glob("*.py"))]:
         for node in ast.parse(path.read_text()).body:
             is_def = isinstance(node, (ast.FunctionDef, ast.ClassDef))
             if is_def and not node.name.startswith("_") and node.name != "main":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import os
+import typing
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from denoise.config import ModelConfig
-from denoise.model import NAFNet, build_model, prepare_input, prepare_model, use_explicit_layernorm
+from denoise.model import MODELS, NAFNet, build_model, prepare_input, prepare_model, use_explicit_layernorm
 from denoise.model.__main__ import main as model_main
 from denoise.model.nafnet import LayerNorm2d, local_mean
 
@@ -184,6 +185,11 @@ def test_local_statistics_equal_global_pooling_when_window_covers_input():
         model.set_local_window(8)  # smaller than the input: the attention sees local statistics
         assert not torch.allclose(model(x), ref, atol=1e-4)
         assert model.middle_blks[0].sca.window == 2
+
+
+def test_the_config_names_exactly_the_registered_models():
+    hint = typing.get_type_hints(ModelConfig)["name"]
+    assert typing.get_args(hint) == tuple(MODELS)
 
 
 def test_build_model_reads_the_config():

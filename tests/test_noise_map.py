@@ -11,7 +11,7 @@ from dataset_fixtures import BLACK, WHITE, write_frame
 from denoise.config import DataConfig, ModelConfig
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
-from denoise.dataset.synthetic import fit_pair_noise
+from denoise.dataset.synthetic_pairs import fit_pair_noise
 from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.inference.tta import denoise_mosaic, transforms_for

@@ -109,7 +109,7 @@ def test_submission_tree_zip_and_standalone_network(built) -> None:
     with torch.no_grad():
         assert torch.allclose(net.eval()(x), reference.eval()(x), atol=1e-6)
     report = (result / "algorithm" / "report.md").read_text()
-    assert "best validation score: 40.5000" in report and "width: 4" in report and "parameters:" in report
+    assert "best_score: 40.5" in report and "width: 4" in report and "parameters:" in report
 
 
 def test_half_weights(tmp_path: Path, setup) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from denoise.inference.tiling import denoise_packed, tile_grid
 from denoise.model import NAFNet
-from denoise.raw.tiles import tile_starts
+from denoise.raw.tiles import centre_box, tile_starts
 
 
 @pytest.mark.parametrize(
@@ -97,3 +97,19 @@ def test_bf16_close_to_fp32() -> None:
     fp32 = denoise_packed(model, packed, tile=0, overlap=0)
     bf16 = denoise_packed(model, packed, tile=0, overlap=0, precision="bf16")
     assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "box"), [(10, 14, (4, 6)), (11, 13, (4, 5)), (8, 8, (20, 3)), (9, 7, (9, 7))]
+)
+def test_centre_box_is_centred_at_even_offsets(height: int, width: int, box: tuple[int, int]) -> None:
+    y0, y1, x0, x1 = centre_box(height, width, *box)
+    assert (y1 - y0, x1 - x0) == (min(box[0], height), min(box[1], width))
+    assert y0 % 2 == 0 and x0 % 2 == 0 and y1 <= height and x1 <= width
+    # Centred but for the rounding down to an even origin: the far margin exceeds the near one by 0 to 3.
+    assert 0 <= (height - y1) - y0 <= 3 and 0 <= (width - x1) - x0 <= 3
+
+
+def test_centre_box_known_values() -> None:
+    assert centre_box(10, 14, 4, 6) == (2, 6, 4, 10)  # margins 3 and 4 rounded down to even origins
+    assert centre_box(100, 100, 200, 50) == (0, 100, 24, 74)

@@ -7,13 +7,15 @@ depend on the data (a patch larger than a frame) are checked where the data is r
 
 from __future__ import annotations
 
+import re
+
 from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig
 
 Rule = tuple[str, bool, str]  # (key, holds, what the value must be)
 
 # The least value of each count, size and weight that has no other rule.
 MINIMUM: dict[str, dict[str, int]] = {
-    "model": {"in_channels": 1, "width": 1, "middle_blocks": 0, "local_window": 0},
+    "model": {"width": 1, "middle_blocks": 0, "local_window": 0},
     "data": {"val_count": 0, "patch_size": 1, "batch_size": 1, "num_workers": 0, "tile_overlap": 0,
              "samples_per_epoch": 0},
     "train": {"epochs": 1, "max_steps": 0, "weight_decay": 0, "step_size": 1, "warmup_steps": 0, "grad_clip": 0,
@@ -26,10 +28,18 @@ def _log_range(pair: tuple[float, float]) -> bool:
     return 0 < pair[0] <= pair[1]
 
 
+def _key_regex_ok(pattern: str) -> bool:
+    try:
+        return re.compile(pattern).groups >= 1
+    except re.error:
+        return False
+
+
 def model_rules(m: ModelConfig) -> list[Rule]:
     """The model section's rules beyond its minimums."""
     levels = len(m.enc_blocks)
     return [
+        ("in_channels", m.in_channels == 4, "4: the packed Bayer planes R, Gr, Gb, B"),
         ("enc_blocks", levels >= 1 and min(m.enc_blocks) >= 0, "one block count (0 or more) per level"),
         ("dec_blocks", len(m.dec_blocks) == levels and min(m.dec_blocks, default=0) >= 0,
          f"{levels} block counts (0 or more), one per encoder level"),
@@ -45,6 +55,7 @@ def data_rules(d: DataConfig) -> list[Rule]:
               for key in ("noise_a_range", "noise_b_range", "brightness_range")]  # fmt: skip
     return [
         ("clean_glob", bool(d.clean_glob), "a glob of the clean frames"),
+        ("key_regex", _key_regex_ok(d.key_regex), "a valid regular expression with a group that captures the key"),
         ("synthetic_fraction", 0 <= d.synthetic_fraction <= 1, "in [0, 1]"),
         ("synthetic_fraction", bool(d.noisy_glob) or d.synthetic_fraction == 1,
          "1 for a clean-only dataset (data.noisy_glob '')"),
@@ -57,6 +68,7 @@ def train_rules(t: TrainConfig) -> list[Rule]:
     """The train section's rules beyond its minimums."""
     return [
         ("lr", t.lr > 0, "positive"),
+        ("betas", all(0 <= beta < 1 for beta in t.betas), "two values in [0, 1)"),
         ("gamma", 0 < t.gamma <= 1, "in (0, 1]"),
         ("min_lr", 0 <= t.min_lr <= t.lr, "in [0, train.lr]"),
         ("ema", 0 <= t.ema < 1, "0 (off) or in (0, 1)"),

@@ -178,7 +178,8 @@ def _without_retired(data: dict[str, Any]) -> dict[str, Any]:
         stored = sections.get(section)
         if isinstance(stored, dict) and key in stored:
             value = stored.pop(key)
-            if value != kept and not (isinstance(value, (list, tuple)) and list(value) == kept):
+            same = sorted(value) == sorted(kept) if isinstance(value, (list, tuple)) else value == kept
+            if not same:
                 raise ConfigError(f"{section}.{key}={value!r}: this knob was removed (only {kept!r} remains)")
     for (section, key), gone in RETIRED_VALUES.items():
         value = sections.get(section, {}).get(key) if isinstance(sections.get(section), dict) else None

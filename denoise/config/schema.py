@@ -126,7 +126,8 @@ class TrainConfig:
 
 @dataclass
 class InferConfig:
-    """Defaults for ``python -m denoise.infer`` and ``python -m denoise.submit`` when run with no arguments."""
+    """How frames are denoised: validation during training uses the tiling and precision set here, and
+    ``python -m denoise.infer`` / ``denoise.submit`` take their defaults from it (their flags override them)."""
 
     test_dir: str = "data/zte/test"  # folder of noisy test frames
     output_dir: str = "result/data"  # where the denoised DNGs go

@@ -13,10 +13,7 @@ import functools
 
 import numpy as np
 
-from denoise.raw.bayer import all_transforms, bayer_transform, pack_bayer, unpack_bayer
-
-Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose)
-IDENTITY: Flags = (False, False, False)
+from denoise.raw.bayer import IDENTITY, Flags, all_transforms, bayer_transform, pack_bayer, unpack_bayer
 
 
 def random_flags(rng: np.random.Generator) -> Flags:

@@ -39,7 +39,8 @@ class FramePair:
 class ValFrame:
     """A whole validation frame: the noisy frame as inference reads it, and the clean mosaic it is scored against.
 
-    ``noisy`` carries no colour matrix (the cache keeps none), so its pictures are in camera colours.
+    ``noisy`` carries no colour matrix (the cache keeps none), so its pictures are in camera colours. In a
+    clean-only dataset its mosaic is the clean frame with seeded synthetic noise, and its path the clean DNG's.
     """
 
     key: str

@@ -2,7 +2,7 @@
 
 ``build_train_loader(cfg, seed, distributed)`` gives a DataLoader of ``{"noisy", "clean"}`` packed crops. With
 ``noise_levels`` every sample also carries its noise level ``a``, ``b`` (variance ``a*x + b``), as
-``denoise.dataset.synthetic`` describes. Validation frames come from ``denoise.dataset.frames``.
+``denoise.dataset.synthetic_pairs`` describes. Validation frames come from ``denoise.dataset.frames``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from denoise.config import DataConfig
-from denoise.dataset.augment import IDENTITY, random_flags, transform_pair
+from denoise.dataset.augment import random_flags, transform_pair
 from denoise.dataset.cache import CachedFrame, normalized_region
 from denoise.dataset.frames import FramePair, load_split
 from denoise.dataset.pairs import DatasetError
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
-from denoise.dataset.synthetic import (
+from denoise.dataset.synthetic_pairs import (
     SynthesisSettings,
     estimate_grids,
     real_noise_levels,
     synthesis_settings,
     synthesize,
 )
+from denoise.raw.bayer import IDENTITY
 from denoise.raw.noise_estimation import WINDOW
 
 

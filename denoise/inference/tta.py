@@ -14,16 +14,23 @@ import numpy as np
 import torch
 
 from denoise.inference.tiling import denoise_packed, tile_grid
-from denoise.raw.bayer import all_transforms, bayer_transform, bayer_transform_inverse, pack_bayer, unpack_bayer
+from denoise.raw.bayer import (
+    IDENTITY,
+    Flags,
+    all_transforms,
+    bayer_transform,
+    bayer_transform_inverse,
+    pack_bayer,
+    unpack_bayer,
+)
 
 Array = np.ndarray | torch.Tensor
-Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose)
-IDENTITY: tuple[Flags, ...] = ((False, False, False),)
+NO_TTA: tuple[Flags, ...] = (IDENTITY,)  # the one view of a single pass
 
 
 def transforms_for(tta: bool) -> tuple[Flags, ...]:
     """All eight dihedral transforms with TTA, else the identity alone."""
-    return tuple(all_transforms()) if tta else IDENTITY
+    return tuple(all_transforms()) if tta else NO_TTA
 
 
 def view_shape(height: int, width: int, pattern: str, flags: Flags) -> tuple[int, int]:
@@ -70,7 +77,7 @@ def denoise_mosaic(
     pattern: str,
     tile: int,
     overlap: int,
-    transforms: Sequence[Flags] = IDENTITY,
+    transforms: Sequence[Flags] = NO_TTA,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     precision: str = "fp32",

@@ -21,6 +21,8 @@ PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CHANNELS = ("R", "Gr", "Gb", "B")
 
 Array = Any  # np.ndarray or torch.Tensor; the functions below keep the type they are given
+Flags = tuple[bool, bool, bool]  # (hflip, vflip, transpose) of one dihedral transform
+IDENTITY: Flags = (False, False, False)
 
 
 def check_pattern(pattern: str) -> str:
@@ -200,6 +202,6 @@ def bayer_transform_inverse(mosaic: Array, pattern: str, hflip: bool, vflip: boo
     return _geometric_inverse(x, hflip, vflip, transpose)
 
 
-def all_transforms() -> list[tuple[bool, bool, bool]]:
+def all_transforms() -> list[Flags]:
     """The eight (hflip, vflip, transpose) combinations of the dihedral group, identity first."""
     return [(h, v, t) for t in (False, True) for v in (False, True) for h in (False, True)]

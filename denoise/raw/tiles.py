@@ -1,4 +1,4 @@
-"""Tile geometry shared by training crops and tiled inference: where overlapping tiles start along one axis."""
+"""Tile geometry: where overlapping tiles start along one axis (training crops, tiled inference), and centred boxes."""
 
 from __future__ import annotations
 
@@ -16,3 +16,13 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     starts = list(range(0, length - tile, step))
     starts.append(length - tile)
     return starts
+
+
+def centre_box(height: int, width: int, box_height: int, box_width: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of a box of at most the given size about a mosaic's centre, at even offsets.
+
+    Even offsets keep the CFA phase, so a crop of a mosaic has the pattern of the whole.
+    """
+    h, w = min(box_height, height), min(box_width, width)
+    y0, x0 = (height - h) // 4 * 2, (width - w) // 4 * 2
+    return y0, y0 + h, x0, x0 + w

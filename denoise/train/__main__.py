@@ -13,8 +13,8 @@ import sys
 
 from denoise.config import ConfigError, dump_config, load_config
 from denoise.dataset.pairs import DatasetError
+from denoise.model.checkpoint import CheckpointError
 from denoise.raw.dng import DngError
-from denoise.train.checkpoint import CheckpointError
 
 # ValueError: the model and data builders' refusal of values the config schema cannot rule out (sizes, names).
 BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError, ValueError)

@@ -1,5 +1,5 @@
-"""Checkpoints: a plain dict of state_dicts plus config, counters and RNG states, written atomically and loaded
-with ``torch.load(..., weights_only=True)``.
+"""Writing checkpoints: a plain dict of state_dicts plus config, counters and RNG states, written atomically and
+read back by ``denoise.model.checkpoint.read_checkpoint`` (``torch.load(..., weights_only=True)``).
 
 Keys: model, ema (or None), optimizer, scheduler, scaler, epoch (the epoch to continue with), batch (batches of
 that epoch already done; 0 at an epoch boundary), step (optimiser steps done), best_score, rng (a list: each
@@ -16,9 +16,6 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.model.checkpoint import CheckpointError, read_checkpoint
-
-__all__ = ["CheckpointError", "load_checkpoint", "rng_state", "save_checkpoint", "seed_everything", "set_rng_state"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -28,11 +25,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return path
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (on the CPU, ``weights_only=True``); the same reader and errors as inference uses."""
-    return read_checkpoint(path)
 
 
 def rng_state() -> dict[str, Any]:

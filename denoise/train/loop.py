@@ -23,9 +23,10 @@ from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
 from denoise.inference.pipeline import InferSettings
 from denoise.model import autocast, build_model, prepare_input, prepare_model
+from denoise.model.checkpoint import read_checkpoint
 from denoise.model.nafnet import noise_level_map
 from denoise.train import distributed as dd
-from denoise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from denoise.train.checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
@@ -106,7 +107,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         if info.is_main and resume == "auto" and ckpt_path is None:
             print(f"--resume auto: no earlier run named {cfg.name!r} under {tc.runs_dir}: starting one", flush=True)
         ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
-        ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+        ckpt = read_checkpoint(ckpt_path) if ckpt_path else None
         if ckpt is not None:
             _check_model_matches(cfg, ckpt, Path(ckpt_path))
 

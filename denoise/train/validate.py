@@ -9,6 +9,7 @@ from denoise.dataset.frames import ValFrame
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
 from denoise.raw.render import auto_exposure, render_srgb
+from denoise.raw.tiles import centre_box
 
 
 def validate(model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings) -> tuple[ImageScores, np.ndarray]:
@@ -34,16 +35,10 @@ def noisy_scores(frames: list[ValFrame]) -> ImageScores:
     return mean_scores(score_image(f.clean_mosaic, f.noisy.mosaic, data_range=f.noisy.white_level) for f in frames)
 
 
-def center_crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of a central crop of at most ``size`` with even offsets, so the CFA phase is kept."""
-    ch, cw = min(size, height) // 2 * 2, min(size, width) // 2 * 2
-    y0, x0 = (height - ch) // 4 * 2, (width - cw) // 4 * 2
-    return y0, y0 + ch, x0, x0 + cw
-
-
 def crop_pictures(frame: ValFrame, denoised: np.ndarray, size: int) -> dict[str, np.ndarray]:
     """sRGB (h, w, 3) uint8 renderings of the same central crop of noisy, denoised and clean, same exposure."""
-    y0, y1, x0, x1 = center_crop_box(*frame.clean_mosaic.shape, size)
+    height, width = frame.clean_mosaic.shape
+    y0, y1, x0, x1 = centre_box(height, width, min(size, height) // 2 * 2, min(size, width) // 2 * 2)
     crops = {
         "noisy": frame.noisy.mosaic[y0:y1, x0:x1],
         "denoised": denoised[y0:y1, x0:x1],
