@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from denoise.config import Config, ConfigError, load_config, validate_config
-from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles
+from denoise.inference.noise_map import needs_noise_level
+from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source
 from denoise.model import resolve_device
 from denoise.model.checkpoint import CheckpointError, load_model
 from denoise.raw.dng import DngError, read_dng, write_dng
@@ -120,7 +121,8 @@ def run_jobs(
             log(f"FAILED {reason}")
             continue
         megapixels += mosaic.size / 1e6
-        log(f"{job.source.name} -> {job.dest.name} ({mode})")
+        level = f"; noise level {noise_source(frame, settings)}" if needs_noise_level(model) else ""
+        log(f"{job.source.name} -> {job.dest.name} ({mode}{level})")
     seconds = time.perf_counter() - start
     return RunSummary(len(jobs) - len(failures), megapixels, seconds, tuple(failures))
 
@@ -160,16 +162,19 @@ def add_settings_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="x8 self-ensemble")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--noise-source", choices=("auto", "estimate"),
+                        help="a noise-aware model's level: the DNG's NoiseProfile when present (auto), or estimated")
 
 
 def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
     """Command-line values over the config's ``infer`` section, validated with the config's own rules."""
     flags = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "tta": args.tta,
-             "device": args.device, "precision": args.precision}
+             "device": args.device, "precision": args.precision, "noise_source": args.noise_source}
     infer = replace(cfg.infer, **{key: value for key, value in flags.items() if value is not None})
     validate_config(replace(cfg, infer=infer))
     device = resolve_device(infer.device)
-    return InferSettings(infer.tile, infer.overlap, infer.tta, infer.batch_size, device, infer.precision)
+    return InferSettings(infer.tile, infer.overlap, infer.tta, infer.batch_size, device, infer.precision,
+                         noise_source=infer.noise_source)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -144,6 +144,8 @@ def report_text(
             f"{settings.noise_window:g} standard deviations above the fit): no noise parameters are given at test\n"
             "time.\n\n"
         )
+        if settings.noise_source == "auto":
+            noise += "A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead.\n\n"
     return f"""# Method
 
 A NAFNet U-Net denoises the raw Bayer mosaic directly. Each frame is normalised with its black and white levels,

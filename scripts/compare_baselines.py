@@ -40,7 +40,7 @@ from denoise.raw.bayer import (
 )
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
-from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise
+from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise, profile_noise
 from denoise.raw.tiles import centre_box
 
 MODEL_METHODS = ("model", "model-tta")
@@ -177,12 +177,13 @@ def compare(
         noisy, gt = crop_frame(read_dng(noisy_path), crop), crop_frame(read_dng(gt_path), crop)
         if noisy.mosaic.shape != gt.mosaic.shape or noisy.pattern != gt.pattern:
             raise CompareError(f"{noisy_path}: shape/pattern differ from {gt_path}")
-        start = time.perf_counter()
-        try:
-            estimated = estimate_noise(packed_noisy(noisy), window=window)
+        start, source = time.perf_counter(), "NoiseProfile" if noisy.noise_profile else "estimated"
+        try:  # a file's own NoiseProfile stands in for the blind estimate, as in denoise.infer
+            estimated = (profile_noise(noisy.noise_profile) if noisy.noise_profile
+                         else estimate_noise(packed_noisy(noisy), window=window))  # fmt: skip
         except ValueError as err:
             raise CompareError(f"{noisy_path}: cannot estimate its noise level ({err})") from err
-        record = {"frame": n, "name": noisy_path.name, "shape": list(noisy.mosaic.shape),
+        record = {"frame": n, "name": noisy_path.name, "shape": list(noisy.mosaic.shape), "noise_source": source,
                   "estimated": estimated.as_dict(), "estimate_seconds": time.perf_counter() - start,
                   "true": true_noise[n].as_dict() if n in true_noise else None, "methods": {}}
         if use_true_noise and n not in true_noise:
@@ -317,7 +318,7 @@ def run(args: argparse.Namespace) -> dict:
     print(format_summary(mean))
     print(f"\nper noise level ({source}; low a < {LEVEL_EDGES[0]:.1e} <= mid < {LEVEL_EDGES[1]:.1e} <= high)")
     print(format_summary(per_level))
-    print("\nnoise estimated from each noisy frame alone")
+    print("\nnoise level of each frame: estimated from it alone, or its DNG NoiseProfile where it has one")
     print(format_noise(records))
     if args.markdown:
         print("\n" + format_markdown(mean["all"], per_level))

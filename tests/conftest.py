@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tifffile
 
-BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL = 1, 2, 3, 4, 5, 10
+BYTE, ASCII, SHORT, LONG, RATIONAL, SRATIONAL, DOUBLE = 1, 2, 3, 4, 5, 10, 12
 needs_dcraw = pytest.mark.skipif(shutil.which("dcraw") is None, reason="dcraw not installed (apt-get install dcraw)")
 needs_exiftool = pytest.mark.skipif(
     shutil.which("exiftool") is None, reason="exiftool not installed (apt-get install libimage-exiftool-perl)"
@@ -53,8 +53,10 @@ def dng_tags(
     iso: int | None = 400,
     active_area: tuple[int, int, int, int] | None = None,
     default_crop: tuple[int, int, int, int] | None = None,
+    noise_profile: tuple[float, ...] | None = None,
+    noise_profile_in: str = "ifd0",
 ) -> tuple[list, list]:
-    """(camera tags for IFD0, raw tags for the CFA IFD) as tifffile extratags."""
+    """(camera tags for IFD0, raw tags for the CFA IFD) as tifffile extratags; the NoiseProfile goes to either."""
     camera = [
         (271, ASCII, 0, make, True),
         (272, ASCII, 0, model, True),
@@ -80,6 +82,9 @@ def dng_tags(
         raw.append((50829, LONG, 4, active_area, True))
     if default_crop is not None:
         raw += [(50719, LONG, 2, default_crop[:2], True), (50720, LONG, 2, default_crop[2:], True)]
+    if noise_profile is not None:
+        tag = (51041, DOUBLE, len(noise_profile), tuple(noise_profile), True)
+        (camera if noise_profile_in == "ifd0" else raw).append(tag)
     return camera, raw
 
 

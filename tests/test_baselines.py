@@ -141,7 +141,7 @@ def test_compare_script_scores_tiny_frames(tmp_path, capsys):
     assert result["per_level"]["high"]["nlm"]["psnr"] > result["per_level"]["high"]["noisy"]["psnr"] + 3
     # The x8 ensemble of NLM averages eight passes with different errors: better than one on these frames.
     assert result["per_level"]["high"]["nlm-tta"]["psnr"] > result["per_level"]["high"]["nlm"]["psnr"]
-    assert "noise estimated from each noisy frame alone" in printed
+    assert "noise level of each frame: estimated from it alone" in printed
     assert _compare_script().main([*argv, "--methods", "model"]) == 2  # no --checkpoint
     assert _compare_script().main([*argv, "--noise-window", "0"]) == 2
 

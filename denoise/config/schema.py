@@ -139,6 +139,10 @@ class InferConfig:
     tta: bool = False  # x8 Bayer-preserving self-ensemble (8x slower)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"  # "auto" = cuda when available, else cpu
+    # Where a noise-aware model's level comes from: "auto" takes a DNG's NoiseProfile tag when it has one (phones
+    # write it) and estimates the level from the noisy frame otherwise; "estimate" always estimates, for files
+    # whose noise was added after capture, so that a profile they carry no longer describes it.
+    noise_source: Literal["auto", "estimate"] = "auto"
 
 
 @dataclass

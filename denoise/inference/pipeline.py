@@ -13,7 +13,7 @@ from denoise.inference.noise_map import condition_on_noise
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 from denoise.raw.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise_estimation import WINDOW, NoiseParams
+from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class InferSettings:
     device: str | torch.device = "cpu"
     precision: str = InferConfig.precision
     noise_window: float = WINDOW  # the blind noise estimate's window: the model's data.noise_estimate_window
+    noise_source: str = InferConfig.noise_source  # "auto": a DNG's NoiseProfile when present; "estimate": blind
+
+
+def noise_source(frame: RawFrame, settings: InferSettings) -> str:
+    """Where a noise-aware model's level for ``frame`` comes from: "NoiseProfile" or "estimated"."""
+    return "NoiseProfile" if settings.noise_source == "auto" and frame.noise_profile is not None else "estimated"
 
 
 def frame_tiles(frame: RawFrame, settings: InferSettings) -> int:
@@ -46,7 +52,8 @@ def denoise_frame(
     """The denoised (H, W) uint16 mosaic of ``frame``, in [black, white] per CFA position.
 
     The network sees the largest even region; an odd last row or column is copied from the input unchanged.
-    A noise-aware network gets the noise level estimated from this noisy frame alone, unless ``noise`` is given.
+    A noise-aware network gets ``noise`` when given, else the file's NoiseProfile when the settings allow it
+    (``noise_source``), else the level estimated from this noisy frame alone.
     """
     mosaic = frame.mosaic
     assert mosaic.ndim == 2 and mosaic.dtype == np.uint16, f"expected an (H, W) uint16 mosaic, got {mosaic.shape}"
@@ -54,6 +61,8 @@ def denoise_frame(
     assert height >= 2 and width >= 2, f"{frame.path}: frame {mosaic.shape} too small to pack"
     black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
     x = normalize(torch.from_numpy(mosaic[:height, :width].astype(np.int32)), black, frame.white_level)
+    if noise is None and noise_source(frame, settings) == "NoiseProfile":
+        noise = profile_noise(frame.noise_profile)
     model = condition_on_noise(model, pack_bayer(x, frame.pattern), noise, settings.noise_window)
     y = denoise_mosaic(
         model,

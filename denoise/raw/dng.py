@@ -71,6 +71,7 @@ class RawFrame:
     color_matrix: np.ndarray | None  # (3, 3) XYZ -> camera (DNG ColorMatrix), or None
     iso: float | None
     path: Path
+    noise_profile: tuple[float, ...] | None = None  # the file's NoiseProfile (S, O) pairs, when it has one
 
 
 def _libraw_error(path: Path, exc: Exception) -> DngError:
@@ -141,6 +142,7 @@ def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, n
                 color_matrix=_color_matrix(layout, raw),
                 iso=layout.iso or _libraw_iso(raw),
                 path=path,
+                noise_profile=layout.noise_profile,
             )
     except rawpy.LibRawError as exc:
         raise _libraw_error(path, exc) from None

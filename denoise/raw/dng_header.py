@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tifffile
 
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")  # bayer.PATTERNS, repeated so reading a DNG needs no torch
@@ -23,6 +24,7 @@ MIN_SIDE = 22  # LibRaw (like dcraw) rejects smaller images as "not RAW"
 PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
 RATIONAL_TYPES = (5, 10)  # TIFF RATIONAL and SRATIONAL
+NOISE_PROFILE = 51041  # DNG 1.3: (S, O) pairs, noise variance S * x + O on linear values scaled to [0, 1]
 
 # Tags describing the camera and colour rendering, copied from the source when a DNG is rebuilt.
 CAMERA_TAGS = (
@@ -94,6 +96,7 @@ class CfaLayout:
     camera_tags: dict[int, TagValue] = field(default_factory=dict)
     raw_tags: dict[int, TagValue] = field(default_factory=dict)
     iso: float | None = None
+    noise_profile: tuple[float, ...] | None = None  # NoiseProfile's (S, O) pairs, one per colour plane or one
 
 
 def tag_floats(tag: TagValue | None) -> list[float] | None:
@@ -186,6 +189,19 @@ def _iso(pages: list[tifffile.TiffPage]) -> float | None:
     return None
 
 
+def _noise_profile(pages: list[tifffile.TiffPage]) -> tuple[float, ...] | None:
+    """The first NoiseProfile among ``pages`` that is usable: (S, O) pairs with S > 0 and O >= 0, all finite."""
+    for page in pages:
+        values = tag_floats(_tags(page, (NOISE_PROFILE,)).get(NOISE_PROFILE))
+        if values is None:
+            continue
+        scales, offsets = np.asarray(values[0::2]), np.asarray(values[1::2])
+        usable = len(values) >= 2 and len(values) % 2 == 0 and np.isfinite(values).all()
+        if usable and (scales > 0).all() and (offsets >= 0).all():
+            return tuple(values)
+    return None
+
+
 def _layout(tiff: tifffile.TiffFile, page: tifffile.TiffPage, path: Path, file_size: int) -> CfaLayout:
     name = str(path)
     if page.samplesperpixel != 1:
@@ -216,6 +232,7 @@ def _layout(tiff: tifffile.TiffFile, page: tifffile.TiffPage, path: Path, file_s
         camera_tags=camera,
         raw_tags=_tags(page),
         iso=_iso([ifd0, page]),
+        noise_profile=_noise_profile([page, ifd0]),
     )
 
 

@@ -284,3 +284,17 @@ def estimate_frame_noise(packed: np.ndarray, window: float = WINDOW) -> NoisePar
         except ValueError as err:
             reason = str(err)
     raise ValueError(f"cannot estimate the noise level of a {packed.shape[-2]}x{packed.shape[-1]} frame: {reason}")
+
+
+def profile_noise(profile: tuple[float, ...]) -> NoiseParams:
+    """One (a, b) from a DNG NoiseProfile: its (S, O) pairs, one for all planes or one per plane.
+
+    S and O are the variance's slope and offset on linear values scaled to [0, 1], as ``a`` and ``b`` here. With
+    three planes (R, G, B) green counts twice, as it covers two of the four packed channels; other counts weigh
+    their planes equally.
+    """
+    assert len(profile) >= 2 and len(profile) % 2 == 0, f"NoiseProfile holds (S, O) pairs, got {len(profile)} values"
+    pairs = np.asarray(profile, dtype=np.float64).reshape(-1, 2)  # (planes, 2)
+    weights = np.array([1.0, 2.0, 1.0]) if len(pairs) == 3 else np.ones(len(pairs))
+    a, b = (weights[:, None] * pairs).sum(axis=0) / weights.sum()
+    return NoiseParams(a=float(a), b=float(b))
