@@ -1,14 +1,16 @@
 """Quality table: classical denoisers and a trained model on the same test frames, scored the competition's way.
 
     python scripts/compare_baselines.py [--test data/demo/test] [--gt data/demo/test_gt] [--checkpoint best.pth]
-        [--methods noisy,wavelet,nlm,bm3d,wavelet-tta,nlm-tta,bm3d-tta,model,model-tta] [--max-frames N]
+        [--methods noisy,wavelet,nlm,bm3d,bm3d@true,wavelet-tta,nlm-tta,bm3d-tta,model,model-tta] [--max-frames N]
         [--crop H W] [--json OUT] [--markdown]
 
 Noisy frames ``noisy{N}.dng`` pair with ground truth ``gt{N}.dng``. The classical methods
-(``denoise.inference.classical``) see only the noisy frame and the noise level estimated from it (``--noise meta``
-uses the true level from the dataset's meta.json instead, as an oracle). Prints the mean PSNR, competition SSIM,
-2-D SSIM, score and seconds per frame of each method, then the same per noise level (from meta.json when
-present, else the estimated ``a``).
+(``denoise.inference.classical``) see only the noisy frame and its noise level: the file's NoiseProfile where it
+has one, else the level estimated from it (``--noise meta`` gives every method the true level from the dataset's
+meta.json instead, as an oracle; a method named ``NAME@true`` gets the true level alone, so blind and oracle rows
+sit in one table). Prints the mean PSNR, competition SSIM, 2-D SSIM, score, worst frame (the lowest score gain
+over the noisy input) and seconds per frame of each method, then the same per noise level (from meta.json when
+present, else the estimated ``a``), then each frame's noise level against the truth.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from denoise.atomic import write_text_atomic
 from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.classical import METHODS as BASELINES
 from denoise.inference.tta import self_ensemble
+from denoise.quality_table import LEVEL_EDGES, format_markdown, format_noise, format_summary, noise_level, summarise
 from denoise.raw.bayer import (
     all_transforms,
     cfa_black,
@@ -39,16 +42,14 @@ from denoise.raw.bayer import (
     unpack_bayer,
 )
 from denoise.raw.dng import DngError, RawFrame, read_dng
-from denoise.raw.metrics import ImageScores, mean_scores, score_image
+from denoise.raw.metrics import score_image
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise, profile_noise
 from denoise.raw.tiles import centre_box
 
 MODEL_METHODS = ("model", "model-tta")
 BASELINE_TTA = tuple(f"{name}-tta" for name in BASELINES)
 ALL_METHODS = ("noisy", *BASELINES, *BASELINE_TTA, *MODEL_METHODS)
-# Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
-LEVEL_EDGES = (10**-3.333, 10**-2.667)
-LEVEL_NAMES = ("low", "mid", "high")
+TRUE = "@true"  # a method name ending so is given the true noise level from meta.json, whatever --noise says
 
 Method = Callable[[RawFrame, NoiseParams], np.ndarray]  # noisy frame, noise level -> (H, W) uint16 mosaic
 
@@ -113,36 +114,43 @@ def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle:
     except CheckpointError as err:
         raise CompareError(str(err)) from err
     own = cfg.data.noise_estimate_window
-    shared = oracle or own == window
     methods = {}
     for name in names:
-        settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name == "model-tta", cfg.infer.batch_size, "cpu",
-                                 noise_window=own)
-        methods[name] = lambda frame, params, s=settings: denoise_frame(
-            model, frame, s, noise=params if shared else None
+        settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name.removesuffix(TRUE) == "model-tta",
+                                 cfg.infer.batch_size, "cpu", noise_window=own)  # fmt: skip
+        given = oracle or own == window or name.endswith(TRUE)
+        methods[name] = lambda frame, params, s=settings, g=given: denoise_frame(
+            model, frame, s, noise=params if g else None
         )
     return methods
+
+
+def check_names(names: Sequence[str]) -> None:
+    """Refuse names that are no method, naming them and the choices."""
+    unknown = [n for n in names if n.removesuffix(TRUE) not in ALL_METHODS or n == "noisy" + TRUE]
+    if unknown:
+        raise CompareError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)}, "
+                           f"each but noisy also as NAME{TRUE})")
 
 
 def build_methods(
     names: Sequence[str], checkpoint: Path | None, window: float = WINDOW, oracle: bool = False
 ) -> dict[str, Method]:
     """Methods by name, in the order asked; unknown names and a model without checkpoint are errors."""
-    unknown = [n for n in names if n not in ALL_METHODS]
-    if unknown:
-        raise CompareError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)})")
-    if {"bm3d", "bm3d-tta"} & set(names) and importlib.util.find_spec("bm3d") is None:
+    check_names(names)
+    bases = {name: name.removesuffix(TRUE) for name in names}
+    if {"bm3d", "bm3d-tta"} & set(bases.values()) and importlib.util.find_spec("bm3d") is None:
         raise CompareError("method bm3d needs the 'bm3d' package: pip install 'raw-denoise[baselines]'")
-    wanted_models = [n for n in names if n in MODEL_METHODS]
+    wanted_models = [n for n, base in bases.items() if base in MODEL_METHODS]
     if wanted_models and checkpoint is None:
         raise CompareError(f"method(s) {', '.join(wanted_models)} need --checkpoint")
     models = model_methods(checkpoint, wanted_models, window, oracle) if wanted_models else {}
     methods: dict[str, Method] = {}
-    for name in names:
+    for name, base in bases.items():
         if name == "noisy":
             methods[name] = lambda frame, _params: frame.mosaic
         else:
-            methods[name] = models[name] if name in models else baseline_method(name)
+            methods[name] = models[name] if name in models else baseline_method(base)
     return methods
 
 
@@ -155,11 +163,6 @@ def load_true_noise(meta_path: Path | None) -> dict[int, NoiseParams]:
         return {int(r["key"]): NoiseParams(float(r["a"]), float(r["b"])) for r in meta["test"]}
     except (ValueError, KeyError, TypeError) as err:
         raise CompareError(f"{meta_path}: not a dataset meta.json with test noise levels ({err})") from err
-
-
-def noise_level(a: float) -> str:
-    """low / mid / high by the shot-noise gain ``a``."""
-    return LEVEL_NAMES[int(np.searchsorted(LEVEL_EDGES, a))]
 
 
 def compare(
@@ -186,11 +189,13 @@ def compare(
         record = {"frame": n, "name": noisy_path.name, "shape": list(noisy.mosaic.shape), "noise_source": source,
                   "estimated": estimated.as_dict(), "estimate_seconds": time.perf_counter() - start,
                   "true": true_noise[n].as_dict() if n in true_noise else None, "methods": {}}
-        if use_true_noise and n not in true_noise:
-            raise CompareError(f"{noisy_path}: --noise meta but frame {n} is not in meta.json")
-        params = true_noise[n] if use_true_noise else estimated
+        needs_truth = use_true_noise or any(name.endswith(TRUE) for name in methods)
+        if needs_truth and n not in true_noise:
+            raise CompareError(f"{noisy_path}: a method needs the true noise level but frame {n} is not in meta.json")
+        record["noisy_score"] = score_image(gt.mosaic, noisy.mosaic, data_range=gt.white_level).score
         for name, method in methods.items():
             bar.set_postfix_str(f"frame {n} {name}")
+            params = true_noise[n] if use_true_noise or name.endswith(TRUE) else estimated
             start = time.perf_counter()
             pred = method(noisy, params)
             seconds = time.perf_counter() - start
@@ -200,60 +205,6 @@ def compare(
         records.append(record)
     bar.close()
     return records
-
-
-def summarise(records: list[dict], methods: Sequence[str], key: Callable[[dict], str]) -> dict[str, dict]:
-    """Mean scores and seconds per (group, method), groups named by ``key(record)``."""
-    groups: dict[str, list[dict]] = {}
-    for record in records:
-        groups.setdefault(key(record), []).append(record)
-    order = [g for g in (*LEVEL_NAMES, "all") if g in groups]
-    table = {}
-    for group in order:
-        rows = {}
-        for m in methods:
-            items = [r["methods"][m] for r in groups[group]]
-            mean = mean_scores(ImageScores(i["psnr"], i["ssim"], i["ssim_2d"], i["score"]) for i in items)
-            rows[m] = {**mean.as_dict(), "seconds": float(np.mean([i["seconds"] for i in items])), "frames": len(items)}
-        table[group] = rows
-    return table
-
-
-def format_summary(table: dict[str, dict]) -> str:
-    """Fixed-width table: group, method, frames, score, PSNR, SSIM (competition), SSIM-2D, s/frame."""
-    head = f"{'level':<7}{'method':<11}{'n':>3}{'score':>9}{'PSNR':>9}{'SSIM':>9}{'SSIM-2D':>9}{'s/frame':>9}"
-    lines = [head, "-" * len(head)]
-    for group, rows in table.items():
-        for m, s in rows.items():
-            lines.append(f"{group:<7}{m:<11}{s['frames']:>3}{s['score']:>9.3f}{s['psnr']:>9.3f}{s['ssim']:>9.5f}"
-                         f"{s['ssim_2d']:>9.5f}{s['seconds']:>9.2f}")
-        lines.append("-" * len(head))
-    return "\n".join(lines)
-
-
-def format_markdown(mean: dict[str, dict], per_level: dict[str, dict]) -> str:
-    """A Markdown table, one row a method: mean score, PSNR, SSIM, the score per noise level, seconds per frame."""
-    levels = [g for g in LEVEL_NAMES if g in per_level]
-    lines = ["| method | score | PSNR | SSIM | " + " | ".join(levels) + " | s / frame |",
-             "|---|---|---|---|---|" + "---|" * len(levels)]
-    for m, s in mean.items():
-        scores = " | ".join(f"{per_level[g][m]['score']:.2f}" for g in levels)
-        lines.append(f"| {m} | {s['score']:.2f} | {s['psnr']:.2f} | {s['ssim']:.4f} | {scores} | {s['seconds']:.2f} |")
-    return "\n".join(lines)
-
-
-def format_noise(records: list[dict]) -> str:
-    """Estimated against true noise per frame, with the std error at mid-grey (x = 0.18)."""
-    lines = [f"{'frame':<8}{'a est':>10}{'a true':>10}{'b est':>10}{'b true':>10}{'std err@0.18':>14}"]
-    for r in records:
-        est, true = NoiseParams(**r["estimated"]), NoiseParams(**r["true"]) if r["true"] else None
-        row = f"{r['frame']:<8}{est.a:>10.2e}"
-        if true is None:
-            lines.append(row + f"{'-':>10}{est.b:>10.2e}{'-':>10}{'-':>14}")
-            continue
-        err = float(np.sqrt(est.variance(0.18) / true.variance(0.18)) - 1.0)
-        lines.append(row + f"{true.a:>10.2e}{est.b:>10.2e}{true.b:>10.2e}{err:>+14.3f}")
-    return "\n".join(lines)
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -266,8 +217,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--test", type=Path, default=Path("data/demo/test"), help="folder of noisy{N}.dng")
     parser.add_argument("--gt", type=Path, default=Path("data/demo/test_gt"), help="folder of gt{N}.dng")
     parser.add_argument("--meta", type=Path, help="dataset meta.json with true noise (default: beside --test)")
-    parser.add_argument("--methods", default=None, help=f"comma-separated, from {','.join(ALL_METHODS)} "
-                        "(default: noisy and the classical ones, plus model and model-tta with --checkpoint)")
+    parser.add_argument("--methods", default=None, help=f"comma-separated, from {','.join(ALL_METHODS)}, each but "
+                        f"noisy also as NAME{TRUE} (given the true level) (default: noisy, the classical ones, "
+                        f"bm3d{TRUE} when meta.json has the levels, and model, model-tta with --checkpoint)")
     parser.add_argument("--checkpoint", type=Path, help="trained model for the model / model-tta rows")
     parser.add_argument("--noise", choices=("estimated", "meta"), default="estimated",
                         help="noise level given to the classical methods: estimated from the frame, or the truth")
@@ -293,15 +245,19 @@ def run(args: argparse.Namespace) -> dict:
         raise CompareError(f"--noise-window must be more than 0, got {args.noise_window}")
     if args.max_frames is not None and args.max_frames < 1:
         raise CompareError(f"--max-frames must be at least 1, got {args.max_frames}")
-    default = ["noisy", *BASELINES, *(MODEL_METHODS if args.checkpoint else ())]
+    true_noise = load_true_noise(args.meta or args.test.parent / "meta.json")
+    truth = ["bm3d" + TRUE] if true_noise else []
+    default = ["noisy", *BASELINES, *truth, *(MODEL_METHODS if args.checkpoint else ())]
     names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default
+    check_names(names)
+    if any(name.endswith(TRUE) for name in names) and not true_noise:
+        raise CompareError(f"methods named NAME{TRUE} need a meta.json with the test frames' noise (see --meta)")
     noisy_files, gt_files = index_folder(args.test, args.noisy_pattern), index_folder(args.gt, args.gt_pattern)
     missing = sorted(set(noisy_files) - set(gt_files))
     if missing:
         raise CompareError(f"{noisy_files[missing[0]]}: no ground truth in {args.gt}")
     numbers = sorted(noisy_files)[: args.max_frames]
     pairs = {n: (noisy_files[n], gt_files[n]) for n in numbers}
-    true_noise = load_true_noise(args.meta or args.test.parent / "meta.json")
     if args.noise == "meta" and not true_noise:
         raise CompareError("--noise meta needs a meta.json with the test frames' noise (see --meta)")
     methods = build_methods(names, args.checkpoint, args.noise_window, args.noise == "meta")

@@ -8,6 +8,7 @@ with the CFA image in a SubIFD, an ActiveArea with masked borders, packed 12-bit
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -131,6 +132,14 @@ def build_dng(
         else:
             tiff.write(data, **options, extratags=camera + raw_tags)
     return path
+
+
+def load_module(path: Path, name: str | None = None):
+    """A Python file loaded as a module, e.g. a script of ``scripts/`` (which is not a package)."""
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _ablate():
-    """scripts/ablate.py loaded as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("ablate", REPO / "scripts" / "ablate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / "scripts" / "ablate.py")
 
 
 def test_shipped_plan_loads_and_its_overrides_resolve():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_module
 
 from denoise.inference.classical import (
     METHODS,
@@ -108,12 +109,7 @@ def test_baselines_reject_unpacked_input():
 
 
 def _compare_script():
-    """scripts/compare_baselines.py loaded as a module (scripts/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_baselines.py"
-    spec = importlib.util.spec_from_file_location("compare_baselines", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(Path(__file__).resolve().parents[1] / "scripts" / "compare_baselines.py")
 
 
 def test_compare_script_scores_tiny_frames(tmp_path, capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib.util
 import io
 import zipfile
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_module
 
 from denoise import submit
 from denoise.config import Config, ModelConfig, to_dict
@@ -70,10 +70,7 @@ def _run(tmp_path: Path, checkpoint: Path, test_dir: Path, *extra: str) -> int:
 
 
 def _load_network(path: Path):
-    spec = importlib.util.spec_from_file_location("submitted_network", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, "submitted_network")
 
 
 def test_submission_tree_zip_and_standalone_network(built) -> None:
