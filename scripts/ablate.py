@@ -1,11 +1,12 @@
-"""Ablation table: train one config several ways and score each run on the same test frames.
+"""Ablation table: train one config several ways and score each run on the same validation frames.
 
     python scripts/ablate.py scripts/ablations/levers.yaml [--out runs/ablation] [--only NAME ...]
 
 The plan file names a base config, overrides common to every variant, and the variants themselves, each a list
 of ``key.sub=value`` overrides. Every variant trains with ``python -m denoise.train`` into its own folder under
 ``--out`` (its output in train.log there) and is scored by ``scripts/compare_baselines.py --methods model`` on
-the plan's checkpoint (``last.pth`` by default: equal compute, no selection on the validation frames). A variant
+the plan's frames (the demo's validation set, ``data/demo/val``, by default: recipes are chosen there, never on
+the benchmark) from its checkpoint (``last.pth`` by default: equal compute, no selection). A variant
 whose scores are already there is not trained again, so an interrupted ablation goes on where it stopped.
 Prints a Markdown table: score, PSNR, competition SSIM, the score per noise level, parameters, and training
 wall seconds (which depend on machine load; the scores do not, since training is deterministic for a seed).
@@ -79,11 +80,11 @@ def train_variant(plan: dict, overrides: list[str], folder: Path) -> tuple[Path,
 
 
 def score_variant(plan: dict, run_dir: Path, folder: Path) -> dict:
-    """compare_baselines' JSON for the model on the plan's test frames."""
+    """compare_baselines' JSON for the model on the plan's frames."""
     out = folder / "scores.json"
     cmd = [sys.executable, str(SCRIPTS / "compare_baselines.py"), "--methods", "model", "--json", str(out),
            "--checkpoint", str(run_dir / "checkpoints" / plan.get("checkpoint", "last.pth")),
-           "--test", plan.get("test", "data/demo/test"), "--gt", plan.get("gt", "data/demo/test_gt")]
+           "--test", plan.get("test", "data/demo/val"), "--gt", plan.get("gt", "data/demo/val_gt")]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads(out.read_text())
 

@@ -154,15 +154,15 @@ def build_methods(
     return methods
 
 
-def load_true_noise(meta_path: Path | None) -> dict[int, NoiseParams]:
-    """True (a, b) of each test frame, by number, from a demo dataset's meta.json; empty when absent."""
+def load_true_noise(meta_path: Path | None, split: str = "test") -> dict[int, NoiseParams]:
+    """True (a, b) of each frame of ``split`` ("test" or "val"), by number, from a demo meta.json; empty when absent."""
     if meta_path is None or not meta_path.is_file():
         return {}
     try:
         meta = json.loads(meta_path.read_text())
-        return {int(r["key"]): NoiseParams(float(r["a"]), float(r["b"])) for r in meta["test"]}
+        return {int(r["key"]): NoiseParams(float(r["a"]), float(r["b"])) for r in meta[split]}
     except (ValueError, KeyError, TypeError) as err:
-        raise CompareError(f"{meta_path}: not a dataset meta.json with test noise levels ({err})") from err
+        raise CompareError(f"{meta_path}: not a dataset meta.json with {split} noise levels ({err})") from err
 
 
 def compare(
@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> dict:
         raise CompareError(f"--noise-window must be more than 0, got {args.noise_window}")
     if args.max_frames is not None and args.max_frames < 1:
         raise CompareError(f"--max-frames must be at least 1, got {args.max_frames}")
-    true_noise = load_true_noise(args.meta or args.test.parent / "meta.json")
+    split = "val" if args.test.name == "val" else "test"  # the demo's validation set or its benchmark
+    true_noise = load_true_noise(args.meta or args.test.parent / "meta.json", split)
     truth = ["bm3d" + TRUE] if true_noise else []
     default = ["noisy", *BASELINES, *truth, *(MODEL_METHODS if args.checkpoint else ())]
     names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default

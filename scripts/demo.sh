@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole pipeline on the embedded demo data, from a fresh clone: install, build the demo dataset if it is
-# missing, train configs/demo.yaml, build result/ and result.zip, score it against the demo ground truth, and
-# draw a comparison picture. Extra arguments are config overrides for the training run (e.g. train.epochs=2).
+# missing, train configs/demo.yaml, build result/ and result.zip from the benchmark frames, score them against
+# their ground truth, and draw a comparison picture. Extra arguments are config overrides for the training run
+# (e.g. train.epochs=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e .
 
-[ -f data/demo/meta.json ] || python3 -m denoise.dataset.synth --out data/demo
+if [ ! -d data/demo/val ]; then  # missing, or built before the validation/benchmark split: (re)build it
+  python3 -m denoise.dataset.synth --out data/demo --force
+fi
 
 start=$(date +%s)
 python3 -m denoise.train --config configs/demo.yaml "$@"
@@ -17,7 +20,7 @@ echo "trained in $(( $(date +%s) - start )) s: ${run}"
 
 python3 -m denoise.submit --checkpoint "${run}checkpoints/best.pth" --test-dir data/demo/test --out result
 python3 -m denoise.sheet --noisy data/demo/test --pred result/data --gt data/demo/test_gt \
-  --out "${run}comparison.png"
+  --frames 0 13 29 --out "${run}comparison.png"
 python3 -m denoise.evaluate --pred result/data --gt data/demo/test_gt --noisy data/demo/test \
   --json "${run}evaluation.json"
 echo "comparison picture: ${run}comparison.png"

@@ -41,19 +41,20 @@ def _compare_script():
     return load_module(Path(__file__).resolve().parents[1] / "scripts" / "compare_baselines.py")
 
 
-def _frames(root: Path, levels: list[NoiseParams], meta: bool = True) -> list[str]:
-    (root / "test").mkdir(parents=True)
+def _frames(root: Path, levels: list[NoiseParams], meta: bool = True, split: str = "test") -> list[str]:
+    (root / split).mkdir(parents=True)
     (root / "gt").mkdir()
     rng = np.random.default_rng(0)
     ramp = np.linspace(0.05, 0.8, 48)[None, :].repeat(48, 0)
     for n, p in enumerate(levels):
         noisy = ramp + np.sqrt(p.a * ramp + p.b) * rng.standard_normal(ramp.shape)
-        for folder, name, x in (("gt", f"gt{n}", ramp), ("test", f"noisy{n}", noisy)):
+        for folder, name, x in (("gt", f"gt{n}", ramp), (split, f"noisy{n}", noisy)):
             write_new_dng(root / folder / f"{name}.dng", denormalize(x, 1024, 16383), "BGGR", 1024, 16383)
     if meta:
-        (root / "meta.json").write_text(json.dumps({"test": [{"key": str(n), **p.as_dict()} for n, p in
-                                                             enumerate(levels)]}))  # fmt: skip
-    return ["--test", str(root / "test"), "--gt", str(root / "gt")]
+        records = [{"key": str(n), **p.as_dict()} for n, p in enumerate(levels)]
+        other = [{"key": str(n), "a": 1.0, "b": 1.0} for n in range(len(levels))]  # the other part's, never read
+        (root / "meta.json").write_text(json.dumps({split: records, "test" if split == "val" else "val": other}))
+    return ["--test", str(root / split), "--gt", str(root / "gt")]
 
 
 def test_true_level_rows_get_the_truth_and_the_worst_frame_is_reported(tmp_path: Path) -> None:
@@ -80,3 +81,11 @@ def test_true_level_rows_need_the_truth(tmp_path: Path, capsys: pytest.CaptureFi
     assert "need a meta.json" in capsys.readouterr().err
     assert _compare_script().main([*argv, "--methods", "noisy@true"]) == 2
     assert "unknown method(s) noisy@true" in capsys.readouterr().err
+
+
+def test_the_validation_folder_reads_its_own_part_of_meta_json(tmp_path: Path) -> None:
+    levels = [NoiseParams(3e-4, 5e-6)]
+    out = tmp_path / "scores.json"
+    argv = _frames(tmp_path, levels, split="val")
+    assert _compare_script().main([*argv, "--methods", "noisy,wavelet@true", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["frames"][0]["true"] == levels[0].as_dict()

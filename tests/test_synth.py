@@ -10,13 +10,16 @@ import pytest
 from denoise.config import DataConfig
 from denoise.dataset.pairs import discover_pairs
 from denoise.dataset.synth import (
+    EVAL_LEVELS,
     TEST_PHOTOS,
     TRAIN_PHOTOS,
+    VAL_PHOTOS,
     build_demo,
     inverse_gamma,
     inverse_tone_curve,
     main,
     mosaic_rgb,
+    plan,
 )
 from denoise.raw.bayer import normalize
 from denoise.raw.dng import read_dng
@@ -27,7 +30,7 @@ SIZES = {"train_size": (64, 96), "test_size": (64, 64)}
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    meta = build_demo(out, seed=3, n_train=3, n_test=3, **SIZES)
+    meta = build_demo(out, seed=3, n_train=3, n_test=3, n_val=2, **SIZES)
     return out, meta
 
 
@@ -37,6 +40,8 @@ def test_layout_matches_the_competition_and_default_discovery(demo):
     assert [p.key for p in pairs] == ["0", "1", "2"]
     assert sorted(p.name for p in (out / "test").iterdir()) == ["noisy0.dng", "noisy1.dng", "noisy2.dng"]
     assert sorted(p.name for p in (out / "test_gt").iterdir()) == ["gt0.dng", "gt1.dng", "gt2.dng"]
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["noisy0.dng", "noisy1.dng"]
+    assert sorted(p.name for p in (out / "val_gt").iterdir()) == ["gt0.dng", "gt1.dng"]
     assert json.loads((out / "meta.json").read_text()) == json.loads(json.dumps(meta))
 
 
@@ -54,8 +59,9 @@ def test_frames_read_back_as_14_bit_bggr_with_the_white_balance(demo):
 
 def test_noise_matches_the_recorded_levels(demo):
     out, meta = demo
-    for index, recipe in enumerate(meta["test"]):
-        noisy, clean = read_dng(out / f"test/noisy{index}.dng"), read_dng(out / f"test_gt/gt{index}.dng")
+    frames = [(part, index, recipe) for part in ("test", "val") for index, recipe in enumerate(meta[part])]
+    for part, index, recipe in frames:
+        noisy, clean = read_dng(out / f"{part}/noisy{index}.dng"), read_dng(out / f"{part}_gt/gt{index}.dng")
         x = normalize(clean.mosaic, 1024, 16383)
         residual = normalize(noisy.mosaic, 1024, 16383) - x
         variance = recipe["a"] * x + recipe["b"]
@@ -64,22 +70,34 @@ def test_noise_matches_the_recorded_levels(demo):
         assert count >= 10
         tolerance = max(0.1, 4 * np.sqrt(2 / count))  # four standard errors of a sample variance
         assert abs(np.mean(residual[unclipped] ** 2 / variance[unclipped]) - 1) < tolerance
-    levels = [(r["a"], r["b"]) for r in meta["test"]]
-    assert levels[0] == pytest.approx((1e-4, 1e-6)) and levels[-1] == pytest.approx((1e-2, 1e-3))
-    assert levels == sorted(levels)  # test noise rises with the index
+    assert {r["noise"] for r in meta["test"] + meta["val"]} == {"poisson_gaussian"}
+    assert {r["noise"] for r in meta["train"]} == {"gaussian"}
 
 
-def test_test_photos_never_appear_in_training(demo):
+def test_evaluation_grids_hold_every_scene_at_every_level_with_noise_rising():
+    shapes = {name: (512, 512) for name in TRAIN_PHOTOS + VAL_PHOTOS + TEST_PHOTOS}
+    recipes = plan(0, 14, len(EVAL_LEVELS) * len(TEST_PHOTOS), len(EVAL_LEVELS) * len(VAL_PHOTOS), (64, 96),
+                   (64, 64), shapes)  # fmt: skip
+    for part, photos in (("test", TEST_PHOTOS), ("val", VAL_PHOTOS)):
+        cells = [(r.photo, (r.a, r.b)) for r in recipes[part]]
+        assert sorted(cells) == sorted((p, level) for p in photos for level in EVAL_LEVELS)  # each once
+        levels = [(r.a, r.b) for r in recipes[part]]
+        assert levels == sorted(levels) and levels[0] == (1e-4, 1e-6) and levels[-1] == (1e-2, 1e-3)
+    assert len(set(TEST_PHOTOS)) >= 6 and len(recipes["test"]) >= 30  # the benchmark's size
+
+
+def test_no_photo_is_in_two_parts(demo):
     _, meta = demo
-    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS)
-    assert {r["photo"] for r in meta["test"]} <= set(TEST_PHOTOS)
-    assert {r["photo"] for r in meta["train"]} <= set(TRAIN_PHOTOS)
+    parts = (set(TRAIN_PHOTOS), set(VAL_PHOTOS), set(TEST_PHOTOS))
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    for part, photos in zip(("train", "val", "test"), parts, strict=True):
+        assert {r["photo"] for r in meta[part]} <= photos
 
 
 def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, demo):
     out, _ = demo
-    build_demo(tmp_path / "again", seed=3, n_train=3, n_test=3, **SIZES)
-    build_demo(tmp_path / "other", seed=4, n_train=3, n_test=3, **SIZES)
+    build_demo(tmp_path / "again", seed=3, n_train=3, n_test=3, n_val=2, **SIZES)
+    build_demo(tmp_path / "other", seed=4, n_train=3, n_test=3, n_val=2, **SIZES)
     name = "train/ground truth/0_gt.dng"
     assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes()
     assert not np.array_equal(read_dng(tmp_path / "other" / name).mosaic, read_dng(out / name).mosaic)

@@ -1,12 +1,14 @@
-"""The embedded demo dataset: scikit-image's bundled photos unprocessed to 14-bit BGGR raw, with competition noise.
+"""The embedded demo dataset: scikit-image's bundled photos unprocessed to 14-bit BGGR raw, with noise.
 
-    python -m denoise.dataset.synth --out data/demo [--seed 0] [--train 60] [--test 10]
+    python -m denoise.dataset.synth --out data/demo [--seed 0] [--train 60] [--test 30] [--val 20]
 
 Each photo is rescaled and cropped, then a simple camera pipeline is run backwards (Brooks et al. 2019):
 inverse tone curve, inverse sRGB gamma, inverse colour matrix, inverse white-balance gains and exposure; the
-result is mosaicked to BGGR, scaled to black 1024 / white 16383, and given heteroscedastic Gaussian noise
-``var = a*x + b`` on normalised values (a in [1e-4, 1e-2], b in [1e-6, 1e-3], log-uniform). Test photos
-never appear in training; the test frames' noise runs from the lowest level (frame 0) to the highest (9).
+result is mosaicked to BGGR and scaled to black 1024 / white 16383. Photos are split by scene: training pairs
+(``train/``) get heteroscedastic Gaussian noise ``var = a*x + b`` on normalised values at random levels (a in
+[1e-4, 1e-2], b in [1e-6, 1e-3], log-uniform), as the competition's organisers made theirs; the validation set
+(``val/``, for choosing recipes) and the benchmark (``test/``, reported once per recipe) hold every scene of
+their own at each of five levels, with Poisson-Gaussian noise. No scene is in two parts.
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ import torch
 
 from denoise.raw import dng
 from denoise.raw.bayer import channel_offsets, denormalize
-from denoise.raw.noise import add_gaussian_noise, log_uniform
+from denoise.raw.noise import add_noise, log_uniform
 
 PATTERN = "BGGR"
 BLACK, WHITE = 1024, 16383
 A_RANGE, B_RANGE = (1e-4, 1e-2), (1e-6, 1e-3)
-# Photos stored inside scikit-image's package (no download). Greyscale textures add fine detail to training.
-TRAIN_PHOTOS = ("chelsea", "hubble_deep_field", "ihc", "motorcycle_left", "motorcycle_right", "retina",
-                "brick", "grass", "gravel", "camera", "coins", "moon")
-TEST_PHOTOS = ("astronaut", "coffee", "rocket")
+# Photos stored inside scikit-image's package (no download), split by scene: the benchmark's natural photos and
+# textures are never trained on nor used to choose a recipe; motorcycle's two views are one scene.
+TRAIN_PHOTOS = ("hubble_deep_field", "ihc", "retina", "grass", "moon", "page", "cell")
+VAL_PHOTOS = ("motorcycle_left", "motorcycle_right", "brick", "coins")
+TEST_PHOTOS = ("astronaut", "coffee", "rocket", "chelsea", "camera", "gravel")
+# The evaluation's noise levels (a, b), lowest first: the ends of the competition's range and three levels
+# between, low (a textured frame's faint noise is easy to over-read), middle and high.
+EVAL_LEVELS = ((1e-4, 1e-6), (2e-4, 2e-6), (1.5e-3, 5e-5), (8e-3, 6e-4), (1e-2, 1e-3))
 SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
 
 
@@ -51,6 +57,7 @@ class FrameRecipe:
     exposure: float
     a: float
     b: float
+    noise: str = "gaussian"  # or "poisson_gaussian"
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -113,7 +120,7 @@ def unprocess(srgb: np.ndarray, rgb_to_cam: np.ndarray, wb_gains: np.ndarray, ex
 
 
 def _recipe(rng: np.random.Generator, key: str, photo: str, shape: tuple[int, int], size: tuple[int, int],
-            a: float, b: float, max_upscale: float) -> FrameRecipe:
+            a: float, b: float, max_upscale: float, noise: str = "gaussian") -> FrameRecipe:
     """Random orientation, scale, crop and camera settings for one frame of ``size`` from a photo of ``shape``."""
     rot90 = int(rng.integers(4))
     height, width = shape if rot90 % 2 == 0 else shape[::-1]
@@ -124,7 +131,7 @@ def _recipe(rng: np.random.Generator, key: str, photo: str, shape: tuple[int, in
     x = int(rng.integers(0, scaled[1] - size[1] + 1))
     gains = (float(rng.uniform(1.9, 2.4)), 1.0, float(rng.uniform(1.5, 1.9)))
     exposure = log_uniform(rng, 0.35, 1.0)
-    return FrameRecipe(key, photo, rot90, float(scale), (y, x, *size), gains, exposure, a, b)
+    return FrameRecipe(key, photo, rot90, float(scale), (y, x, *size), gains, exposure, a, b, noise)
 
 
 def render_frame(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -138,7 +145,7 @@ def render_frame(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generato
     rgb_to_cam = random_rgb_to_camera(rng)
     gains = np.array(recipe.wb_gains)
     clean = mosaic_rgb(unprocess(image, rgb_to_cam, gains, recipe.exposure), PATTERN)  # (H, W) in [0, 1]
-    noisy = add_gaussian_noise(clean, recipe.a, recipe.b, rng).astype(np.float64)
+    noisy = add_noise(clean, recipe.a, recipe.b, rng, recipe.noise).astype(np.float64)
     clean_dn = denormalize(clean, BLACK, WHITE)
     noisy_dn = denormalize(noisy, BLACK, WHITE)  # clipped at black, as the DNG writer (and the organisers') do
     xyz_to_cam = np.diag(1.0 / gains) @ rgb_to_cam @ np.linalg.inv(SRGB_TO_XYZ)
@@ -156,15 +163,23 @@ def _write_pair(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generator
 
 
 def _paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
-    """(noisy, clean) file paths of a frame in the competition layout."""
+    """(noisy, clean) file paths of a frame: training pairs in the competition layout, evaluation as its test."""
     if split == "train":
         return out / "train/noisy" / f"{index}_noise.dng", out / "train/ground truth" / f"{index}_gt.dng"
-    return out / "test" / f"noisy{index}.dng", out / "test_gt" / f"gt{index}.dng"
+    return out / split / f"noisy{index}.dng", out / f"{split}_gt" / f"gt{index}.dng"
 
 
-def plan(seed: int, n_train: int, n_test: int, train_size: tuple[int, int], test_size: tuple[int, int],
-         shapes: dict[str, tuple[int, int]]) -> tuple[list[FrameRecipe], list[FrameRecipe]]:
-    """Recipes for every frame: training photos round-robin at random noise, test noise rising with the index."""
+def evaluation_plan(rng: np.random.Generator, photos: tuple[str, ...], count: int, size: tuple[int, int],
+                    shapes: dict[str, tuple[int, int]]) -> list[FrameRecipe]:
+    """The first ``count`` frames of the grid of ``EVAL_LEVELS`` x ``photos``, level by level (noise rising)."""
+    grid = [(level, photo) for level in EVAL_LEVELS for photo in photos]
+    return [_recipe(rng, str(i), photo, shapes[photo], size, *level, max_upscale=1.1, noise="poisson_gaussian")
+            for i, (level, photo) in enumerate(grid[:count])]
+
+
+def plan(seed: int, n_train: int, n_test: int, n_val: int, train_size: tuple[int, int], test_size: tuple[int, int],
+         shapes: dict[str, tuple[int, int]]) -> dict[str, list[FrameRecipe]]:
+    """Recipes for every frame of each part: training photos round-robin at random noise, evaluation on its grid."""
     rng = np.random.default_rng([seed, 0])
     # Every photo used equally often, in shuffled order so evenly spaced validation keys see different photos.
     order = rng.permutation([TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)] for i in range(n_train)])
@@ -172,32 +187,29 @@ def plan(seed: int, n_train: int, n_test: int, train_size: tuple[int, int], test
     for i, photo in enumerate(order.tolist()):
         a, b = log_uniform(rng, *A_RANGE), log_uniform(rng, *B_RANGE)
         train.append(_recipe(rng, str(i), photo, shapes[photo], train_size, a, b, max_upscale=1.3))
-    test = []
-    for i in range(n_test):
-        t = i / max(n_test - 1, 1)
-        a = A_RANGE[0] * (A_RANGE[1] / A_RANGE[0]) ** t
-        b = B_RANGE[0] * (B_RANGE[1] / B_RANGE[0]) ** t
-        photo = TEST_PHOTOS[i % len(TEST_PHOTOS)]
-        test.append(_recipe(rng, str(i), photo, shapes[photo], test_size, a, b, max_upscale=1.1))
-    return train, test
+    test = evaluation_plan(rng, TEST_PHOTOS, n_test, test_size, shapes)
+    val = evaluation_plan(rng, VAL_PHOTOS, n_val, test_size, shapes)
+    return {"train": train, "test": test, "val": val}
 
 
-def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 10,
+def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_val: int = 20,
                train_size: tuple[int, int] = (384, 576), test_size: tuple[int, int] = (512, 512)) -> dict:
     """Write the demo dataset into the new folder ``out``; returns the metadata also saved as meta.json."""
-    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS), "test photos must not be used for training"
+    parts = (TRAIN_PHOTOS, VAL_PHOTOS, TEST_PHOTOS)
+    assert len(set().union(*parts)) == sum(map(len, parts)), "no photo may be in two parts"
     assert all(s % 2 == 0 for s in (*train_size, *test_size)), "frame sizes must be even"
-    photos = {name: load_photo(name) for name in TRAIN_PHOTOS + TEST_PHOTOS}
-    train, test = plan(seed, n_train, n_test, train_size, test_size, {k: v.shape[:2] for k, v in photos.items()})
-    for split, recipes in (("train", train), ("test", test)):
-        for index, recipe in enumerate(recipes):
-            rng = np.random.default_rng([seed, 1 if split == "train" else 2, index])
+    photos = {name: load_photo(name) for name in TRAIN_PHOTOS + VAL_PHOTOS + TEST_PHOTOS}
+    shapes = {k: v.shape[:2] for k, v in photos.items()}
+    recipes = plan(seed, n_train, n_test, n_val, train_size, test_size, shapes)
+    for stream, (split, split_recipes) in enumerate(recipes.items(), start=1):
+        for index, recipe in enumerate(split_recipes):
+            rng = np.random.default_rng([seed, stream, index])
             noisy, clean = _paths(out, split, index)
             _write_pair(recipe, photos[recipe.photo], rng, noisy, clean)
     meta = {
         "seed": seed, "pattern": PATTERN, "black_level": BLACK, "white_level": WHITE,
-        "noise": "gaussian var = a*x + b on normalised values, rounded and clipped to [black, white]",
-        "train": [asdict(r) for r in train], "test": [asdict(r) for r in test],
+        "noise": "var = a*x + b on normalised values (see each frame's noise), rounded and clipped to [black, white]",
+        **{split: [asdict(r) for r in split_recipes] for split, split_recipes in recipes.items()},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
@@ -208,15 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="dataset folder to create (e.g. data/demo)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=60, help="training pairs")
-    parser.add_argument("--test", type=int, default=10, help="test frames (with ground truth in test_gt/)")
+    grid = len(EVAL_LEVELS)
+    parser.add_argument("--test", type=int, default=grid * len(TEST_PHOTOS),
+                        help="benchmark frames in test/ (ground truth in test_gt/): the first N of its grid")
+    parser.add_argument("--val", type=int, default=grid * len(VAL_PHOTOS),
+                        help="validation frames in val/ (ground truth in val_gt/): the first N of its grid")
     parser.add_argument("--train-size", type=int, nargs=2, default=(384, 576), metavar=("H", "W"))
     parser.add_argument("--test-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--force", action="store_true", help="replace an existing folder")
     args = parser.parse_args(argv)
     out = Path(args.out)
     sizes = (*args.train_size, *args.test_size)
-    if any(s <= 0 or s % 2 for s in sizes) or args.train < 1 or args.test < 1:
-        print("error: frame sizes must be positive and even, --train and --test at least 1", file=sys.stderr)
+    if any(s <= 0 or s % 2 for s in sizes) or min(args.train, args.test, args.val) < 1:
+        print("error: frame sizes must be positive and even, --train, --test and --val at least 1", file=sys.stderr)
         return 2
     if out.exists() and any(out.iterdir()) and not args.force:
         print(f"error: {out} exists and is not empty (pass --force to replace it)", file=sys.stderr)
@@ -224,12 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the destination and moved into place, so a failure leaves no half-written dataset.
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        meta = build_demo(Path(tmp) / "demo", args.seed, args.train, args.test,
+        meta = build_demo(Path(tmp) / "demo", args.seed, args.train, args.test, args.val,
                           tuple(args.train_size), tuple(args.test_size))
         if out.exists():
             shutil.rmtree(out)
         (Path(tmp) / "demo").replace(out)
-    print(f"wrote {len(meta['train'])} training pairs and {len(meta['test'])} test frames to {out}")
+    print(f"wrote {len(meta['train'])} training pairs, {len(meta['val'])} validation and {len(meta['test'])} "
+          f"benchmark frames to {out}")
     return 0
 
 
