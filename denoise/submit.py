@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import ConfigError, ModelConfig, dump_config
+from denoise.config import Config, ConfigError, ModelConfig, dump_config
 from denoise.infer import (
     InferError,
     add_settings_args,
@@ -43,7 +43,7 @@ from denoise.model.checkpoint import (
     CheckpointError,
     checkpoint_config,
     inference_state_dict,
-    load_model,
+    model_from_checkpoint,
     read_checkpoint,
 )
 from denoise.raw.dng import DngError
@@ -128,10 +128,9 @@ def _scores_text(ckpt: dict[str, Any]) -> str:
 
 
 def report_text(
-    ckpt: dict[str, Any], model: torch.nn.Module, weights_size: int, settings: InferSettings, half: bool
+    ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, weights_size: int, settings: InferSettings, half: bool
 ) -> str:
     """report.md: method, model size, inference settings, validation scores and the full training config."""
-    cfg = checkpoint_config(ckpt)
     params = sum(p.numel() for p in model.parameters())
     tiling = f"{settings.tile}-pixel tiles overlapping by {settings.overlap}" if settings.tile else "whole frames"
     tta = "x8 Bayer-preserving flips/transposes of the mosaic, each inverted before averaging"
@@ -217,7 +216,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     source = network_source(cfg.model)
     inputs = competition_inputs(test_dir)
     _refuse_out_over_inputs(out, test_dir)
-    model, _ = load_model(checkpoint, settings.device)
+    model = model_from_checkpoint(ckpt, cfg, checkpoint, settings.device)
     settings = replace(settings, noise_window=cfg.data.noise_estimate_window)  # the estimate it was trained with
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
@@ -231,7 +230,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         models_dir.mkdir(parents=True)
         (models_dir / "network.py").write_text(source)
         (models_dir / "model.pth").write_bytes(weights)
-        (staging / "algorithm" / "report.md").write_text(report_text(ckpt, model, len(weights), settings, half))
+        (staging / "algorithm" / "report.md").write_text(report_text(ckpt, cfg, model, len(weights), settings, half))
         zip_path = out.parent / f"{out.name}.zip"
         write_zip(staging, zip_path)
         _move_into_place(staging, out)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from denoise.atomic import write_text_atomic
 from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.classical import METHODS as BASELINES
+from denoise.inference.pipeline import InferSettings, noise_source
 from denoise.inference.tta import self_ensemble
 from denoise.quality_table import LEVEL_EDGES, format_markdown, format_noise, format_summary, noise_level, summarise
 from denoise.raw.bayer import (
@@ -106,7 +107,7 @@ def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle:
     A noise-aware model reads the level the methods are given (``window`` its estimate's, ``oracle`` the truth)
     when it was trained with that estimate's window, else estimates it itself with its own window, as infer does.
     """
-    from denoise.inference.pipeline import InferSettings, denoise_frame
+    from denoise.inference.pipeline import denoise_frame
     from denoise.model.checkpoint import CheckpointError, load_model
 
     try:
@@ -180,9 +181,9 @@ def compare(
         noisy, gt = crop_frame(read_dng(noisy_path), crop), crop_frame(read_dng(gt_path), crop)
         if noisy.mosaic.shape != gt.mosaic.shape or noisy.pattern != gt.pattern:
             raise CompareError(f"{noisy_path}: shape/pattern differ from {gt_path}")
-        start, source = time.perf_counter(), "NoiseProfile" if noisy.noise_profile else "estimated"
-        try:  # a file's own NoiseProfile stands in for the blind estimate, as in denoise.infer
-            estimated = (profile_noise(noisy.noise_profile) if noisy.noise_profile
+        start, source = time.perf_counter(), noise_source(noisy, InferSettings())  # denoise.infer's rule
+        try:
+            estimated = (profile_noise(noisy.noise_profile) if source == "NoiseProfile"
                          else estimate_noise(packed_noisy(noisy), window=window))  # fmt: skip
         except ValueError as err:
             raise CompareError(f"{noisy_path}: cannot estimate its noise level ({err})") from err

@@ -28,11 +28,13 @@ def _log_range(pair: tuple[float, float]) -> bool:
     return 0 < pair[0] <= pair[1]
 
 
-def _key_regex_ok(pattern: str) -> bool:
+def key_regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot pair file names, as a phrase ("is not a valid regular expression ..."), or None."""
     try:
-        return re.compile(pattern).groups >= 1
-    except re.error:
-        return False
+        groups = re.compile(pattern).groups
+    except re.error as err:
+        return f"is not a valid regular expression ({err})"
+    return None if groups >= 1 else "needs a group that captures the key"
 
 
 def model_rules(m: ModelConfig) -> list[Rule]:
@@ -55,7 +57,7 @@ def data_rules(d: DataConfig) -> list[Rule]:
               for key in ("noise_a_range", "noise_b_range", "brightness_range")]  # fmt: skip
     return [
         ("clean_glob", bool(d.clean_glob), "a glob of the clean frames"),
-        ("key_regex", _key_regex_ok(d.key_regex), "a valid regular expression with a group that captures the key"),
+        ("key_regex", key_regex_problem(d.key_regex) is None, "a regular expression with a group capturing the key"),
         ("synthetic_fraction", 0 <= d.synthetic_fraction <= 1, "in [0, 1]"),
         ("synthetic_fraction", bool(d.noisy_glob) or d.synthetic_fraction == 1,
          "1 for a clean-only dataset (data.noisy_glob '')"),

@@ -182,9 +182,9 @@ def _without_retired(data: dict[str, Any]) -> dict[str, Any]:
             if not same:
                 raise ConfigError(f"{section}.{key}={value!r}: this knob was removed (only {kept!r} remains)")
     for (section, key), gone in RETIRED_VALUES.items():
-        value = sections.get(section, {}).get(key) if isinstance(sections.get(section), dict) else None
-        if value in gone:
-            raise ConfigError(f"{section}.{key}={value!r}: this mode was removed")
+        stored = sections.get(section)
+        if isinstance(stored, dict) and stored.get(key) in gone:
+            raise ConfigError(f"{section}.{key}={stored[key]!r}: this mode was removed")
     return sections
 
 

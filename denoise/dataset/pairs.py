@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from denoise.config.checks import key_regex_problem
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be trained on; the message lists the offending files."""
@@ -59,12 +61,10 @@ def discover_pairs(root: str | Path, noisy_glob: str, clean_glob: str, key_regex
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder does not exist")
-    try:
-        regex = re.compile(key_regex)
-    except re.error as err:
-        raise DatasetError(f"key_regex {key_regex!r} is not a valid regular expression ({err})") from err
-    if regex.groups < 1:
-        raise DatasetError(f"key_regex {key_regex!r} needs a group that captures the key")
+    problem = key_regex_problem(key_regex)
+    if problem is not None:
+        raise DatasetError(f"key_regex {key_regex!r} {problem}")
+    regex = re.compile(key_regex)
     clean, problems = _files_by_key(root, clean_glob, regex)
     noisy: dict[str, Path] = {}
     if noisy_glob:

@@ -67,6 +67,13 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
     """The model rebuilt from the checkpoint's config with its inference weights, in eval mode on ``device``."""
     ckpt = read_checkpoint(checkpoint)
     cfg = checkpoint_config(ckpt, checkpoint)
+    return model_from_checkpoint(ckpt, cfg, checkpoint, device), cfg
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any], cfg: Config, checkpoint: str | Path, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """``load_model`` for a checkpoint already read (``checkpoint`` names it in errors)."""
     model = build_model(cfg.model)
     try:
         model.load_state_dict(inference_state_dict(ckpt))
@@ -75,4 +82,4 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
         raise CheckpointError(f"{checkpoint}: weights do not match its config's model ({reason})") from err
     model.eval()
     device = resolve_device(device) if isinstance(device, str) else device
-    return prepare_model(model, device), cfg
+    return prepare_model(model, device)
