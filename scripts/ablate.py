@@ -8,8 +8,9 @@ of ``key.sub=value`` overrides. Every variant trains with ``python -m denoise.tr
 the plan's frames (the demo's validation set, ``data/demo/val``, by default: recipes are chosen there, never on
 the benchmark) from its checkpoint (``last.pth`` by default: equal compute, no selection). A variant
 whose scores are already there is not trained again, so an interrupted ablation goes on where it stopped.
-Prints a Markdown table: score, PSNR, competition SSIM, the score per noise level, parameters, and training
-wall seconds (which depend on machine load; the scores do not, since training is deterministic for a seed).
+Prints a Markdown table: score, PSNR, competition SSIM, the score per noise level, the worst frame's score gain
+over its noisy input, parameters, and training wall seconds (which depend on machine load; the scores do not,
+since training is deterministic for a seed).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def parameters(run_dir: Path) -> int:
 def table_row(name: str, result: dict) -> str:
     mean, levels = result["scores"]["mean"]["model"], result["scores"]["per_level"]
     per_level = " | ".join(f"{levels[g]['model']['score']:.2f}" if g in levels else "-" for g in ("low", "mid", "high"))
-    return (f"| {name} | {mean['score']:.2f} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {per_level} | "
+    worst = f"{mean['worst']:+.2f} (frame {mean['worst_frame']})" if "worst" in mean else "-"
+    return (f"| {name} | {mean['score']:.2f} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {per_level} | {worst} | "
             f"{result['parameters']:,} | {result['train_seconds']:.0f} |")
 
 
@@ -126,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     except PlanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = ["| variant | score | PSNR | SSIM | low | mid | high | parameters | train s |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| variant | score | PSNR | SSIM | low | mid | high | worst | parameters | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for name, overrides in plan["variants"].items():
         folder = args.out / slug(name)
         result_path = folder / "result.json"

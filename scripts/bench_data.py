@@ -4,7 +4,8 @@
 
 The cold run uses a fresh temporary cache folder, so the numbers never depend on what was cached before.
 Compare the warm figure divided by the batch size with the model's steps per second (scripts/bench_model.py):
-the loader keeps up when it is the larger.
+the loader keeps up when it is the larger. The cold build includes making procedural scenes when the config asks
+for them (``data.procedural_scenes=60 data.procedural_fraction=0.5``); the warm one finds them in the cache.
 """
 
 from __future__ import annotations

@@ -15,13 +15,14 @@ def _ablate():
     return load_module(REPO / "scripts" / "ablate.py")
 
 
-def test_shipped_plan_loads_and_its_overrides_resolve():
+def test_shipped_plans_load_and_their_overrides_resolve():
     # Every variant of the shipped plan must be a config the trainer accepts (strict config: typos are errors).
     from denoise.config import load_config
 
-    plan = _ablate().load_plan(REPO / "scripts" / "ablations" / "levers.yaml")
-    for overrides in plan["variants"].values():
-        load_config(REPO / plan["base"], [*plan["common"], *overrides])
+    for name in ("levers.yaml", "content.yaml"):
+        plan = _ablate().load_plan(REPO / "scripts" / "ablations" / name)
+        for overrides in plan["variants"].values():
+            load_config(REPO / plan["base"], [*plan.get("common", []), *overrides])
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_finished_variants_are_not_trained_again_and_are_tabled(tmp_path, capsys
     plan = tmp_path / "plan.yaml"
     plan.write_text("base: missing.yaml\nvariants: {'lr 4e-3': [train.lr=4.0e-3]}\n")
     level = {"model": {"score": 70.125}}
-    scores = {"mean": {"model": {"score": 61.234, "psnr": 45.678, "ssim": 0.98765}},
+    scores = {"mean": {"model": {"score": 61.234, "psnr": 45.678, "ssim": 0.98765, "worst": -1.234, "worst_frame": 7}},
               "per_level": {"low": level, "high": {"model": {"score": 40.0}}}}
     folder = tmp_path / "out" / "lr-4e-3"
     folder.mkdir(parents=True)
@@ -74,4 +75,4 @@ def test_finished_variants_are_not_trained_again_and_are_tabled(tmp_path, capsys
     assert _ablate().main([str(plan), "--out", str(tmp_path / "out")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| variant | score |")
-    assert table[2] == "| lr 4e-3 | 61.23 | 45.68 | 0.9877 | 70.12 | - | 40.00 | 1,234,567 | 12 |"
+    assert table[2] == "| lr 4e-3 | 61.23 | 45.68 | 0.9877 | 70.12 | - | 40.00 | -1.23 (frame 7) | 1,234,567 | 12 |"

@@ -120,6 +120,23 @@ def _decode(source: Path, dtype: str) -> tuple[np.ndarray, dict]:
     return np.ascontiguousarray(packed), info
 
 
+def store_entry(stem: Path, packed: np.ndarray, info: dict) -> CachedFrame:
+    """Write an entry (array, then JSON) atomically under ``stem``; ``info`` holds what ``CachedFrame`` keeps."""
+    array_path = stem.with_suffix(".npy")
+    with atomic_path(array_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, packed)  # a file object, so numpy does not append ".npy" to the temporary name
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(info))
+    return _from_json(array_path, info)
+
+
+def load_entry(stem: Path) -> CachedFrame | None:
+    """The entry under ``stem``, or None when it is not (completely) there."""
+    array_path, json_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    if json_path.exists() and array_path.exists():
+        return _from_json(array_path, json.loads(json_path.read_text()))
+    return None
+
+
 def cache_frame(source: str | Path, cache_dir: str | Path, dtype: str = "uint16") -> tuple[CachedFrame, bool]:
     """The cache entry for ``source``, decoding it first if needed; also whether it was decoded now."""
     assert dtype in ("uint16", "float32"), f"cache dtype must be uint16 or float32, got {dtype!r}"
@@ -127,15 +144,13 @@ def cache_frame(source: str | Path, cache_dir: str | Path, dtype: str = "uint16"
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     stem, prefix = entry_stem(source, cache_dir, dtype)
-    array_path, json_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    if json_path.exists() and array_path.exists():
-        return _from_json(array_path, json.loads(json_path.read_text())), False
+    entry = load_entry(stem)
+    if entry is not None:
+        return entry, False
     packed, info = _decode(source, dtype)
-    with atomic_path(array_path) as tmp, open(tmp, "wb") as f:
-        np.save(f, packed)  # a file object, so numpy does not append ".npy" to the temporary name
-    write_text_atomic(json_path, json.dumps(info))
+    entry = store_entry(stem, packed, info)
     for old in cache_dir.glob(f"{prefix}-*"):
         if old.stem != stem.name and old.suffix in (".npy", ".json"):
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()  # a process still mapping it keeps its data until it closes
-    return _from_json(array_path, info), True
+    return entry, True

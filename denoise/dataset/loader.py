@@ -15,11 +15,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from denoise.config import DataConfig
-from denoise.dataset.augment import random_flags, transform_pair
+from denoise.dataset.augment import bin_packed, random_flags, transform_pair
 from denoise.dataset.cache import CachedFrame, normalized_region
-from denoise.dataset.frames import FramePair, load_split
+from denoise.dataset.frames import FramePair, cache_dir_for, load_split
 from denoise.dataset.pairs import DatasetError
-from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
+from denoise.dataset.procedural import procedural_pairs
+from denoise.dataset.samples import Crop, check_fits, random_crop, read_window, tile_crops
 from denoise.dataset.synthetic_pairs import (
     SynthesisSettings,
     estimate_grids,
@@ -53,28 +54,36 @@ class PairDataset(Dataset):
         seed: int = 0,
         noise_levels: bool = False,
         noise_window: float = WINDOW,
+        procedural: list[FramePair] | None = None,
+        procedural_fraction: float = 0.0,
+        zoom_out: float = 0.0,
     ) -> None:
         assert sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {sampling!r}"
-        self.frames = frames
+        assert procedural or procedural_fraction == 0, "procedural_fraction > 0 needs procedural frames"
+        self.frames = frames + (procedural or [])  # the dataset's frames first, then the procedural ones
+        self.procedural_fraction = procedural_fraction
+        self.photo_count = len(frames)
+        self.zoom_out = zoom_out
         self.patch_size = patch_size
         self.sampling = sampling
         self.augment = augment
         self.synth = synth or SynthesisSettings()
         self.seed = seed
-        shapes = [f.packed_shape for f in frames]
+        shapes = [f.packed_shape for f in self.frames]
         try:
-            check_fits(shapes, patch_size + int(augment), [str(f.clean.source) for f in frames])
+            need = (patch_size + int(augment)) * (2 if zoom_out > 0 else 1)
+            check_fits(shapes, need, [str(f.clean.source) for f in self.frames])
         except ValueError as err:
-            spare = " + 1 spare pixel for flips" if augment else ""
+            spare = (" + 1 spare pixel for flips" if augment else "") + (", twice for data.zoom_out" if zoom_out else "")
             raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
-        self.tiles = tile_crops(shapes, patch_size, min(tile_overlap, patch_size - 1))
+        self.tiles = tile_crops(shapes[: len(frames)], patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)
         self.noise_levels = noise_levels
         # At fraction 1 every sample is synthetic, so no real pair's level is ever read.
         real = noise_levels and self.synth.fraction < 1
-        self.frame_noise = real_noise_levels(frames, noise_window) if real else []
-        grids = noise_levels and self.synth.report == "estimate_grid" and self.synth.fraction > 0
-        self.grids = estimate_grids(frames, self.synth, noise_window, seed) if grids else [None] * len(frames)
+        self.frame_noise = real_noise_levels(self.frames, noise_window) if real else []
+        grids = noise_levels and self.synth.report == "estimate_grid" and (self.synth.fraction > 0 or procedural)
+        self.grids = estimate_grids(self.frames, self.synth, noise_window, seed) if grids else [None] * len(self.frames)
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -99,13 +108,19 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng, arrays = np.random.default_rng([self.seed, index]), self._open_maps()
         tile = self.tiles[index % self.length % len(self.tiles)]
+        if self.procedural_fraction > 0 and rng.random() < self.procedural_fraction:
+            scene = self.photo_count + int(rng.integers(len(self.frames) - self.photo_count))
+            tile = Crop(scene, 0, 0)  # a procedural scene is always cropped at random
         pair = self.frames[tile.frame]
         height, width = pair.packed_shape
-        crop = tile if self.sampling == "tiles" else random_crop(rng, tile.frame, height, width, self.patch_size)
+        random_place = self.sampling == "random" or tile.frame >= self.photo_count
+        crop = random_crop(rng, tile.frame, height, width, self.patch_size) if random_place else tile
         size = self.patch_size + int(self.augment)
-        y, x = read_window(crop, height, width, size)
-        clean = self._region(pair.clean, arrays, y, x, size)
         synthetic = pair.noisy is None or rng.random() < self.synth.fraction
+        zoom = synthetic and self.zoom_out > 0 and rng.random() < self.zoom_out
+        y, x = read_window(crop, height, width, 2 * size if zoom else size)
+        clean = self._region(pair.clean, arrays, y, x, 2 * size if zoom else size)
+        clean = bin_packed(clean) if zoom else clean
         noisy = clean if synthetic else self._region(pair.noisy, arrays, y, x, size)
         flags = random_flags(rng) if self.augment else IDENTITY
         if self.augment:
@@ -153,6 +168,9 @@ class EpochDistributedSampler(DistributedSampler):
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
     """The training split as a PairDataset (filling the cache first if needed); see the module for ``noise_levels``."""
     train, _ = load_split(cfg)
+    procedural = []
+    if cfg.procedural_scenes and cfg.procedural_fraction > 0:
+        procedural = procedural_pairs(cfg.procedural_scenes, seed, train[0].clean, cache_dir_for(cfg))
     return PairDataset(
         train,
         patch_size=cfg.patch_size,
@@ -164,6 +182,9 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = Fal
         seed=seed,
         noise_levels=noise_levels,
         noise_window=cfg.noise_estimate_window,
+        procedural=procedural,
+        procedural_fraction=cfg.procedural_fraction,
+        zoom_out=cfg.zoom_out,
     )
 
 

@@ -119,6 +119,12 @@ def unprocess(srgb: np.ndarray, rgb_to_cam: np.ndarray, wb_gains: np.ndarray, ex
     return np.clip(camera * exposure / wb_gains, 0.0, 1.0)
 
 
+def random_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """(sRGB -> camera matrix, white-balance gains (R, G, B), exposure), drawn as for every demo frame."""
+    gains = np.array([rng.uniform(1.9, 2.4), 1.0, rng.uniform(1.5, 1.9)])
+    return random_rgb_to_camera(rng), gains, log_uniform(rng, 0.35, 1.0)
+
+
 def _recipe(rng: np.random.Generator, key: str, photo: str, shape: tuple[int, int], size: tuple[int, int],
             a: float, b: float, max_upscale: float, noise: str = "gaussian") -> FrameRecipe:
     """Random orientation, scale, crop and camera settings for one frame of ``size`` from a photo of ``shape``."""

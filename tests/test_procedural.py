@@ -1,0 +1,191 @@
+"""Training content: procedural dead-leaves scenes (determinism, the size and spectrum laws they follow, their
+share of the samples) and the per-crop variation of synthetic samples (channel gains, zoom-out)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from dataset_fixtures import WHITE, write_pairs
+
+from denoise.config import ConfigError, DataConfig, load_config
+from denoise.dataset import augment, procedural
+from denoise.dataset.frames import load_split
+from denoise.dataset.loader import PairDataset, build_train_dataset
+from denoise.dataset.pairs import DatasetError
+from denoise.dataset.synthetic_pairs import SynthesisSettings, synthesize
+
+
+def test_a_scene_is_a_pure_function_of_its_seed_and_stays_in_range():
+    first = procedural.leaves_scene(np.random.default_rng(7), 96, 128)
+    again = procedural.leaves_scene(np.random.default_rng(7), 96, 128)
+    other = procedural.leaves_scene(np.random.default_rng(8), 96, 128)
+    assert first.shape == (96, 128, 3) and np.array_equal(first, again)
+    assert not np.allclose(first, other)
+    assert first.min() >= 0.0 and first.max() <= 1.0
+    # Natural-looking spread: neither flat nor binary, and the three channels not identical (colour).
+    assert 0.1 < first.std() < 0.4 and np.abs(first[..., 0] - first[..., 2]).mean() > 0.01
+
+
+def test_radii_follow_the_inverse_cube_density_between_their_limits():
+    radii = procedural.shape_radii(np.random.default_rng(0), 200_000, 100.0)
+    lo = procedural.MIN_RADIUS
+    assert radii.min() >= lo and radii.max() <= 100.0
+    # Distribution function of density ~ r^-3 on [lo, hi]: (lo^-2 - r^-2) / (lo^-2 - hi^-2).
+    for r in (3.0, 10.0, 40.0):
+        expected = (lo**-2 - r**-2) / (lo**-2 - 100.0**-2)
+        assert abs(np.mean(radii <= r) - expected) < 0.005
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.5, 2.5])
+def test_fractal_fields_have_unit_variance_and_the_requested_spectral_slope(beta):
+    field = procedural.fractal_field(np.random.default_rng(1), 256, 256, beta)
+    assert abs(field.mean()) < 1e-9 and abs(field.std() - 1.0) < 1e-9
+    power = np.abs(np.fft.fft2(field)) ** 2
+    freq = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij"))
+    bands = np.geomspace(0.02, 0.4, 9)
+    centres = np.sqrt(bands[:-1] * bands[1:])
+    means = [power[(freq >= a) & (freq < b)].mean() for a, b in zip(bands[:-1], bands[1:], strict=True)]
+    slope = np.polyfit(np.log(centres), np.log(means), 1)[0]
+    assert abs(slope + 2 * beta) < 0.15  # power ~ f^(-2 beta)
+
+
+def test_every_fill_kind_and_the_full_edge_and_amplitude_ranges_are_drawn():
+    # Each kind drawn in the proportion configured; texture and stripe amplitudes reach both ends of their range.
+    rng = np.random.default_rng(3)
+    kinds = rng.choice(len(procedural.FILLS), size=20_000, p=procedural.FILL_WEIGHTS)
+    assert np.allclose(np.bincount(kinds) / kinds.size, procedural.FILL_WEIGHTS, atol=0.01)
+    box = (slice(0, 64), slice(0, 64))
+    fields = [procedural.fractal_field(rng, 64, 64, 0.5)]
+    spreads = [procedural._fill(rng, "stripes", box, fields, 30.0)[..., 1].std() * np.sqrt(2) for _ in range(400)]
+    low, high = procedural.AMPLITUDE_RANGE
+    assert min(spreads) < low * 1.5 and max(spreads) > high * 0.8
+    flat = procedural._fill(rng, "flat", box, fields, 30.0)
+    assert flat.shape == (3,) and 0.0 <= flat.min() and flat.max() <= 1.0
+
+
+def test_a_procedural_mosaic_is_the_scene_through_a_camera_in_the_pattern_given():
+    mosaic = procedural.procedural_mosaic(seed=0, index=2, shape=(64, 96), pattern="RGGB")
+    again = procedural.procedural_mosaic(seed=0, index=2, shape=(64, 96), pattern="RGGB")
+    assert mosaic.shape == (64, 96) and np.array_equal(mosaic, again)
+    assert 0.0 <= mosaic.min() and mosaic.max() <= 1.0 and mosaic.mean() > 0.01
+    assert not np.array_equal(mosaic, procedural.procedural_mosaic(seed=1, index=2, shape=(64, 96), pattern="RGGB"))
+
+
+@pytest.fixture
+def small_scenes(monkeypatch):
+    monkeypatch.setattr(procedural, "SCENE_SHAPE", (48, 64))
+
+
+def test_scenes_are_cached_once_with_the_training_frames_levels(tmp_path, small_scenes):
+    write_pairs(tmp_path / "data", count=2, shape=(24, 32), pattern="GRBG")
+    train, _ = load_split(DataConfig(root=str(tmp_path / "data"), val_count=0))
+    cache = tmp_path / "cache"
+    pairs = procedural.procedural_pairs(2, 5, train[0].clean, cache)
+    assert [p.key for p in pairs] == ["procedural0", "procedural1"] and all(p.noisy is None for p in pairs)
+    frame = pairs[0].clean
+    assert frame.pattern == "GRBG" and frame.white_level == WHITE and frame.shape == (48, 64)
+    stamps = sorted(p.stat().st_mtime_ns for p in cache.glob("procedural-*.npy"))
+    assert len(stamps) == 2
+    again = procedural.procedural_pairs(2, 5, train[0].clean, cache)  # found in the cache, not made again
+    assert sorted(p.stat().st_mtime_ns for p in cache.glob("procedural-*.npy")) == stamps
+    expected = procedural.procedural_mosaic(5, 0, (48, 64), "GRBG")
+    steps = frame.white_level - frame.channel_black()
+    stored = np.asarray(again[0].clean.load())  # (4, 24, 32), normalised and rounded to whole DN
+    from denoise.raw.bayer import pack_bayer
+
+    assert np.allclose(stored, np.rint(pack_bayer(expected, "GRBG") * steps[:, None, None]) / steps[:, None, None],
+                       atol=1e-6)
+
+
+def test_the_procedural_fraction_of_samples_comes_from_the_scenes(tmp_path, small_scenes):
+    write_pairs(tmp_path / "data", count=2, shape=(24, 32))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=0, patch_size=4, samples_per_epoch=2000,
+                     procedural_scenes=2, procedural_fraction=0.3, synthetic_fraction=0.0, augment_flips=False)
+    dataset = build_train_dataset(cfg, seed=0)
+    scenes = [np.asarray(f.clean.load()) for f in dataset.frames[dataset.photo_count :]]
+    photos = [np.asarray(f.clean.load()) for f in dataset.frames[: dataset.photo_count]]
+
+    def found_in(crop: np.ndarray, frames: list[np.ndarray], tolerance: float) -> bool:
+        for frame in frames:
+            h, w = frame.shape[1:]
+            windows = np.lib.stride_tricks.sliding_window_view(frame, (4, 4), axis=(1, 2))[:, : h - 3, : w - 3]
+            if (np.abs(windows - crop[:, None, None]).max(axis=(0, 3, 4)) < tolerance).any():
+                return True
+        return False
+
+    sources = []
+    black = dataset.frames[0].clean.channel_black()[:, None, None]
+    for i in range(200):
+        clean = dataset[i]["clean"].numpy()
+        in_scene = found_in(clean, scenes, 1e-6)
+        in_photo = found_in(clean * (WHITE - black) + black, photos, 0.01)  # photos are stored in DN
+        assert in_scene != in_photo
+        sources.append(in_scene)
+    assert abs(np.mean(sources) - 0.3) < 0.1
+    # Scene samples always get synthetic noise, even though the dataset's own pairs are never synthesised.
+    sample = next(dataset[i] for i in range(200) if sources[i])
+    assert not torch.equal(sample["noisy"], sample["clean"])
+
+
+def test_without_scenes_the_samples_are_unchanged(tmp_path):
+    write_pairs(tmp_path / "data", count=2, shape=(24, 32))
+    train, _ = load_split(DataConfig(root=str(tmp_path / "data"), val_count=0))
+    plain = PairDataset(train, patch_size=4, samples_per_epoch=20, seed=4)
+    with_none = PairDataset(train, patch_size=4, samples_per_epoch=20, seed=4, procedural=[], procedural_fraction=0.0)
+    for i in range(20):
+        assert torch.equal(plain[i]["noisy"], with_none[i]["noisy"])
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["data.procedural_fraction=1.5", "data.procedural_scenes=4"], "procedural_fraction"),
+    (["data.procedural_fraction=0.5"], "procedural_fraction"),
+    (["data.procedural_scenes=-1"], "procedural_scenes"),
+])
+def test_bad_procedural_settings_are_refused_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=f"data.{key}"):
+        load_config("configs/demo.yaml", overrides)
+
+
+def test_binning_averages_each_channel_over_two_by_two_blocks():
+    packed = np.random.default_rng(0).random((4, 6, 8)).astype(np.float32)
+    binned = augment.bin_packed(packed)
+    assert binned.shape == (4, 3, 4)
+    for c, i, j in itertools.product(range(4), range(3), range(4)):
+        assert binned[c, i, j] == pytest.approx(packed[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean(), abs=1e-6)
+
+
+def test_channel_gains_scale_red_and_blue_across_their_whole_range():
+    clean = np.full((4, 8, 8), 0.25, np.float32)
+    settings = SynthesisSettings(fraction=1.0, a_range=(1e-12, 1e-12), b_range=(1e-14, 1e-14),
+                                 channel_gain_range=(0.5, 2.0))
+    rng = np.random.default_rng(0)
+    gains = []
+    for _ in range(400):
+        _, scaled, _, _ = synthesize(clean, rng, settings)
+        assert np.allclose(scaled[1:3], 0.25)  # green keeps its level
+        gains.append(scaled[[0, 3], 0, 0] / 0.25)
+    gains = np.array(gains)
+    assert gains.min() >= 0.5 - 1e-6 and gains.max() <= 2.0 + 1e-6
+    assert gains.min() < 0.52 and gains.max() > 1.9 and abs(np.log(gains).mean()) < 0.06  # log-uniform
+    assert abs(np.corrcoef(np.log(gains[:, 0]), np.log(gains[:, 1]))[0, 1]) < 0.15  # drawn apart
+
+
+def test_zoomed_out_crops_are_binned_windows_of_twice_the_size(tmp_path):
+    write_pairs(tmp_path / "data", count=1, shape=(48, 64))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=0, patch_size=4, samples_per_epoch=200,
+                     synthetic_fraction=1.0, zoom_out=1.0, augment_flips=False)
+    dataset = build_train_dataset(cfg, seed=0)
+    frame = dataset.frames[0].clean
+    black = frame.channel_black()[:, None, None].astype(np.float32)
+    whole = (np.asarray(frame.load(), np.float32) - black) / (WHITE - black)  # (4, 24, 32) normalised
+    windows = np.lib.stride_tricks.sliding_window_view(whole, (8, 8), axis=(1, 2))  # (4, 17, 25, 8, 8)
+    binned = windows.reshape(*windows.shape[:3], 4, 2, 4, 2).mean(axis=(4, 6))  # (4, 17, 25, 4, 4)
+    for i in range(20):
+        clean = dataset[i]["clean"].numpy()
+        assert (np.abs(binned - clean[:, None, None]).max(axis=(0, 3, 4)) < 1e-5).any()
+    with pytest.raises(DatasetError, match="zoom_out"):
+        build_train_dataset(dataclasses.replace(cfg, patch_size=13), seed=0)  # 2 x 13 > 24 packed rows
