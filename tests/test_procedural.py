@@ -31,8 +31,8 @@ def test_a_scene_is_a_pure_function_of_its_seed_and_stays_in_range():
 
 
 def test_radii_follow_the_inverse_cube_density_between_their_limits():
-    radii = procedural.shape_radii(np.random.default_rng(0), 200_000, 100.0)
-    lo = procedural.MIN_RADIUS
+    lo = 2.0
+    radii = procedural.shape_radii(np.random.default_rng(0), 200_000, lo, 100.0)
     assert radii.min() >= lo and radii.max() <= 100.0
     # Distribution function of density ~ r^-3 on [lo, hi]: (lo^-2 - r^-2) / (lo^-2 - hi^-2).
     for r in (3.0, 10.0, 40.0):
@@ -189,3 +189,23 @@ def test_zoomed_out_crops_are_binned_windows_of_twice_the_size(tmp_path):
         assert (np.abs(binned - clean[:, None, None]).max(axis=(0, 3, 4)) < 1e-5).any()
     with pytest.raises(DatasetError, match="zoom_out"):
         build_train_dataset(dataclasses.replace(cfg, patch_size=13), seed=0)  # 2 x 13 > 24 packed rows
+
+
+def _block_detail(image: np.ndarray, block: int = 16) -> np.ndarray:
+    """Per-block rms of the green plane's separable second difference (zero on flat and linear content)."""
+    g = image[..., 1]
+    d = g[:-2] - 2 * g[1:-1] + g[2:]
+    d = d[:, :-2] - 2 * d[:, 1:-1] + d[:, 2:]
+    h, w = (s // block for s in d.shape)
+    return np.sqrt((d[: h * block, : w * block].reshape(h, block, w, block) ** 2).mean(axis=(1, 3)))
+
+
+def test_grain_scenes_leave_no_smooth_block_and_others_keep_some(monkeypatch):
+    monkeypatch.setattr(procedural, "GRAIN_PROBABILITY", 0.0)
+    monkeypatch.setattr(procedural, "MIN_RADIUS_RANGE", (16.0, 16.0))
+    plain = procedural.leaves_scene(np.random.default_rng(2), 256, 256)
+    assert _block_detail(plain).min() < 1e-3  # large flat and shaded shapes leave smooth blocks
+    monkeypatch.setattr(procedural, "GRAIN_PROBABILITY", 1.0)
+    monkeypatch.setattr(procedural, "GRAIN_AMPLITUDE", (0.01, 0.01))
+    grainy = procedural.leaves_scene(np.random.default_rng(2), 256, 256)
+    assert _block_detail(grainy).min() > 0.002

@@ -1,9 +1,10 @@
 """Procedural training scenes: textured dead leaves, drawn in display (sRGB) space like a photo.
 
 A scene is a stack of opaque shapes (ellipses and rectangles) of random position, orientation and size, the
-sizes drawn with density ~ r^-3 between ``MIN_RADIUS`` and half the scene's longer side, which gives the
+sizes drawn with density ~ r^-3 between a smallest radius and half the scene's longer side, which gives the
 scale-invariant edge and size statistics of natural images (the "dead leaves" model; Achddou, Gousseau and
-Ladjal, SSVM 2021). Each shape is filled with one of:
+Ladjal, SSVM 2021). The smallest radius is drawn per scene (``MIN_RADIUS_RANGE``): a scene with only small
+shapes has no smooth region left, one whose shapes start at tens of pixels has large ones, like sky or a wall. Each shape is filled with one of:
 
 - a flat colour;
 - a linear gradient (shading);
@@ -12,7 +13,8 @@ Ladjal, SSVM 2021). Each shape is filled with one of:
   drawn log-uniformly from faint to strong;
 - stripes of a random frequency up to near the sampling limit, the periodic detail a denoiser must not smear.
 
-Edges are softened by a random width, from a sharp antialiased edge to a defocused one. Colours are mostly
+Edges are softened by a random width, from a sharp antialiased edge to a defocused one. Some scenes are covered
+all over by fine grain (``GRAIN_PROBABILITY``), leaving a blind noise estimate no smooth region to read. Colours are mostly
 muted, with occasional saturated ones, and span dark to bright, so that after ``synth.unprocess`` (inverse tone
 curve, gamma, colour matrix, white balance, exposure) the linear values cover the sensor's range. Everything
 comes from the generator given, so a scene is a pure function of its seed.
@@ -32,18 +34,23 @@ from denoise.dataset.synth import mosaic_rgb, random_camera, unprocess
 from denoise.raw.bayer import pack_bayer
 from denoise.raw.noise import quantize
 
-MIN_RADIUS = 2.0  # pixels: the smallest shapes are a few pixels across, as grain and fine detail
+MIN_RADIUS_RANGE = (2.0, 24.0)  # pixels, log-uniform per scene: from grain-sized shapes to large ones only
 MAX_SHAPES = 6000  # a cap that only very large scenes reach; small scenes are covered long before
 FIELDS = 3  # fractal texture fields per scene, each with its own spectral slope
 BETA_RANGE = (0.5, 2.5)  # spectral slopes of the texture fields: amplitude ~ 1 / f^beta
 AMPLITUDE_RANGE = (0.005, 0.25)  # texture and stripe amplitude, log-uniform (sRGB units)
 STRIPE_FREQUENCY = (0.02, 0.45)  # cycles per pixel
 EDGE_RANGE = (0.5, 4.0)  # edge softness in pixels, log-uniform: sharp to defocused
+# A scene of its own kind: with this probability fine grain covers the whole scene, so that there is no smooth
+# region left for a blind noise estimate, as in a photo of gravel or grass. Its slope and amplitude (sRGB):
+GRAIN_PROBABILITY = 0.3
+GRAIN_BETA = (0.0, 1.0)
+GRAIN_AMPLITUDE = (0.004, 0.08)
 FILLS = ("flat", "gradient", "texture", "stripes")
 FILL_WEIGHTS = (0.25, 0.2, 0.4, 0.15)
 SCENE_SHAPE = (384, 576)  # mosaic pixels of a scene, as the demo's training frames
 SCENE_STREAM = 0x6C76  # third seed word of a scene, apart from the samples' (seed, index)
-VERSION = 1  # bumped whenever a seed's scenes change, so cached scenes are made again
+VERSION = 2  # bumped whenever a seed's scenes change, so cached scenes are made again
 
 
 def fractal_field(rng: np.random.Generator, height: int, width: int, beta: float) -> np.ndarray:
@@ -58,9 +65,9 @@ def fractal_field(rng: np.random.Generator, height: int, width: int, beta: float
     return field / max(float(field.std()), 1e-12)
 
 
-def shape_radii(rng: np.random.Generator, count: int, max_radius: float) -> np.ndarray:
-    """``count`` radii with density ~ r^-3 on [MIN_RADIUS, max_radius], by inverting the distribution function."""
-    lo, hi = MIN_RADIUS**-2, max(max_radius, MIN_RADIUS) ** -2
+def shape_radii(rng: np.random.Generator, count: int, min_radius: float, max_radius: float) -> np.ndarray:
+    """``count`` radii with density ~ r^-3 on [min_radius, max_radius], by inverting the distribution function."""
+    lo, hi = min_radius**-2, max(max_radius, min_radius) ** -2
     return (lo - rng.random(count) * (lo - hi)) ** -0.5
 
 
@@ -120,7 +127,8 @@ def leaves_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     # covered; the background shows through only where the cap on shapes leaves holes.
     image = np.zeros((height, width, 3))
     covered = np.zeros((height, width, 1))
-    radii = shape_radii(rng, MAX_SHAPES, max(height, width) / 2)
+    min_radius = float(np.exp(rng.uniform(*np.log(MIN_RADIUS_RANGE))))
+    radii = shape_radii(rng, MAX_SHAPES, min_radius, max(height, width) / 2)
     kinds = rng.choice(len(FILLS), size=MAX_SHAPES, p=FILL_WEIGHTS)
     for i, (radius, kind) in enumerate(zip(radii, kinds, strict=True)):
         cy, cx = rng.uniform(0, height), rng.uniform(0, width)
@@ -134,7 +142,12 @@ def leaves_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarra
         covered[box] += seen
         if i % 64 == 63 and covered.min() > 0.999:
             break
-    return np.clip(image + (1.0 - covered) * background, 0.0, 1.0)
+    image += (1.0 - covered) * background
+    if rng.random() < GRAIN_PROBABILITY:  # fine grain over everything, as on sand, gravel or grass far away
+        beta = rng.uniform(*GRAIN_BETA)
+        amplitude = float(np.exp(rng.uniform(*np.log(GRAIN_AMPLITUDE))))
+        image += amplitude * fractal_field(rng, height, width, beta)[..., None] * (1.0 + rng.uniform(-0.2, 0.2, 3))
+    return np.clip(image, 0.0, 1.0)
 
 
 def procedural_mosaic(seed: int, index: int, shape: tuple[int, int], pattern: str) -> np.ndarray:
