@@ -142,7 +142,7 @@ def test_without_scenes_the_samples_are_unchanged(tmp_path):
 
 @pytest.mark.parametrize(("overrides", "key"), [
     (["data.procedural_fraction=1.5", "data.procedural_scenes=4"], "procedural_fraction"),
-    (["data.procedural_fraction=0.5"], "procedural_fraction"),
+    (["data.procedural_fraction=0.5", "data.procedural_scenes=0"], "procedural_fraction"),
     (["data.procedural_scenes=-1"], "procedural_scenes"),
 ])
 def test_bad_procedural_settings_are_refused_naming_the_key(overrides, key):
@@ -209,3 +209,35 @@ def test_grain_scenes_leave_no_smooth_block_and_others_keep_some(monkeypatch):
     monkeypatch.setattr(procedural, "GRAIN_AMPLITUDE", (0.01, 0.01))
     grainy = procedural.leaves_scene(np.random.default_rng(2), 256, 256)
     assert _block_detail(grainy).min() > 0.002
+
+
+def test_scene_level_draws_cover_their_configured_ranges(monkeypatch):
+    # The smallest radius and the grain are drawn once per scene: record the draws of many small scenes.
+    radii, betas = [], []
+    real_radii, real_field = procedural.shape_radii, procedural.fractal_field
+
+    def spy_radii(rng, count, min_radius, max_radius):
+        radii.append(min_radius)
+        return real_radii(rng, count, min_radius, max_radius)
+
+    def spy_field(rng, height, width, beta):
+        betas[-1].append(beta)
+        return real_field(rng, height, width, beta)
+
+    monkeypatch.setattr(procedural, "shape_radii", spy_radii)
+    monkeypatch.setattr(procedural, "fractal_field", spy_field)
+    monkeypatch.setattr(procedural, "MAX_SHAPES", 8)
+    for seed in range(300):
+        betas.append([])
+        procedural.leaves_scene(np.random.default_rng(seed), 16, 16)
+    lo, hi = procedural.MIN_RADIUS_RANGE
+    assert lo <= min(radii) < lo * 1.1 and hi / 1.1 < max(radii) <= hi
+    assert abs(np.mean(np.log(radii)) - np.log(lo * hi) / 2) < 0.15  # log-uniform
+    # Each scene draws its texture fields, then (with GRAIN_PROBABILITY) one grain field.
+    assert all(len(b) in (procedural.FIELDS, procedural.FIELDS + 1) for b in betas)
+    textures = [beta for b in betas for beta in b[: procedural.FIELDS]]
+    grain = [b[-1] for b in betas if len(b) > procedural.FIELDS]
+    assert abs(len(grain) / 300 - procedural.GRAIN_PROBABILITY) < 0.08
+    for values, (low, high) in ((textures, procedural.BETA_RANGE), (grain, procedural.GRAIN_BETA)):
+        span = high - low
+        assert low <= min(values) < low + 0.05 * span and high - 0.05 * span < max(values) <= high
