@@ -48,7 +48,7 @@ def test_fractal_fields_have_unit_variance_and_the_requested_spectral_slope(beta
     freq = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij"))
     bands = np.geomspace(0.02, 0.4, 9)
     centres = np.sqrt(bands[:-1] * bands[1:])
-    means = [power[(freq >= a) & (freq < b)].mean() for a, b in zip(bands[:-1], bands[1:], strict=True)]
+    means = [power[(freq >= a) & (freq < b)].mean() for a, b in itertools.pairwise(bands)]
     slope = np.polyfit(np.log(centres), np.log(means), 1)[0]
     assert abs(slope + 2 * beta) < 0.15  # power ~ f^(-2 beta)
 
@@ -64,14 +64,14 @@ def test_every_fill_kind_and_the_full_edge_and_amplitude_ranges_are_drawn():
     low, high = procedural.AMPLITUDE_RANGE
     assert min(spreads) < low * 1.5 and max(spreads) > high * 0.8
     flat = procedural._fill(rng, "flat", box, fields, 30.0)
-    assert flat.shape == (3,) and 0.0 <= flat.min() and flat.max() <= 1.0
+    assert flat.shape == (3,) and flat.min() >= 0.0 and flat.max() <= 1.0
 
 
 def test_a_procedural_mosaic_is_the_scene_through_a_camera_in_the_pattern_given():
     mosaic = procedural.procedural_mosaic(seed=0, index=2, shape=(64, 96), pattern="RGGB")
     again = procedural.procedural_mosaic(seed=0, index=2, shape=(64, 96), pattern="RGGB")
     assert mosaic.shape == (64, 96) and np.array_equal(mosaic, again)
-    assert 0.0 <= mosaic.min() and mosaic.max() <= 1.0 and mosaic.mean() > 0.01
+    assert mosaic.min() >= 0.0 and mosaic.max() <= 1.0 and mosaic.mean() > 0.01
     assert not np.array_equal(mosaic, procedural.procedural_mosaic(seed=1, index=2, shape=(64, 96), pattern="RGGB"))
 
 

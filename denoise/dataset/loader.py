@@ -74,7 +74,8 @@ class PairDataset(Dataset):
             need = (patch_size + int(augment)) * (2 if zoom_out > 0 else 1)
             check_fits(shapes, need, [str(f.clean.source) for f in self.frames])
         except ValueError as err:
-            spare = (" + 1 spare pixel for flips" if augment else "") + (", twice for data.zoom_out" if zoom_out else "")
+            spare = " + 1 spare pixel for flips" if augment else ""
+            spare += ", twice for data.zoom_out" if zoom_out else ""
             raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
         self.tiles = tile_crops(shapes[: len(frames)], patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)

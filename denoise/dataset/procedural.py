@@ -4,7 +4,8 @@ A scene is a stack of opaque shapes (ellipses and rectangles) of random position
 sizes drawn with density ~ r^-3 between a smallest radius and half the scene's longer side, which gives the
 scale-invariant edge and size statistics of natural images (the "dead leaves" model; Achddou, Gousseau and
 Ladjal, SSVM 2021). The smallest radius is drawn per scene (``MIN_RADIUS_RANGE``): a scene with only small
-shapes has no smooth region left, one whose shapes start at tens of pixels has large ones, like sky or a wall. Each shape is filled with one of:
+shapes has no smooth region left, one whose shapes start at tens of pixels has large ones, like sky or a wall.
+Each shape is filled with one of:
 
 - a flat colour;
 - a linear gradient (shading);
@@ -14,10 +15,10 @@ shapes has no smooth region left, one whose shapes start at tens of pixels has l
 - stripes of a random frequency up to near the sampling limit, the periodic detail a denoiser must not smear.
 
 Edges are softened by a random width, from a sharp antialiased edge to a defocused one. Some scenes are covered
-all over by fine grain (``GRAIN_PROBABILITY``), leaving a blind noise estimate no smooth region to read. Colours are mostly
-muted, with occasional saturated ones, and span dark to bright, so that after ``synth.unprocess`` (inverse tone
-curve, gamma, colour matrix, white balance, exposure) the linear values cover the sensor's range. Everything
-comes from the generator given, so a scene is a pure function of its seed.
+all over by fine grain (``GRAIN_PROBABILITY``), leaving a blind noise estimate no smooth region to read. Colours
+are mostly muted, with occasional saturated ones, and span dark to bright, so that after ``synth.unprocess``
+(inverse tone curve, gamma, colour matrix, white balance, exposure) the linear values cover the sensor's range.
+Everything comes from the generator given, so a scene is a pure function of its seed.
 """
 
 from __future__ import annotations
