@@ -20,7 +20,7 @@ from denoise.dataset.cache import CachedFrame, normalized_region
 from denoise.dataset.frames import FramePair, cache_dir_for, load_split
 from denoise.dataset.pairs import DatasetError
 from denoise.dataset.procedural import procedural_pairs
-from denoise.dataset.samples import Crop, check_fits, random_crop, read_window, tile_crops
+from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
 from denoise.dataset.synthetic_pairs import (
     SynthesisSettings,
     estimate_grids,
@@ -109,27 +109,28 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng, arrays = np.random.default_rng([self.seed, index]), self._open_maps()
         tile = self.tiles[index % self.length % len(self.tiles)]
-        if self.procedural_fraction > 0 and rng.random() < self.procedural_fraction:
-            scene = self.photo_count + int(rng.integers(len(self.frames) - self.photo_count))
-            tile = Crop(scene, 0, 0)  # a procedural scene is always cropped at random
-        pair = self.frames[tile.frame]
+        frame = tile.frame
+        if self.procedural_fraction > 0 and rng.random() < self.procedural_fraction:  # a scene, cropped at random
+            frame = self.photo_count + int(rng.integers(len(self.frames) - self.photo_count))
+        pair = self.frames[frame]
         height, width = pair.packed_shape
-        random_place = self.sampling == "random" or tile.frame >= self.photo_count
-        crop = random_crop(rng, tile.frame, height, width, self.patch_size) if random_place else tile
+        keep_tile = self.sampling == "tiles" and frame == tile.frame
+        crop = tile if keep_tile else random_crop(rng, frame, height, width, self.patch_size)
         size = self.patch_size + int(self.augment)
         synthetic = pair.noisy is None or rng.random() < self.synth.fraction
         zoom = synthetic and self.zoom_out > 0 and rng.random() < self.zoom_out
-        y, x = read_window(crop, height, width, 2 * size if zoom else size)
-        clean = self._region(pair.clean, arrays, y, x, 2 * size if zoom else size)
+        window = 2 * size if zoom else size
+        y, x = read_window(crop, height, width, window)
+        clean = self._region(pair.clean, arrays, y, x, window)
         clean = bin_packed(clean) if zoom else clean
         noisy = clean if synthetic else self._region(pair.noisy, arrays, y, x, size)
         flags = random_flags(rng) if self.augment else IDENTITY
         if self.augment:
             noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
         if synthetic:
-            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.grids[tile.frame])
+            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.grids[frame])
         elif self.noise_levels:
-            a, b = self.frame_noise[tile.frame]
+            a, b = self.frame_noise[frame]
         sample = {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
                   "clean": torch.from_numpy(np.ascontiguousarray(clean))}
         if self.noise_levels:
@@ -166,12 +167,17 @@ class EpochDistributedSampler(DistributedSampler):
         return (index + offset for index in super().__iter__())
 
 
+def training_frames(cfg: DataConfig, seed: int) -> tuple[list[FramePair], list[FramePair]]:
+    """(the training split's pairs, the procedural scenes sampled beside them), cached on first use."""
+    train, _ = load_split(cfg)
+    if cfg.procedural_scenes == 0 or cfg.procedural_fraction == 0:
+        return train, []
+    return train, procedural_pairs(cfg.procedural_scenes, seed, train[0].clean, cache_dir_for(cfg))
+
+
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
     """The training split as a PairDataset (filling the cache first if needed); see the module for ``noise_levels``."""
-    train, _ = load_split(cfg)
-    procedural = []
-    if cfg.procedural_scenes and cfg.procedural_fraction > 0:
-        procedural = procedural_pairs(cfg.procedural_scenes, seed, train[0].clean, cache_dir_for(cfg))
+    train, procedural = training_frames(cfg, seed)
     return PairDataset(
         train,
         patch_size=cfg.patch_size,
@@ -203,7 +209,7 @@ def build_train_loader(
     if distributed:
         assert dist.is_available() and dist.is_initialized(), "distributed=True needs torch.distributed initialised"
         if dist.get_rank() == 0:
-            load_split(cfg)
+            training_frames(cfg, seed)
         dist.barrier()
     dataset = build_train_dataset(cfg, seed, noise_levels)
     if distributed:

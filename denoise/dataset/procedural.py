@@ -33,7 +33,7 @@ from denoise.dataset.cache import CACHE_VERSION, CachedFrame, load_entry, store_
 from denoise.dataset.frames import FramePair
 from denoise.dataset.synth import mosaic_rgb, random_camera, unprocess
 from denoise.raw.bayer import pack_bayer
-from denoise.raw.noise import quantize
+from denoise.raw.noise import log_uniform, quantize
 
 MIN_RADIUS_RANGE = (2.0, 24.0)  # pixels, log-uniform per scene: from grain-sized shapes to large ones only
 MAX_SHAPES = 6000  # a cap that only very large scenes reach; small scenes are covered long before
@@ -92,7 +92,7 @@ def _coverage(rng: np.random.Generator, cy: float, cx: float, radius: float, box
         inside = radius - np.sqrt(u * u + (v / ratio) ** 2)
     else:  # rectangle: distance to the nearer side
         inside = np.minimum(radius - np.abs(u), radius * ratio - np.abs(v))
-    softness = float(np.exp(rng.uniform(*np.log(EDGE_RANGE))))
+    softness = log_uniform(rng, *EDGE_RANGE)
     return np.clip(inside / softness + 0.5, 0.0, 1.0)
 
 
@@ -105,7 +105,7 @@ def _fill(rng: np.random.Generator, kind: str, box: tuple[slice, slice], fields:
     ys, xs = np.ogrid[box[0], box[1]]
     angle = rng.uniform(0.0, 2 * np.pi)
     along = (xs - xs.mean()) * np.cos(angle) + (ys - ys.mean()) * np.sin(angle)  # pixels along a direction
-    amplitude = float(np.exp(rng.uniform(*np.log(AMPLITUDE_RANGE))))
+    amplitude = log_uniform(rng, *AMPLITUDE_RANGE)
     if kind == "gradient":
         ramp = rng.uniform(-0.4, 0.4) * along / max(radius, 1.0)
         return colour + ramp[..., None] * np.ones(3)
@@ -128,7 +128,7 @@ def leaves_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     # covered; the background shows through only where the cap on shapes leaves holes.
     image = np.zeros((height, width, 3))
     covered = np.zeros((height, width, 1))
-    min_radius = float(np.exp(rng.uniform(*np.log(MIN_RADIUS_RANGE))))
+    min_radius = log_uniform(rng, *MIN_RADIUS_RANGE)
     radii = shape_radii(rng, MAX_SHAPES, min_radius, max(height, width) / 2)
     kinds = rng.choice(len(FILLS), size=MAX_SHAPES, p=FILL_WEIGHTS)
     for i, (radius, kind) in enumerate(zip(radii, kinds, strict=True)):
@@ -146,7 +146,7 @@ def leaves_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     image += (1.0 - covered) * background
     if rng.random() < GRAIN_PROBABILITY:  # fine grain over everything, as on sand, gravel or grass far away
         beta = rng.uniform(*GRAIN_BETA)
-        amplitude = float(np.exp(rng.uniform(*np.log(GRAIN_AMPLITUDE))))
+        amplitude = log_uniform(rng, *GRAIN_AMPLITUDE)
         image += amplitude * fractal_field(rng, height, width, beta)[..., None] * (1.0 + rng.uniform(-0.2, 0.2, 3))
     return np.clip(image, 0.0, 1.0)
 
