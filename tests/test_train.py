@@ -186,3 +186,20 @@ def test_bad_data_fails_before_a_run_folder_is_made(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         train(tiny_config(tmp_path / "missing", tmp_path / "runs"))
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.skipif(not os.environ.get("DENOISE_SLOW_TESTS"), reason="torch.compile takes minutes on 2 CPU cores")
+def test_compiled_training_follows_eager_training(tmp_path: Path) -> None:
+    # train.compile changes how the step runs, not what it computes; checkpoints keep the plain module's keys.
+    data = make_pairs(tmp_path / "data", count=2, size=32)
+    runs = {}
+    for compiled in (False, True):
+        cfg = tiny_config(data, tmp_path / f"runs{compiled}", "data.sampling=tiles", "data.augment_flips=false",
+                          "train.max_steps=3", "train.val_every=0", f"train.compile={compiled}")
+        runs[compiled] = train(cfg)
+    eager, compiled = runs[False], runs[True]
+    assert compiled.step == eager.step == 3
+    saved = torch.load(compiled.run_dir / "checkpoints" / "last.pth", weights_only=True)
+    assert saved["model"].keys() == eager.model.state_dict().keys()
+    for name, value in eager.model.state_dict().items():
+        torch.testing.assert_close(saved["model"][name], value, atol=1e-4, rtol=1e-3, msg=name)

@@ -133,6 +133,8 @@ class TrainConfig:
     log_every: int = 20  # optimiser steps between TensorBoard scalars
     image_crop: int = 256  # side (mosaic pixels) of the validation crop shown in TensorBoard; 0 = no images
     threads: int = 0  # torch CPU threads per process; 0 = PyTorch's default
+    compile: bool = False  # torch.compile the network for training (minutes of compiling first; fixed patch shapes)
+    sync_timing: bool = False  # drain the GPU at each step phase so time/* charges work where it is queued (benches)
 
 
 @dataclass

@@ -24,6 +24,8 @@ class DistInfo:
     local_rank: int
     world_size: int
     device: torch.device
+    # A gloo group beside NCCL for host-side flags (stop requests), so agreeing on them never waits for a GPU.
+    control: object = None
 
     @property
     def is_main(self) -> bool:
@@ -48,7 +50,8 @@ def setup_distributed(requested_device: str = "auto", timeout_minutes: int = 60)
         backend = "nccl" if device.type == "cuda" else "gloo"
         # Rank 0 validates alone while the others wait, so the default collective timeout can be too short.
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
-    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+    control = dist.new_group(backend="gloo") if world_size > 1 and device.type == "cuda" else None
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device, control=control)
 
 
 def cleanup_distributed() -> None:
@@ -74,11 +77,14 @@ def reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
 
 
 def any_true(flags: list[bool], info: DistInfo) -> list[bool]:
-    """Element-wise logical OR of ``flags`` over all processes, so that every rank takes the same branch."""
+    """Element-wise logical OR of host ``flags`` over all processes, so that every rank takes the same branch.
+
+    The flags travel as a CPU tensor (over the gloo control group beside NCCL), so no GPU work is waited for.
+    """
     if not info.distributed:
         return list(flags)
-    t = torch.tensor([float(f) for f in flags], dtype=torch.float32, device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    t = torch.tensor([float(f) for f in flags], dtype=torch.float32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=info.control)
     return [bool(v > 0) for v in t.tolist()]
 
 

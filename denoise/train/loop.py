@@ -29,8 +29,9 @@ from denoise.train import distributed as dd
 from denoise.train.checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
+from denoise.train.progress import StepClock, log_window, new_window
 from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
-from denoise.train.schedule import build_optimizer, build_scheduler
+from denoise.train.schedule import build_optimizer, build_scheduler, load_optimizer_state, step_unless
 from denoise.train.validate import crop_pictures, noisy_scores, validate
 
 
@@ -94,12 +95,15 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     after the last epoch, after ``train.max_steps`` steps, or after SIGINT/SIGTERM (having saved last.pth);
     raises ``TrainingDiverged`` after ``train.max_nonfinite`` non-finite losses in a row.
     """
+    launched = time.perf_counter()
     tc = cfg.train
     validate_config(cfg)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     info = dd.setup_distributed(tc.device)
     device = info.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # patch shapes are fixed: pick the fastest kernels once
     run_dir, writer, bar, previous_handlers = None, None, None, {}
     try:
         # Rank 0 picks the checkpoint to resume from; every rank loads it.
@@ -136,7 +140,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         if ckpt is not None:
             if ema is not None and ckpt.get("ema") is not None:
                 ema.load_state_dict(ckpt["ema"])
-            optimizer.load_state_dict(ckpt["optimizer"])
+            load_optimizer_state(optimizer, ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             scaler.load_state_dict(ckpt["scaler"])
             start_epoch, skip_batches, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
@@ -148,6 +152,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             net = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
             )
+        if tc.compile:
+            net = torch.compile(net)
         eval_model = ema.module if ema is not None else model
 
         # The run folder is made only now, once the data and checkpoint have been accepted: bad input leaves nothing.
@@ -186,8 +192,27 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             }
 
         stop_requested, previous_handlers = _stop_on_signals()
-        interrupted, nonfinite_run, epoch = None, 0, start_epoch
-        window = {"count": 0, "samples": 0, "seconds": 0.0, "sums": {}}
+        interrupted, epoch = None, start_epoch
+        params = [p for p in model.parameters() if p.requires_grad]
+        # Non-finite steps are counted on the device and acted on at log steps and epoch ends, so that a step that
+        # does not log never waits for the GPU.
+        nonfinite_run = torch.zeros((), dtype=torch.int64, device=device)
+        clock = StepClock(device, tc.sync_timing)
+        window = new_window(device)
+        first_step = step
+
+        def check_diverged() -> None:
+            """Raise TrainingDiverged once ``max_nonfinite`` steps in a row were skipped (reads the device)."""
+            run = int(nonfinite_run.item())
+            if not dd.any_true([run >= tc.max_nonfinite], info)[0]:
+                return
+            last = run_dir / "checkpoints" / "last.pth" if run_dir else "last.pth"
+            raise TrainingDiverged(
+                f"stopped at epoch {epoch + 1} step {step}: {run} non-finite losses in a row, steps skipped "
+                f"(train.max_nonfinite={tc.max_nonfinite}; try a lower train.lr, train.grad_clip or precision "
+                f"fp32); last good checkpoint: {last}"
+            )
+
         model.train()
         for epoch in range(start_epoch, tc.epochs):
             # Batches depend only on (seed, epoch), whatever the worker count, so a resumed run draws the same
@@ -197,11 +222,13 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             done = 0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.is_main)
             tick = time.perf_counter()  # samples/s counts loading and training time, not validation
+            clock.restart()
             for i, batch in enumerate(loader):
                 if epoch == start_epoch and i < skip_batches:
                     done = i + 1  # replayed only to advance the data RNG exactly as the interrupted run did
                     bar.update(1)
                     tick = time.perf_counter()
+                    clock.restart()
                     continue
                 noisy = prepare_input(batch["noisy"], device)  # (B, 4, p, p)
                 clean = prepare_input(batch["clean"], device)
@@ -209,65 +236,59 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 if noise_aware:  # the sample's noise level as a per-pixel std map beside the image
                     a, b = batch["a"].to(device), batch["b"].to(device)  # (B,)
                     inp = torch.cat([noisy, noise_level_map(noisy, a, b)], dim=1)  # (B, 8, p, p)
+                clock.mark("data")
                 with autocast(device, tc.precision):
                     pred = net(inp)
                 loss, parts = combined_loss(pred, clean, loss_weights)
+                clock.mark("forward")
 
-                # Every rank takes the same branch: stop if any was signalled, skip if any loss is not finite.
-                nonfinite, stop = dd.any_true([not torch.isfinite(loss).item(), bool(stop_requested)], info)
-                if stop:
+                # Every rank stops together if any was signalled: a host flag, agreed on without the GPU.
+                if dd.any_true([bool(stop_requested)], info)[0]:
                     interrupted = stop_requested[0] if stop_requested else "SIGTERM"
                     break
-                if nonfinite:
-                    nonfinite_run += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    if info.is_main:
-                        tqdm.write(f"step {step}: non-finite loss ({nonfinite_run} in a row), step skipped")
-                        writer.add_scalar("train/nonfinite_in_a_row", nonfinite_run, step)
-                    if nonfinite_run >= tc.max_nonfinite:
-                        last = run_dir / "checkpoints" / "last.pth" if run_dir else "last.pth"
-                        raise TrainingDiverged(
-                            f"stopped at epoch {epoch + 1} step {step}: {nonfinite_run} non-finite losses in a row "
-                            f"(try a lower train.lr, train.grad_clip or precision fp32); last good checkpoint: {last}"
-                        )
-                    continue
-                nonfinite_run = 0
-
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                log_now = (step + 1) % tc.log_every == 0
-                grad_norm = None
-                if tc.grad_clip > 0 or log_now:
+                clock.mark("backward")
+                if scaler.is_enabled():
                     scaler.unscale_(optimizer)
-                    max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
-                scaler.step(optimizer)
-                scaler.update()
+                if tc.grad_clip > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+                else:
+                    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                if scaler.is_enabled():  # fp16: the scaler skips overflowing steps itself and lowers its scale
+                    bad = ~torch.isfinite(loss)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:  # a non-finite gradient (a non-finite loss gives one on every rank) skips the step
+                    bad = ~torch.isfinite(grad_norm)
+                    step_unless(optimizer, bad)
                 scheduler.step()
+                clock.mark("optimizer")
                 if ema is not None:
                     ema.update(model)
+                clock.mark("ema")
                 step += 1
                 done = i + 1
+                nonfinite_run = (nonfinite_run + 1) * bad
 
-                # Running means over the logging window; reduced across ranks when written.
+                # Running sums over the logging window, kept on the device; reduced across ranks when written.
                 window["count"] += 1
                 window["samples"] += noisy.shape[0] * info.world_size
+                window["skipped"] += bad
                 for name, value in {"total": loss, **parts}.items():
-                    window["sums"][name] = window["sums"].get(name, 0.0) + value.item()
+                    value = value.detach().float()
+                    window["sums"][name] = window["sums"].get(name, 0.0) + torch.where(bad, 0.0, value)
                 window["seconds"] += time.perf_counter() - tick
                 tick = time.perf_counter()
-                rate = window["samples"] / max(window["seconds"], 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}", sps=f"{rate:.1f}")
                 bar.update(1)
-                if log_now:
-                    means = dd.reduce_mean({k: v / window["count"] for k, v in window["sums"].items()}, info)
-                    if info.is_main:
-                        for name, value in means.items():
-                            writer.add_scalar(f"train/loss_{name}" if name != "total" else "train/loss", value, step)
-                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                        writer.add_scalar("train/grad_norm", grad_norm, step)
-                        writer.add_scalar("train/samples_per_s", rate, step)
-                    window = {"count": 0, "samples": 0, "seconds": 0.0, "sums": {}}
+                if step == first_step + 1 and info.is_main:
+                    writer.add_scalar("time/first_step_s", time.perf_counter() - launched, step)
+                    tqdm.write(f"first step done {time.perf_counter() - launched:.1f} s after launch")
+                if step % tc.log_every == 0:
+                    log_window(window, clock.take(), grad_norm, scheduler.get_last_lr()[0], step, writer, bar, info)
+                    window = new_window(device)
+                    check_diverged()
+                clock.mark("log")
                 if tc.max_steps and step >= tc.max_steps:
                     interrupted = "max_steps"
                     break
@@ -281,11 +302,14 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                     print(f"{interrupted}: saved {run_dir / 'checkpoints' / 'last.pth'} at step {step}", flush=True)
                 break
 
+            check_diverged()
             # Rank 0 validates on full frames while the other ranks wait.
             scores = None
             last_epoch = epoch + 1 == tc.epochs
             if info.is_main and val_frames and ((epoch + 1) % tc.val_every == 0 or last_epoch):
+                started = time.perf_counter()
                 scores, denoised = validate(eval_model, val_frames, val_settings)
+                writer.add_scalar("time/val_s", time.perf_counter() - started, step)
                 for key, value in scores.as_dict().items():
                     writer.add_scalar(f"val/{key}", value, step)
                 if tc.image_crop > 0:

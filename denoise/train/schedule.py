@@ -12,15 +12,43 @@ from functools import partial
 import torch
 from torch import nn
 
+FUSED_DEVICES = ("cpu", "cuda")  # where PyTorch's fused Adam runs, and with it the on-device step skip
+
 
 def build_optimizer(
     model: nn.Module, name: str, lr: float, weight_decay: float, betas: tuple[float, float]
 ) -> torch.optim.Optimizer:
-    """Adam or AdamW over the trainable parameters."""
+    """Adam or AdamW over the trainable parameters, fused (one kernel for all of them) where PyTorch has it."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     assert name in optimizers, f"unknown optimizer {name!r}; expected one of {sorted(optimizers)}"
-    return optimizers[name](params, lr=lr, weight_decay=weight_decay, betas=betas)
+    fused = all(p.device.type in FUSED_DEVICES for p in params) or None
+    return optimizers[name](params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Restore saved moments and counters, keeping this optimiser's own kernel choice (fused or not).
+
+    ``load_state_dict`` also copies the saved groups' ``fused`` and ``foreach`` flags, which describe the machine
+    that saved them, not this one.
+    """
+    kernels = [(group["fused"], group["foreach"]) for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, (fused, foreach) in zip(optimizer.param_groups, kernels, strict=True):
+        group["fused"], group["foreach"] = fused, foreach
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``optimizer.step()``, skipped when the 0-d tensor ``skip`` is true (non-finite gradients, say).
+
+    A fused optimiser reads ``skip`` on the device and leaves weights, moments and its step count alone, so the
+    host never waits for the GPU; elsewhere the flag is read on the host.
+    """
+    if all(group["fused"] for group in optimizer.param_groups):
+        optimizer.found_inf = skip.float()
+        optimizer.step()
+    elif not skip.item():
+        optimizer.step()
 
 
 def lr_factor(
