@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -13,11 +14,15 @@ from torch.utils.data import DistributedSampler
 
 from denoise.config import DataConfig
 from denoise.dataset import cache
+from denoise.dataset import frames as frames_module
+from denoise.dataset import loader as loader_module
 from denoise.dataset.cache import cache_frame, cached_mosaic, normalized_region
 from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
+from denoise.dataset.pairs import DatasetError
 from denoise.raw import dng
 from denoise.raw.bayer import normalize, pack_bayer
+from denoise.raw.metrics import score_image
 
 
 @pytest.fixture
@@ -62,6 +67,31 @@ def test_second_use_reads_the_cache_and_a_changed_source_is_decoded_again(tmp_pa
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         [changed.array_path.name, changed.array_path.with_suffix(".json").name]
     )  # the stale entry is gone
+
+
+def test_derived_results_are_computed_once_and_go_with_their_entry(tmp_path):
+    source = write_frame(tmp_path / "f.dng", np.full((24, 32), 3000, np.uint16))
+    frame, _ = cache_frame(source, tmp_path / "cache")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": 0.1 + 0.2, "levels": [1e-300, 3.0]}  # floats that must survive the round trip exactly
+
+    first = cache.derived(frame, "noise-k1", compute)
+    again = cache.derived(frame, "noise-k1", compute)
+    assert first == again == {"a": 0.1 + 0.2, "levels": [1e-300, 3.0]} and len(calls) == 1
+    cache.derived(frame, "noise-k2", compute)  # other settings: another result
+    assert len(calls) == 2
+    cache_frame(source, tmp_path / "cache")  # reusing the entry keeps what was derived from it
+    assert cache.derived(frame, "noise-k1", compute) == first and len(calls) == 2
+    write_frame(source, np.full((24, 32), 5000, np.uint16))
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    changed, decoded = cache_frame(source, tmp_path / "cache")
+    assert decoded
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [changed.array_path.name, changed.array_path.with_suffix(".json").name]
+    )  # the stale entry's derived results went with it
 
 
 def test_a_failed_write_leaves_no_entry_and_no_temporary_file(tmp_path, monkeypatch):
@@ -132,3 +162,31 @@ def test_distributed_loader_splits_each_epoch_between_ranks(tmp_path):
     assert isinstance(loader.sampler, DistributedSampler) and len(loader) == 5
     with pytest.raises(AssertionError, match="initialised"):
         build_train_loader(cfg, seed=0, distributed=True)
+
+
+def test_validation_input_scores_are_computed_once(tmp_path, monkeypatch):
+    write_pairs(tmp_path / "data", count=3, shape=(24, 32))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=2, patch_size=4, batch_size=2, num_workers=0)
+    first = build_val_frames(cfg)
+    for f in first:  # the stored scores are the input's own, exactly
+        assert f.noisy_scores == score_image(f.clean_mosaic, f.noisy.mosaic, data_range=f.noisy.white_level)
+    calls = []
+    monkeypatch.setattr(frames_module, "score_image", lambda *a, **k: calls.append(1) or score_image(*a, **k))
+    again = build_val_frames(cfg)
+    assert calls == [] and [f.noisy_scores for f in again] == [f.noisy_scores for f in first]
+
+
+def test_loader_workers_that_would_overflow_shared_memory_are_refused(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    cfg = DataConfig(root=str(tmp_path), patch_size=256, batch_size=8, num_workers=6)
+    need = 6 * 2 * 8 * 2 * 4 * 256 * 256 * 4  # workers x prefetch x batch x (noisy, clean) x planes x pixels x bytes
+    monkeypatch.setattr(loader_module.shutil, "disk_usage", lambda _: usage(64 << 20, 0, 64 << 20))
+    with pytest.raises(DatasetError, match=r"data\.num_workers=6 .* 192 MB .* 64 MB free"):
+        loader_module.check_shared_memory(cfg, str(tmp_path))
+    monkeypatch.setattr(loader_module.shutil, "disk_usage", lambda _: usage(2 * need, 0, 2 * need))
+    loader_module.check_shared_memory(cfg, str(tmp_path))  # enough
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # but not for eight processes on the machine
+    with pytest.raises(DatasetError, match="x 8 process"):
+        loader_module.check_shared_memory(cfg, str(tmp_path))
+    monkeypatch.setattr(loader_module.shutil, "disk_usage", lambda _: usage(0, 0, 0))
+    loader_module.check_shared_memory(DataConfig(root=str(tmp_path), num_workers=0), str(tmp_path))  # no workers

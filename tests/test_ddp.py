@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from train_data import make_pairs, tiny_config
 
 from denoise.model import build_model
+from denoise.train import distributed as dd
 from denoise.train.loop import train
 
 
@@ -54,5 +55,31 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path: Path) -> None:
     assert sorted(p.name for p in (runs[0] / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
     ckpt = torch.load(runs[0] / "checkpoints" / "last.pth", weights_only=True)
     assert ckpt["step"] == 4 and len(ckpt["rng"]) == 2  # every rank's RNG state, for an exact resume
+    # the linear scaling rule: two processes' global batch takes twice the configured learning rate
+    assert ckpt["scheduler"]["base_lrs"] == [2 * ckpt["config"]["train"]["lr"]]
     for name, value in r0["model"].items():
         assert torch.equal(value, ckpt["model"][name]), name
+
+
+def _read_worker(rank: int, port: int, tmp: str) -> None:
+    """Each rank in its own folder: only rank 0's holds ``state.pth``, as on a node-local disk."""
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})  # fmt: skip
+    os.chdir(Path(tmp) / f"node{rank}")
+    info = dd.setup_distributed("cpu")
+    try:
+        state = dd.read_on_every_rank("state.pth", info, lambda p: torch.load(p, weights_only=True))
+    finally:
+        dd.cleanup_distributed()
+    torch.save(state, Path(tmp) / f"read{rank}.pt")
+
+
+def test_a_checkpoint_only_rank_0_can_see_reaches_every_rank(tmp_path: Path) -> None:
+    for rank in (0, 1):
+        (tmp_path / f"node{rank}").mkdir()
+    state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "step": 7}
+    torch.save(state, tmp_path / "node0" / "state.pth")
+    mp.start_processes(_read_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"read{rank}.pt", weights_only=True)
+        assert got["step"] == 7 and torch.equal(got["model"]["w"], state["model"]["w"])

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 from dataset_fixtures import BLACK, WHITE, write_frame
+from train_data import make_pairs
 
 from denoise.config import DataConfig
+from denoise.dataset import synthetic_pairs
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.loader import build_train_dataset, build_train_loader
 
@@ -127,3 +129,22 @@ def test_estimate_grid_covers_the_levels_that_brightness_maps_to(tmp_path):
     # gain g is looked up at (a / g, b / g^2): from the lowest level at the brightest to the highest at the dimmest
     assert (grid.log_a[0], grid.log_a[-1]) == pytest.approx(np.log10([1e-4 / 2.0, 1e-2 / 0.5]))
     assert (grid.log_b[0], grid.log_b[-1]) == pytest.approx(np.log10([1e-6 / 2.0**2, 1e-3 / 0.5**2]))
+
+
+def test_a_warm_start_reads_levels_and_grids_from_the_cache(tmp_path, monkeypatch):
+    # The second dataset over the same files estimates nothing and gets exactly the first one's levels and grids;
+    # another window is other settings and is computed afresh.
+    data = make_pairs(tmp_path / "data", count=2, size=32)
+    cfg = DataConfig(root=str(data), val_count=0, num_workers=0, patch_size=8, batch_size=2, samples_per_epoch=4,
+                     synthetic_fraction=0.5, noise_level_report="estimate_grid")  # fmt: skip
+    cold = build_train_dataset(cfg, seed=0, noise_levels=True)
+    calls = []
+    real = synthetic_pairs.estimate_noise
+    monkeypatch.setattr(synthetic_pairs, "estimate_noise", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(synthetic_pairs, "measure_grid", lambda *a, **k: calls.append(1) or measure_grid(*a, **k))
+    warm = build_train_dataset(cfg, seed=0, noise_levels=True)
+    assert calls == [] and warm.frame_noise == cold.frame_noise
+    for a, b in zip(warm.grids, cold.grids, strict=True):
+        assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("log_a", "log_b", "excess"))
+    build_train_dataset(DataConfig(**{**cfg.__dict__, "noise_estimate_window": 1.0}), seed=0, noise_levels=True)
+    assert len(calls) == 4  # two levels and two grids

@@ -125,6 +125,16 @@ def test_channels_last_matches_nchw_and_explicit_layernorm():
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=0)
 
 
+def test_prepared_parameters_and_their_gradients_share_strides():
+    # DistributedDataParallel lays its gradient buckets out like the parameters and warns, and copies, for every
+    # gradient whose strides differ: after prepare_model none may.
+    model = prepare_model(tiny_model(), "cpu")
+    model(prepare_input(torch.rand(2, 4, 16, 16), "cpu")).square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad.stride() == p.stride(), name
+    assert model.intro.weight.is_contiguous(memory_format=torch.channels_last)  # 3x3 weights stay channels-last
+
+
 def test_bf16_autocast_runs_and_stays_close():
     model = tiny_model().eval()
     x = torch.rand(1, 4, 16, 16)

@@ -20,7 +20,7 @@ from denoise.config import (
     load_config,
     to_dict,
 )
-from denoise.train.schedule import lr_factor
+from denoise.train.schedule import lr_factor, scale_for_processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,3 +151,9 @@ def test_cosine_schedule_ends_at_min_ratio() -> None:
     assert lr_factor(50, warmup_steps=0, **kw) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_factor(100, warmup_steps=0, **kw) == pytest.approx(0.1)
     assert lr_factor(25, warmup_steps=0, **kw) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+
+
+def test_linear_scaling_rule_for_data_parallel_processes() -> None:
+    assert scale_for_processes(5e-4, 1e-7, 500, 1, "linear") == (5e-4, 1e-7, 500)
+    assert scale_for_processes(5e-4, 1e-7, 500, 8, "linear") == (4e-3, 8e-7, 63)  # the same 4,000 samples, rounded up
+    assert scale_for_processes(5e-4, 1e-7, 500, 8, "none") == (5e-4, 1e-7, 500)

@@ -118,6 +118,9 @@ class TrainConfig:
     gamma: float = 0.5  # StepLR: factor per decay
     min_lr: float = 1e-7  # cosine: the learning rate reached at the last step
     warmup_steps: int = 0  # linear warm-up over this many optimiser steps; 0 = off
+    # Under torchrun, lr, min_lr and warmup_steps are for one process's batch: "linear" multiplies the learning
+    # rates by the number of processes and divides the warm-up steps by it (same samples); "none" keeps them.
+    lr_scaling: Literal["linear", "none"] = "linear"
     grad_clip: float = 0.0  # max global gradient norm; 0 = off
     ema: float = 0.0  # decay of the weights' exponential moving average (e.g. 0.999); 0 = off
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a gradient scaler

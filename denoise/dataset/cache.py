@@ -1,7 +1,9 @@
 """Decode-once cache: each DNG becomes a memory-mapped .npy of its packed frame plus a JSON of its levels.
 
 An entry's name carries a hash of the source's absolute path and of its size and modification time, so a
-changed source gets a new entry (the stale one is removed). Files are written to a temporary name and moved
+changed source gets a new entry (the stale one is removed, with what was derived from it). Results computed from
+an entry (its blind noise estimate, say) are kept beside it as ``<entry>.<name>.json`` (``derived``), so a warm
+launch reads them instead of computing them again. Files are written to a temporary name and moved
 into place, the array before the JSON, so a reader that finds the JSON always finds a complete array; several
 processes filling the same cache at once only duplicate work.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +77,25 @@ def cached_mosaic(frame: CachedFrame) -> np.ndarray:
 
 def _digest(*parts: object) -> str:
     return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:12]
+
+
+def settings_key(*parts: object) -> str:
+    """A short name-safe key for the settings a derived result depends on."""
+    return _digest(*parts)
+
+
+def derived(frame: CachedFrame, name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s JSON-able result for this entry, computed once and then read from beside the entry.
+
+    ``name`` must change with everything the result depends on besides the entry itself (settings, code
+    versions; ``settings_key`` makes one). Written atomically; an unreadable file is computed again.
+    """
+    path = frame.array_path.with_name(f"{frame.array_path.stem}.{name}.json")
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        return json.loads(path.read_text())
+    value = compute()
+    write_text_atomic(path, json.dumps(value))
+    return value
 
 
 def entry_stem(source: Path, cache_dir: Path, dtype: str) -> tuple[Path, str]:
@@ -150,7 +173,7 @@ def cache_frame(source: str | Path, cache_dir: str | Path, dtype: str = "uint16"
     packed, info = _decode(source, dtype)
     entry = store_entry(stem, packed, info)
     for old in cache_dir.glob(f"{prefix}-*"):
-        if old.stem != stem.name and old.suffix in (".npy", ".json"):
+        if not old.name.startswith(stem.name + ".") and old.suffix in (".npy", ".json"):
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()  # a process still mapping it keeps its data until it closes
     return entry, True

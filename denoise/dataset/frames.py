@@ -14,11 +14,15 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.config import DataConfig
-from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, normalized_region
+from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, derived, normalized_region, settings_key
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
-from denoise.raw import dng
+from denoise.raw import dng, metrics, noise
 from denoise.raw.bayer import cfa_black, normalize
+from denoise.raw.metrics import ImageScores, score_image
 from denoise.raw.noise import add_noise, log_uniform
+
+# The noisy inputs' own scores are cached with the frames, keyed by the code that makes and scores them.
+SCORING = settings_key(*(Path(m.__file__).read_bytes() for m in (metrics, noise)))
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class ValFrame:
     key: str
     noisy: dng.RawFrame
     clean_mosaic: np.ndarray  # (H, W) uint16 DN
+    noisy_scores: ImageScores  # the noisy input's own scores: the baseline a denoiser must beat
 
 
 def cache_dir_for(cfg: DataConfig) -> Path:
@@ -111,6 +116,14 @@ def _full_mosaic(frame: CachedFrame) -> np.ndarray:
     return dng.read_dng(frame.source).mosaic
 
 
+def _input_scores(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray, cfg: DataConfig) -> ImageScores:
+    """The noisy input's scores, seconds of work on a competition frame: computed once, then read from the cache."""
+    made = pair.noisy.array_path.name if pair.noisy else repr((cfg.noise_a_range, cfg.noise_b_range, cfg.noise_model))
+    stored = derived(pair.clean, f"scores-{settings_key('noisy input', made, SCORING)}",
+                     lambda: score_image(clean_mosaic, noisy.mosaic, data_range=noisy.white_level).as_dict())
+    return ImageScores(**stored)
+
+
 def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
     """The validation split, whole frames, in key order."""
     _, val = load_split(cfg)
@@ -129,5 +142,5 @@ def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
             iso=None,
             path=(pair.noisy or clean).source,
         )
-        frames.append(ValFrame(pair.key, noisy, clean_mosaic))
+        frames.append(ValFrame(pair.key, noisy, clean_mosaic, _input_scores(pair, noisy, clean_mosaic, cfg)))
     return frames

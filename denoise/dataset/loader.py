@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -195,6 +196,27 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = Fal
     )
 
 
+def check_shared_memory(cfg: DataConfig, folder: str = "/dev/shm") -> None:
+    """Refuse loader workers whose batches in flight would not fit in shared memory, naming what to change.
+
+    Workers hand batches over through ``folder``: each keeps two batches ready (PyTorch's prefetch factor), for
+    every process on the machine. A container's default 64 MB is too little for competition patches, and
+    running out kills the workers with a bus error mid-epoch.
+    """
+    if cfg.num_workers == 0 or not os.path.isdir(folder):
+        return
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    batch = cfg.batch_size * 2 * 4 * cfg.patch_size**2 * 4  # noisy and clean, 4 planes, float32
+    need = processes * cfg.num_workers * 2 * batch
+    free = shutil.disk_usage(folder).free
+    if free < need * 1.25:
+        raise DatasetError(
+            f"{folder}: data.num_workers={cfg.num_workers} x {processes} process(es) need about {need / 2**20:.0f} MB "
+            f"of shared memory for batches in flight, {free / 2**20:.0f} MB free: give the container more (docker "
+            f"--shm-size=2g) or lower data.num_workers"
+        )
+
+
 def build_train_loader(
     cfg: DataConfig, seed: int = 0, distributed: bool = False, noise_levels: bool = False
 ) -> DataLoader:
@@ -203,19 +225,21 @@ def build_train_loader(
     With ``noise_levels`` the batches also hold ``"a"`` and ``"b"``, each (B,) float32.
 
     Batches depend on ``seed`` and the epoch only, not on ``num_workers``. Under ``distributed``
-    (torch.distributed initialised, e.g. by torchrun) rank 0 fills the cache while the others wait, and a
+    (torch.distributed initialised, e.g. by torchrun) each node's first process (LOCAL_RANK 0) fills the cache,
+    noise estimates included, while the others wait, so node-local disks work as well as shared storage; a
     DistributedSampler splits each epoch: call ``loader.sampler.set_epoch(epoch)`` (either sampler has it).
     """
     if distributed:
         assert dist.is_available() and dist.is_initialized(), "distributed=True needs torch.distributed initialised"
-        if dist.get_rank() == 0:
-            training_frames(cfg, seed)
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            build_train_dataset(cfg, seed, noise_levels)
         dist.barrier()
     dataset = build_train_dataset(cfg, seed, noise_levels)
     if distributed:
         sampler = EpochDistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
     else:
         sampler = EpochSampler(len(dataset), seed)
+    check_shared_memory(cfg)
     per_epoch = len(sampler) // cfg.batch_size
     if per_epoch == 0:
         raise DatasetError(f"{cfg.root}: {len(sampler)} samples per epoch per process < batch_size {cfg.batch_size}")

@@ -8,18 +8,24 @@ noisy frame, as inference will have to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from denoise.config import DataConfig
-from denoise.dataset.cache import CachedFrame
+from denoise.dataset import estimate_grid
+from denoise.dataset.cache import CachedFrame, derived, settings_key
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.frames import FramePair, whole_frame
+from denoise.raw import noise, noise_estimation
 from denoise.raw.noise import add_noise, log_uniform, quantize
 from denoise.raw.noise_estimation import WINDOW, estimate_noise
 
 GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
+# Estimates cached beside the frame cache are keyed by the code that computes them, so a change to the estimate,
+# the grid or the noise synthesis computes them afresh.
+ESTIMATOR = settings_key(*(Path(m.__file__).read_bytes() for m in (noise_estimation, estimate_grid, noise)))
 
 
 @dataclass(frozen=True)
@@ -125,17 +131,36 @@ def frame_estimate_grid(
 
 
 def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[float, float] | None]:
-    """Each real pair's blind-estimate level (None for a clean-only frame), read once before training."""
+    """Each real pair's blind-estimate level (None for a clean-only frame), read once and cached with the frame."""
     bar = tqdm(frames, desc="estimating noise", unit="frame", leave=False, disable=None)
-    return [frame_noise_level(f, window) if f.noisy is not None else None for f in bar]
+    levels = []
+    for f in bar:
+        if f.noisy is None:
+            levels.append(None)
+            continue
+        key = settings_key("level", window, ESTIMATOR, f.clean.array_path.name)  # the fallback reads the clean twin
+        levels.append(tuple(derived(f.noisy, f"noise-{key}", lambda f=f: frame_noise_level(f, window))))
+    return levels
 
 
 def estimate_grids(
     frames: list[FramePair], synth: SynthesisSettings, window: float, seed: int
 ) -> list[EstimateGrid]:
-    """Every frame's estimate grid, its noise seeded by (``seed``, frame index), so a resumed run rebuilds it."""
+    """Every frame's estimate grid, its noise seeded by (``seed``, frame index), so a resumed run rebuilds it.
+
+    Grids are cached beside each frame's entry, keyed by everything they depend on; JSON keeps floats exactly,
+    so a cached grid equals a computed one.
+    """
     bar = tqdm(frames, desc="estimate at grid levels", unit="frame", leave=False, disable=None)
-    return [
-        frame_estimate_grid(f.clean, f.packed_shape, synth, window, np.random.default_rng([seed, i, GRID_STREAM]))
-        for i, f in enumerate(bar)
-    ]
+    grids = []
+    for i, f in enumerate(bar):
+
+        def compute(f: FramePair = f, i: int = i) -> dict:
+            rng = np.random.default_rng([seed, i, GRID_STREAM])
+            grid = frame_estimate_grid(f.clean, f.packed_shape, synth, window, rng)
+            return {"log_a": grid.log_a.tolist(), "log_b": grid.log_b.tolist(), "excess": grid.excess.tolist()}
+
+        key = settings_key("grid", repr(synth), window, seed, i, ESTIMATOR)
+        stored = derived(f.clean, f"grid-{key}", compute)
+        grids.append(EstimateGrid(*(np.asarray(stored[k], dtype=np.float64) for k in ("log_a", "log_b", "excess"))))
+    return grids

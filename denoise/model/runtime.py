@@ -44,8 +44,18 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def prepare_model(model: nn.Module, device: str | torch.device) -> nn.Module:
-    """Move ``model`` to ``device`` in the fast memory format (in place; also returned)."""
-    return model.to(device=torch.device(device), memory_format=MEMORY_FORMAT)
+    """Move ``model`` to ``device`` in the fast memory format (in place; also returned).
+
+    A 4-D parameter of 1 x 1 spatial size (a 1x1 convolution's weight, a per-channel scale) holds its values in
+    the same order in both formats but takes channels-last strides in the move, while its gradient comes back
+    with plain strides; DistributedDataParallel's gradient buckets read that as a layout mismatch (a warning and
+    a copy per step). Such parameters keep plain strides, so parameter and gradient agree.
+    """
+    model = model.to(device=torch.device(device), memory_format=MEMORY_FORMAT)
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[-2:] == (1, 1):
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+    return model
 
 
 def prepare_input(x: Tensor, device: str | torch.device) -> Tensor:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from denoise.model.runtime import resolve_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,3 +109,13 @@ def gather_objects(obj: object, info: DistInfo) -> list:
     holder: list = [None] * info.world_size
     dist.all_gather_object(holder, obj)
     return holder
+
+
+def read_on_every_rank(path: str, info: DistInfo, read: Callable[[str], T]) -> T:
+    """``read(path)`` on every process; where some process cannot see the file (node-local disks on a multi-node
+    run, say), rank 0 reads it and sends it to all."""
+    if not info.distributed or not any_true([not Path(path).is_file()], info)[0]:
+        return read(path)
+    holder = [read(path) if info.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

@@ -31,7 +31,13 @@ from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import StepClock, log_window, new_window
 from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
-from denoise.train.schedule import build_optimizer, build_scheduler, load_optimizer_state, step_unless
+from denoise.train.schedule import (
+    build_optimizer,
+    build_scheduler,
+    load_optimizer_state,
+    scale_for_processes,
+    step_unless,
+)
 from denoise.train.validate import crop_pictures, noisy_scores, validate
 
 
@@ -111,7 +117,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         if info.is_main and resume == "auto" and ckpt_path is None:
             print(f"--resume auto: no earlier run named {cfg.name!r} under {tc.runs_dir}: starting one", flush=True)
         ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
-        ckpt = read_checkpoint(ckpt_path) if ckpt_path else None
+        ckpt = dd.read_on_every_rank(ckpt_path, info, read_checkpoint) if ckpt_path else None
         if ckpt is not None:
             _check_model_matches(cfg, ckpt, Path(ckpt_path))
 
@@ -122,10 +128,13 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         noise_aware = cfg.model.noise_channels > 0
         loader = build_train_loader(cfg.data, tc.seed, info.distributed, noise_levels=noise_aware)
         steps_per_epoch = len(loader)
-        optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, tc.betas)
+        lr, min_lr, warmup = scale_for_processes(tc.lr, tc.min_lr, tc.warmup_steps, info.world_size, tc.lr_scaling)
+        if info.is_main and info.distributed:
+            print(f"{info.world_size} processes, global batch {cfg.data.batch_size * info.world_size}: lr {lr:g}, "
+                  f"min_lr {min_lr:g}, warm-up {warmup} steps (train.lr_scaling={tc.lr_scaling})", flush=True)
+        optimizer = build_optimizer(model, tc.optimizer, lr, tc.weight_decay, tc.betas)
         scheduler = build_scheduler(
-            optimizer, steps_per_epoch, tc.epochs, tc.scheduler, tc.step_size, tc.gamma, tc.lr, tc.min_lr,
-            tc.warmup_steps,
+            optimizer, steps_per_epoch, tc.epochs, tc.scheduler, tc.step_size, tc.gamma, lr, min_lr, warmup
         )
         scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
         loss_weights = {

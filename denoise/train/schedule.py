@@ -51,6 +51,21 @@ def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
         optimizer.step()
 
 
+def scale_for_processes(
+    lr: float, min_lr: float, warmup_steps: int, processes: int, rule: str
+) -> tuple[float, float, int]:
+    """(lr, min_lr, warm-up steps) for ``processes`` data-parallel processes, the config's values being for one.
+
+    "linear" is the linear scaling rule (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): a global batch k
+    times larger takes a k times larger learning rate, and the warm-up covers the same number of samples, so k
+    times fewer steps. "none" keeps the values as written.
+    """
+    assert rule in ("linear", "none") and processes >= 1, f"bad scaling {rule!r} for {processes} processes"
+    if rule == "none" or processes == 1:
+        return lr, min_lr, warmup_steps
+    return lr * processes, min_lr * processes, math.ceil(warmup_steps / processes)
+
+
 def lr_factor(
     step: int,
     steps_per_epoch: int,

@@ -31,8 +31,8 @@ def validate(model: torch.nn.Module, frames: list[ValFrame], settings: InferSett
 
 
 def noisy_scores(frames: list[ValFrame]) -> ImageScores:
-    """Mean metrics of the noisy inputs themselves: the baseline a denoiser must beat."""
-    return mean_scores(score_image(f.clean_mosaic, f.noisy.mosaic, data_range=f.noisy.white_level) for f in frames)
+    """Mean metrics of the noisy inputs themselves: the baseline a denoiser must beat (cached with the frames)."""
+    return mean_scores(f.noisy_scores for f in frames)
 
 
 def crop_pictures(frame: ValFrame, denoised: np.ndarray, size: int) -> dict[str, np.ndarray]:
