@@ -9,7 +9,8 @@ backward, optimiser, EMA) into a temporary run folder, once per variant; a varia
 device is drained at every phase boundary, so GPU time is charged to the phase that queued it; without it the
 phases are host time, and a phase that waits on the GPU shows where the host blocks). The table gives the median
 samples/s over the logged windows after the first, the median milliseconds per step of each phase, the time from
-launch to the end of the first step, and the run's wall time.
+launch to the first batch (start-up: caches, noise estimates, loader workers) and to the end of the first step,
+and the run's wall time.
 
 ``--epochs-with-val N`` instead runs N short epochs of ``--steps`` steps each with validation after every one, and
 adds the share of the wall time spent validating (rank 0 scores full frames while other ranks wait).
@@ -75,6 +76,7 @@ def bench(path: str, variant: str, steps: int, val_epochs: int, overrides: list[
         logged = scalars(result.run_dir)
     row = {"config": path, "variant": variant, "batch": cfg.data.batch_size, "wall": wall,
            "samples/s": steady(logged.get("train/samples_per_s", [])),
+           "first batch s": logged.get("time/first_batch_s", [float("nan")])[0],
            "first step s": logged.get("time/first_step_s", [float("nan")])[0],
            **{f"{phase} ms": steady(logged.get(f"time/{phase}_ms", [])) for phase in PHASES}}
     if val_epochs:
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    columns = ["samples/s", "first step s", *(f"{p} ms" for p in PHASES), "wall"]
+    columns = ["samples/s", "first batch s", "first step s", *(f"{p} ms" for p in PHASES), "wall"]
     if args.epochs_with_val:
         columns += ["val s", "val share"]
     rows = []

@@ -8,13 +8,17 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.multiprocessing as mp
 from train_data import make_pairs, tiny_config
 
+from denoise.dataset.frames import build_val_frames
+from denoise.inference.pipeline import InferSettings
 from denoise.model import build_model
 from denoise.train import distributed as dd
 from denoise.train.loop import train
+from denoise.train.validate import validate
 
 
 def _free_port() -> int:
@@ -83,3 +87,36 @@ def test_a_checkpoint_only_rank_0_can_see_reaches_every_rank(tmp_path: Path) -> 
     for rank in (0, 1):
         got = torch.load(tmp_path / f"read{rank}.pt", weights_only=True)
         assert got["step"] == 7 and torch.equal(got["model"]["w"], state["model"]["w"])
+
+
+def _validation_setup(tmp: str) -> tuple:
+    """The same tiny network, validation frames and settings in every process."""
+    cfg = tiny_config(Path(tmp) / "data", Path(tmp) / "runs", "data.val_count=3")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    settings = InferSettings(0, 0, False, 1, "cpu", "fp32", cfg.data.noise_estimate_window)
+    return model, build_val_frames(cfg.data), settings
+
+
+def _validate_worker(rank: int, port: int, tmp: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})  # fmt: skip
+    info = dd.setup_distributed("cpu")
+    try:
+        scores, first = validate(*_validation_setup(tmp), info)
+    finally:
+        dd.cleanup_distributed()
+    torch.save({"scores": None if scores is None else scores.as_dict(),
+                "first": None if first is None else torch.from_numpy(first.astype(np.int32))},
+               Path(tmp) / f"val{rank}.pt")  # fmt: skip
+
+
+def test_ranks_share_validation_frames_and_rank_0_gets_everyones_scores(tmp_path: Path) -> None:
+    make_pairs(tmp_path / "data", count=5, size=48)
+    expected, first = validate(*_validation_setup(str(tmp_path)))  # one process, every frame
+    mp.start_processes(_validate_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")  # fmt: skip
+    r0, r1 = (torch.load(tmp_path / f"val{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["scores"] == expected.as_dict()  # frames 0 and 2 scored on rank 0, frame 1 on rank 1
+    assert np.array_equal(r0["first"].numpy(), first.astype(np.int32))
+    assert r1["scores"] is None and r1["first"] is None

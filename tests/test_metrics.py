@@ -2,10 +2,19 @@
 
 import numpy as np
 import pytest
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from skimage.metrics import structural_similarity
 
-from denoise.raw.metrics import competition_score, mean_scores, psnr, score_image, ssim_2d, ssim_competition
+from denoise.raw.metrics import (
+    competition_score,
+    mean_scores,
+    psnr,
+    score_image,
+    score_image_torch,
+    ssim_2d,
+    ssim_competition,
+)
 
 WHITE = 16383
 
@@ -82,3 +91,26 @@ def test_shape_mismatch_is_refused():
     gt, pred = _pair(6)
     with pytest.raises(AssertionError, match="shape mismatch"):
         psnr(gt, pred[:-2])
+
+
+def _frames(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth scene with edges and texture at competition levels, and a noisy, clipped estimate of it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    scene = 3000 + 4000 * np.sin(xx / 17.0) * np.cos(yy / 23.0) + 6000 * (xx > shape[1] // 2)
+    scene = scene + rng.normal(0, 300, shape)
+    gt = np.clip(np.rint(scene), 1024, 16383).astype(np.uint16)
+    pred = np.clip(gt + rng.normal(0, 80 + 200 * rng.random(), shape), 0, 16383).astype(np.uint16)
+    return gt, pred
+
+
+@pytest.mark.parametrize(("shape", "seed"), [((64, 96), 0), ((131, 77), 1), ((512, 768), 2), ((7, 40), 3)])
+def test_torch_metrics_equal_scikit_image(shape, seed):
+    # Validation scores on the training device must be the competition's numbers, not an approximation of them.
+    gt, pred = _frames(shape, seed)
+    ref = score_image(gt, pred)
+    got = score_image_torch(torch.from_numpy(gt.astype(np.int32)), torch.from_numpy(pred.astype(np.int32)))
+    for key in ("psnr", "ssim", "ssim_2d", "score"):
+        assert abs(getattr(got, key) - getattr(ref, key)) < 1e-9, key
+    assert abs(score_image_torch(torch.from_numpy(gt), torch.from_numpy(gt)).ssim - 1.0) < 1e-12
+    assert score_image_torch(torch.from_numpy(gt), torch.from_numpy(gt)).psnr == float("inf")

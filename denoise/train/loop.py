@@ -38,7 +38,7 @@ from denoise.train.schedule import (
     scale_for_processes,
     step_unless,
 )
-from denoise.train.validate import crop_pictures, noisy_scores, validate
+from denoise.train.validate import noisy_scores, validate_and_log
 
 
 class TrainingDiverged(RuntimeError):
@@ -166,12 +166,11 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         eval_model = ema.module if ema is not None else model
 
         # The run folder is made only now, once the data and checkpoint have been accepted: bad input leaves nothing.
-        val_frames = []
         infer = cfg.infer  # validation denoises as inference does, one pass, with the model's noise estimate
         val_settings = InferSettings(infer.tile, infer.overlap, False, infer.batch_size, device, infer.precision,
                                      cfg.data.noise_estimate_window)  # fmt: skip
+        val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []  # every rank scores its share
         if info.is_main:
-            val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []
             run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
             (run_dir / "checkpoints").mkdir(exist_ok=True)
             write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
@@ -246,6 +245,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                     a, b = batch["a"].to(device), batch["b"].to(device)  # (B,)
                     inp = torch.cat([noisy, noise_level_map(noisy, a, b)], dim=1)  # (B, 8, p, p)
                 clock.mark("data")
+                if step == first_step and info.is_main:  # start-up ends: caches read, estimates loaded, workers up
+                    first_batch = time.perf_counter() - launched
                 with autocast(device, tc.precision):
                     pred = net(inp)
                 loss, parts = combined_loss(pred, clean, loss_weights)
@@ -291,8 +292,10 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 tick = time.perf_counter()
                 bar.update(1)
                 if step == first_step + 1 and info.is_main:
+                    writer.add_scalar("time/first_batch_s", first_batch, step)
                     writer.add_scalar("time/first_step_s", time.perf_counter() - launched, step)
-                    tqdm.write(f"first step done {time.perf_counter() - launched:.1f} s after launch")
+                    tqdm.write(f"first batch {first_batch:.1f} s after launch, first step done "
+                               f"{time.perf_counter() - launched:.1f} s after")
                 if step % tc.log_every == 0:
                     log_window(window, clock.take(), grad_norm, scheduler.get_last_lr()[0], step, writer, bar, info)
                     window = new_window(device)
@@ -312,22 +315,11 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 break
 
             check_diverged()
-            # Rank 0 validates on full frames while the other ranks wait.
+            # Every rank denoises and scores its share of the whole validation frames on its device; rank 0 logs.
             scores = None
-            last_epoch = epoch + 1 == tc.epochs
-            if info.is_main and val_frames and ((epoch + 1) % tc.val_every == 0 or last_epoch):
-                started = time.perf_counter()
-                scores, denoised = validate(eval_model, val_frames, val_settings)
-                writer.add_scalar("time/val_s", time.perf_counter() - started, step)
-                for key, value in scores.as_dict().items():
-                    writer.add_scalar(f"val/{key}", value, step)
-                if tc.image_crop > 0:
-                    for key, picture in crop_pictures(val_frames[0], denoised, tc.image_crop).items():
-                        writer.add_image(f"images/{key}", picture, step, dataformats="HWC")
-                tqdm.write(
-                    f"epoch {epoch + 1}: val PSNR {scores.psnr:.3f} dB, SSIM {scores.ssim:.4f} "
-                    f"(2-D {scores.ssim_2d:.4f}), score {scores.score:.3f}"
-                )
+            if val_frames and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
+                scores = validate_and_log(eval_model, val_frames, val_settings, info, writer, step, epoch + 1,
+                                          tc.image_crop)
             improved = scores is not None and (best_score is None or scores.score > best_score)
             if improved:
                 best_score = scores.score

@@ -1,33 +1,81 @@
-"""Validation on whole frames through inference's own ``denoise_frame``, scored like the competition."""
+"""Validation on whole frames through inference's own ``denoise_frame``, scored like the competition.
+
+Under torchrun every rank denoises and scores its share of the frames on its own device (the metrics in torch on a
+GPU, equal to scikit-image's), and rank 0 gathers the scores, so no GPU idles while one process validates.
+"""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from denoise.dataset.frames import ValFrame
 from denoise.inference.pipeline import InferSettings, denoise_frame
-from denoise.raw.metrics import ImageScores, mean_scores, score_image
+from denoise.raw.metrics import ImageScores, mean_scores, score_image, score_image_torch
 from denoise.raw.render import auto_exposure, render_srgb
 from denoise.raw.tiles import centre_box
+from denoise.train import distributed as dd
 
 
-def validate(model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings) -> tuple[ImageScores, np.ndarray]:
-    """Mean metrics over ``frames`` and the first frame's denoised mosaic (for the pictures).
+def score_on(device: torch.device, clean: np.ndarray, pred: np.ndarray, white_level: int) -> ImageScores:
+    """The competition's metrics of one frame, computed on ``device``: torch on a GPU, scikit-image on the CPU
+    (where it is the faster of the two)."""
+    if device.type == "cpu":
+        return score_image(clean, pred, data_range=white_level)
+    gt, out = (torch.from_numpy(m.astype(np.int32)).to(device) for m in (clean, pred))
+    return score_image_torch(gt, out, data_range=white_level)
+
+
+def validate(
+    model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings, info: dd.DistInfo | None = None
+) -> tuple[ImageScores | None, np.ndarray | None]:
+    """Mean metrics over ``frames`` and the first frame's denoised mosaic (for the pictures), on rank 0.
 
     Each frame is denoised exactly as ``denoise.infer`` would (a noise-aware model gets the level estimated from
-    the noisy frame alone); validation runs one pass, without TTA.
+    the noisy frame alone), one pass without TTA. Rank r takes frames r, r + world, ...; ranks other than 0
+    return (None, None).
     """
     assert not settings.tta, "validation runs without TTA"
+    rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
     was_training = model.training
     model.eval()
-    scores, first = [], None
-    for frame in frames:
+    mine, first = {}, None
+    for i in range(rank, len(frames), world):
+        frame = frames[i]
         pred = denoise_frame(model, frame.noisy, settings)  # (H, W) uint16
-        scores.append(score_image(frame.clean_mosaic, pred, data_range=frame.noisy.white_level))
-        first = pred if first is None else first
+        scores = score_on(torch.device(settings.device), frame.clean_mosaic, pred, frame.noisy.white_level)
+        mine[i] = scores.as_dict()
+        first = pred if i == 0 else first
     model.train(was_training)
-    return mean_scores(scores), first
+    gathered = dd.gather_objects(mine, info) if info is not None else [mine]
+    if rank != 0:
+        return None, None
+    merged = {i: ImageScores(**s) for part in gathered for i, s in part.items()}
+    return mean_scores(merged[i] for i in range(len(frames))), first
+
+
+def validate_and_log(
+    model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings, info: dd.DistInfo,
+    writer: SummaryWriter | None, step: int, epoch: int, image_crop: int,
+) -> ImageScores | None:  # fmt: skip
+    """``validate``, then on rank 0 the scalars (val/*, time/val_s), pictures and a line; returns rank 0's scores."""
+    started = time.perf_counter()
+    scores, denoised = validate(model, frames, settings, info)
+    if scores is None or writer is None:
+        return scores
+    writer.add_scalar("time/val_s", time.perf_counter() - started, step)
+    for key, value in scores.as_dict().items():
+        writer.add_scalar(f"val/{key}", value, step)
+    if image_crop > 0:
+        for key, picture in crop_pictures(frames[0], denoised, image_crop).items():
+            writer.add_image(f"images/{key}", picture, step, dataformats="HWC")
+    tqdm.write(f"epoch {epoch}: val PSNR {scores.psnr:.3f} dB, SSIM {scores.ssim:.4f} (2-D {scores.ssim_2d:.4f}), "
+               f"score {scores.score:.3f}")
+    return scores
 
 
 def noisy_scores(frames: list[ValFrame]) -> ImageScores:
