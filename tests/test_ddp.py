@@ -120,3 +120,31 @@ def test_ranks_share_validation_frames_and_rank_0_gets_everyones_scores(tmp_path
     assert r0["scores"] == expected.as_dict()  # frames 0 and 2 scored on rank 0, frame 1 on rank 1
     assert np.array_equal(r0["first"].numpy(), first.astype(np.int32))
     assert r1["scores"] is None and r1["first"] is None
+
+
+def _resume_worker(rank: int, port: int, tmp: str, runs: str, overrides: list[str], resume: str | None) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})  # fmt: skip
+    cfg = tiny_config(Path(tmp) / "data", Path(tmp) / runs, "train.epochs=3", "train.ema=0.5", "train.val_every=2",
+                      "train.warmup_steps=2", "train.log_every=3", *overrides)  # fmt: skip
+    result = train(cfg, resume=resume)
+    torch.save({"model": result.model.state_dict(), "step": result.step}, Path(tmp) / f"{runs}{rank}.pt")
+
+
+def test_two_process_run_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+    make_pairs(tmp_path / "data", count=3)
+
+    def launch(runs: str, overrides: list[str], resume: str | None) -> None:
+        mp.start_processes(_resume_worker, args=(_free_port(), str(tmp_path), runs, overrides, resume), nprocs=2,
+                           join=True, start_method="spawn")  # fmt: skip
+
+    launch("whole", [], None)
+    launch("parts", ["train.max_steps=3"], None)  # stops mid-epoch 2 (2 steps per epoch per rank)
+    launch("parts", [], "auto")
+    whole, parts = (torch.load(tmp_path / f"{r}0.pt", weights_only=True) for r in ("whole", "parts"))
+    assert whole["step"] == parts["step"] == 6
+    for name, value in whole["model"].items():
+        assert torch.equal(value, parts["model"][name]), name
+    for rank_file in ("whole1.pt", "parts1.pt"):  # and rank 1 holds the same weights
+        other = torch.load(tmp_path / rank_file, weights_only=True)
+        assert all(torch.equal(v, other["model"][k]) for k, v in whole["model"].items())

@@ -4,14 +4,20 @@ choice across a resume, the EMA, and the step clock."""
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+from train_data import make_pairs, tiny_config
 
+from denoise.train import loop as train_loop
 from denoise.train.ema import EMA
 from denoise.train.progress import PHASES, StepClock
 from denoise.train.schedule import build_optimizer, load_optimizer_state, step_unless
+
+train = train_loop.train
 
 
 def _model() -> nn.Module:
@@ -95,3 +101,42 @@ def test_step_clock_charges_each_interval_to_its_phase(monkeypatch: pytest.Monke
     assert set(totals) == set(PHASES)
     assert totals["data"] == 1.0 and totals["forward"] == 3.0 and totals["log"] == 0.25
     assert sum(clock.take().values()) == 0.0
+
+
+def test_steps_that_do_not_log_read_nothing_back_from_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # On a GPU every tensor-to-host read in the step (item, tolist, bool, float, int) makes the host wait for the
+    # device. The training code may read back only at log steps: here steps 4 and 8 log, the others must not read.
+    events: list[tuple[str, str]] = []
+    package = str(Path(train_loop.__file__).parents[1])
+
+    def recording(name: str):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if caller.startswith(package):
+                events.append(("read", f"{Path(caller).name}:{sys._getframe(1).f_lineno} {name}"))
+            return real(self, *args, **kwargs)
+
+        return read
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, recording(name))
+    real_mark = StepClock.mark
+    monkeypatch.setattr(StepClock, "mark", lambda self, phase: (events.append(("mark", phase)), real_mark(self, phase)))
+    data = make_pairs(tmp_path / "data", count=2)
+    cfg = tiny_config(data, tmp_path / "runs", "train.log_every=4", "train.max_steps=8", "train.val_every=0",
+                      "train.ema=0.9", "train.grad_clip=1.0", "data.samples_per_epoch=32")  # fmt: skip
+    assert train(cfg).step == 8
+    steps, current = [], None
+    for kind, what in events:
+        if kind == "mark" and what == "data":
+            current = []
+        elif kind == "mark" and what == "log":
+            steps.append(current)
+        elif kind == "read" and current is not None:
+            current.append(what)
+    assert len(steps) == 8
+    assert all(steps[i] for i in (3, 7)), steps  # the log steps do read (the loss means, the non-finite count)
+    quiet = {i + 1: reads for i, reads in enumerate(steps) if i not in (3, 7) and reads}
+    assert not quiet, f"steps that read from the device: {quiet}"
