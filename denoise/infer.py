@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from denoise.config import Config, ConfigError, load_config, validate_config
 from denoise.inference.noise_map import needs_noise_level
-from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source
+from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source, settings_for_model
 from denoise.model import resolve_device
 from denoise.model.checkpoint import CheckpointError, load_model
 from denoise.raw.dng import DngError, read_dng, write_dng
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"checkpoint: {checkpoint}{'' if args.checkpoint else ' (newest best.pth)'}")
         print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
         model, trained = load_model(checkpoint, settings.device)
-        settings = replace(settings, noise_window=trained.data.noise_estimate_window)  # as the model was trained
+        settings = settings_for_model(settings, trained)  # the noise estimate and texture check it was trained with
     except (InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

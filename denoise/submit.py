@@ -19,7 +19,6 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from denoise.infer import (
     settings_from_args,
     summary_line,
 )
-from denoise.inference.pipeline import InferSettings
+from denoise.inference.pipeline import InferSettings, settings_for_model
 from denoise.model import nafnet
 from denoise.model.checkpoint import (
     CheckpointError,
@@ -143,6 +142,13 @@ def report_text(
             f"{settings.noise_window:g} standard deviations above the fit): no noise parameters are given at test\n"
             "time.\n\n"
         )
+        if settings.texture_threshold > 0:
+            noise += (
+                "Texture check: when the mean over the planes of |corr(noisy - denoised, Laplacian of denoised)|\n"
+                f"exceeds {settings.texture_threshold:g} (what was removed follows the image's structure, so the "
+                "estimate read\ntexture as noise), the frame is denoised again with the noise standard deviation "
+                f"scaled by {settings.texture_scale:g}.\n\n"
+            )
         if settings.noise_source == "auto":
             noise += "A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead.\n\n"
     return f"""# Method
@@ -217,7 +223,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     inputs = competition_inputs(test_dir)
     _refuse_out_over_inputs(out, test_dir)
     model = model_from_checkpoint(ckpt, cfg, checkpoint, settings.device)
-    settings = replace(settings, noise_window=cfg.data.noise_estimate_window)  # the estimate it was trained with
+    settings = settings_for_model(settings, cfg)  # the noise estimate and texture check it was trained with
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:

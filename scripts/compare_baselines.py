@@ -30,7 +30,7 @@ from tqdm import tqdm
 from denoise.atomic import write_text_atomic
 from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.classical import METHODS as BASELINES
-from denoise.inference.pipeline import InferSettings, noise_source
+from denoise.inference.pipeline import InferSettings, noise_source, settings_for_model
 from denoise.inference.tta import self_ensemble
 from denoise.quality_table import LEVEL_EDGES, format_markdown, format_noise, format_summary, noise_level, summarise
 from denoise.raw.bayer import (
@@ -104,8 +104,9 @@ def baseline_method(name: str) -> Method:
 def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle: bool) -> dict[str, Method]:
     """The trained model without and with x8 TTA, tiled as its config's inference section says.
 
-    A noise-aware model reads the level the methods are given (``window`` its estimate's, ``oracle`` the truth)
-    when it was trained with that estimate's window, else estimates it itself with its own window, as infer does.
+    A noise-aware model estimates its level from each frame with its own window and texture check, as infer
+    does; given the truth (``oracle``, or a ``@true`` row) it reads that instead. ``window`` is the classical
+    methods' and no longer the model's.
     """
     from denoise.inference.pipeline import denoise_frame
     from denoise.model.checkpoint import CheckpointError, load_model
@@ -114,12 +115,12 @@ def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle:
         model, cfg = load_model(checkpoint, "cpu")
     except CheckpointError as err:
         raise CompareError(str(err)) from err
-    own = cfg.data.noise_estimate_window
     methods = {}
     for name in names:
         settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name.removesuffix(TRUE) == "model-tta",
-                                 cfg.infer.batch_size, "cpu", noise_window=own)  # fmt: skip
-        given = oracle or own == window or name.endswith(TRUE)
+                                 cfg.infer.batch_size, "cpu")  # fmt: skip
+        settings = settings_for_model(settings, cfg)  # its own estimate and texture check, as denoise.infer runs it
+        given = oracle or name.endswith(TRUE)
         methods[name] = lambda frame, params, s=settings, g=given: denoise_frame(
             model, frame, s, noise=params if g else None
         )

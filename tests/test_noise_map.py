@@ -8,12 +8,12 @@ import pytest
 import torch
 from dataset_fixtures import BLACK, WHITE, write_frame
 
-from denoise.config import DataConfig, ModelConfig
+from denoise.config import ConfigError, DataConfig, ModelConfig, load_config
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
 from denoise.dataset.synthetic_pairs import fit_pair_noise
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
-from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, removed_structure
+from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
 from denoise.inference.tta import denoise_mosaic, transforms_for
 from denoise.model import NAFNet, build_model
 from denoise.model.nafnet import NOISE_MAP_GAIN, noise_level_map
@@ -217,3 +217,45 @@ def test_noise_aware_training_inference_and_submission(tmp_path):
     assert "noise-aware" in report
     network = (tmp_path / "result" / "algorithm" / "models" / "network.py").read_text()
     assert "noise_channels=4" in network and "scale_residual=True" in network and "def noise_level_map" in network
+
+
+def test_removed_structure_tells_noise_from_removed_texture():
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:96, 0:128]
+    smooth = 0.3 + 0.2 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    texture = 0.05 * rng.standard_normal((4, 96, 128))
+    scene = smooth[None] + texture
+    noisy = scene + rng.normal(0, 0.01, scene.shape)
+    # a denoiser that removed just the noise leaves a residual unrelated to the image it kept
+    assert removed_structure(noisy, scene) < 0.05
+    # one that also smoothed the texture away leaves a residual that follows the image's structure
+    blurred = (scene + np.roll(scene, 1, 1) + np.roll(scene, -1, 1) + np.roll(scene, 1, 2) + np.roll(scene, -1, 2)) / 5
+    assert removed_structure(noisy, blurred) > 0.3
+    assert removed_structure(noisy, noisy) == 0.0  # nothing removed
+
+
+def test_texture_check_denoises_again_at_the_scaled_level():
+    frame, model = _frame((3e-3, 1e-4)), aware_model()
+    estimate = estimate_frame_noise(pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR").astype(np.float32))
+    plain = denoise_frame(model, frame, InferSettings(tile=16, overlap=4))
+    always = InferSettings(tile=16, overlap=4, texture_threshold=1e-9, texture_scale=0.5)
+    lowered = NoiseParams(estimate.a * 0.25, estimate.b * 0.25)  # half the std
+    np.testing.assert_array_equal(denoise_frame(model, frame, always),
+                                  denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=lowered))
+    never = InferSettings(tile=16, overlap=4, texture_threshold=0.999)
+    np.testing.assert_array_equal(denoise_frame(model, frame, never), plain)
+    assert not np.array_equal(denoise_frame(model, frame, always), plain)  # so the checks above can fail
+    given = NoiseParams(estimate.a * 2, estimate.b * 2)  # a given level (NoiseProfile, truth) is not second-guessed
+    np.testing.assert_array_equal(denoise_frame(model, frame, always, noise=given),
+                                  denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=given))
+
+
+def test_the_texture_check_comes_with_the_model():
+    cfg = load_config(None, ["infer.texture_threshold=0.3", "infer.texture_scale=0.125",
+                             "data.noise_estimate_window=1"])  # fmt: skip
+    settings = settings_for_model(InferSettings(tile=64, texture_threshold=0.9), cfg)
+    assert (settings.texture_threshold, settings.texture_scale, settings.noise_window, settings.tile) == (
+        0.3, 0.125, 1.0, 64)
+    for bad in ("infer.texture_threshold=1.0", "infer.texture_scale=0"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
+            load_config(None, [bad])

@@ -85,7 +85,11 @@ def train_rules(t: TrainConfig) -> list[Rule]:
 
 def infer_rules(i: InferConfig) -> list[Rule]:
     """The infer section's rules beyond its minimums (also applied after ``denoise.infer``'s flags)."""
-    return [("overlap", i.overlap >= 0 and (i.tile == 0 or i.overlap < i.tile), f"in [0, infer.tile) = [0, {i.tile})")]
+    return [
+        ("overlap", i.overlap >= 0 and (i.tile == 0 or i.overlap < i.tile), f"in [0, infer.tile) = [0, {i.tile})"),
+        ("texture_threshold", 0 <= i.texture_threshold < 1, "in [0, 1): 0 is off"),
+        ("texture_scale", 0 < i.texture_scale <= 1, "in (0, 1]"),
+    ]
 
 
 def validate_config(cfg: Config) -> Config:

@@ -159,6 +159,12 @@ class InferConfig:
     # write it) and estimates the level from the noisy frame otherwise; "estimate" always estimates, for files
     # whose noise was added after capture, so that a profile they carry no longer describes it.
     noise_source: Literal["auto", "estimate"] = "auto"
+    # A blind estimate reads fine texture as noise, and the network then wipes the texture out. When what it
+    # removed follows the structure of what it kept (``removed_structure`` above this; 0 = off), the frame is
+    # denoised again at ``texture_scale`` times the estimated noise std. Part of the model's recipe, like the
+    # estimate's window: inference takes both from the checkpoint's config (docs/experiments.md).
+    texture_threshold: float = 0.0
+    texture_scale: float = 0.125
 
 
 @dataclass

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from denoise.config import InferConfig
-from denoise.inference.noise_map import condition_on_noise
+from denoise.config import Config, InferConfig
+from denoise.inference.noise_map import condition_on_noise, needs_noise_level, removed_structure
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 from denoise.raw.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
+from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_frame_noise, profile_noise
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,15 @@ class InferSettings:
     precision: str = InferConfig.precision
     noise_window: float = WINDOW  # the blind noise estimate's window: the model's data.noise_estimate_window
     noise_source: str = InferConfig.noise_source  # "auto": a DNG's NoiseProfile when present; "estimate": blind
+    texture_threshold: float = InferConfig.texture_threshold  # the model's: see InferConfig; 0 = off
+    texture_scale: float = InferConfig.texture_scale
+
+
+def settings_for_model(settings: InferSettings, trained: Config) -> InferSettings:
+    """``settings`` with what belongs to the model's recipe taken from its training config: the blind estimate's
+    window and the texture check."""
+    return replace(settings, noise_window=trained.data.noise_estimate_window,
+                   texture_threshold=trained.infer.texture_threshold, texture_scale=trained.infer.texture_scale)
 
 
 def noise_source(frame: RawFrame, settings: InferSettings) -> str:
@@ -63,19 +72,22 @@ def denoise_frame(
     x = normalize(torch.from_numpy(mosaic[:height, :width].astype(np.int32)), black, frame.white_level)
     if noise is None and noise_source(frame, settings) == "NoiseProfile":
         noise = profile_noise(frame.noise_profile)
-    model = condition_on_noise(model, pack_bayer(x, frame.pattern), noise, settings.noise_window)
-    y = denoise_mosaic(
-        model,
-        x,
-        frame.pattern,
-        settings.tile,
-        settings.overlap,
-        transforms_for(settings.tta),
-        settings.batch_size,
-        settings.device,
-        settings.precision,
-        progress,
-    )  # (H, W) float32, normalised
+    packed = pack_bayer(x, frame.pattern)  # (4, h, w)
+    blind = noise is None and needs_noise_level(model)
+    if blind:
+        noise = estimate_frame_noise(packed.numpy().astype(np.float32), settings.noise_window)
+
+    def run(params: NoiseParams | None, progress: Callable[[int], None] | None) -> torch.Tensor:
+        net = condition_on_noise(model, packed, params, settings.noise_window)
+        return denoise_mosaic(net, x, frame.pattern, settings.tile, settings.overlap, transforms_for(settings.tta),
+                              settings.batch_size, settings.device, settings.precision, progress)  # fmt: skip
+
+    y = run(noise, progress)  # (H, W) float32, normalised
+    # A residual that follows the image's structure says the estimate read texture as noise: denoise again lower.
+    check = blind and settings.texture_threshold > 0
+    if check and removed_structure(packed.numpy(), pack_bayer(y, frame.pattern).numpy()) > settings.texture_threshold:
+        scale = settings.texture_scale**2  # on the variance
+        y = run(NoiseParams(noise.a * scale, noise.b * scale), None)
     out = mosaic.copy()
     out[:height, :width] = denormalize(y, black, frame.white_level)
     return out

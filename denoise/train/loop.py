@@ -21,7 +21,7 @@ from denoise.atomic import write_text_atomic
 from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict, validate_config
 from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
-from denoise.inference.pipeline import InferSettings
+from denoise.inference.pipeline import InferSettings, settings_for_model
 from denoise.model import autocast, build_model, prepare_input, prepare_model
 from denoise.model.checkpoint import read_checkpoint
 from denoise.model.nafnet import noise_level_map
@@ -167,8 +167,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
 
         # The run folder is made only now, once the data and checkpoint have been accepted: bad input leaves nothing.
         infer = cfg.infer  # validation denoises as inference does, one pass, with the model's noise estimate
-        val_settings = InferSettings(infer.tile, infer.overlap, False, infer.batch_size, device, infer.precision,
-                                     cfg.data.noise_estimate_window)  # fmt: skip
+        val_settings = settings_for_model(InferSettings(infer.tile, infer.overlap, False, infer.batch_size, device,
+                                                        infer.precision), cfg)  # fmt: skip
         val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []  # every rank scores its share
         if info.is_main:
             run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
