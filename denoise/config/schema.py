@@ -162,7 +162,8 @@ class InferConfig:
     # A blind estimate reads fine texture as noise, and the network then wipes the texture out. When what it
     # removed follows the structure of what it kept (``removed_structure`` above this; 0 = off), the frame is
     # denoised again at ``texture_scale`` times the estimated noise std. Part of the model's recipe, like the
-    # estimate's window: inference takes both from the checkpoint's config (docs/experiments.md).
+    # estimate's window: inference takes both from the checkpoint's config. Off in every recipe: chosen on the demo's
+    # validation set it fixed the benchmark's gravel but also fired on two high-noise frames (docs/experiments.md).
     texture_threshold: float = 0.0
     texture_scale: float = 0.125
 
