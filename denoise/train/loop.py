@@ -312,6 +312,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 if info.is_main:
                     save_checkpoint(state, run_dir / "checkpoints" / "last.pth")
                     print(f"{interrupted}: saved {run_dir / 'checkpoints' / 'last.pth'} at step {step}", flush=True)
+                dd.barrier(info)  # no rank leaves the process group while rank 0 still writes
                 break
 
             check_diverged()
