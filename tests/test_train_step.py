@@ -140,3 +140,22 @@ def test_steps_that_do_not_log_read_nothing_back_from_the_device(tmp_path: Path,
     assert all(steps[i] for i in (3, 7)), steps  # the log steps do read (the loss means, the non-finite count)
     quiet = {i + 1: reads for i, reads in enumerate(steps) if i not in (3, 7) and reads}
     assert not quiet, f"steps that read from the device: {quiet}"
+
+
+def test_a_run_of_non_finite_steps_between_log_steps_still_stops_training(tmp_path: Path, monkeypatch):
+    # Steps 2 and 3 are non-finite, step 4 is finite again and logs: the run of two still reaches max_nonfinite=2.
+    calls = []
+    real = train_loop.combined_loss
+
+    def flaky(pred, clean, weights):
+        loss, parts = real(pred, clean, weights)
+        calls.append(1)
+        return (loss * float("nan"), parts) if len(calls) in (2, 3) else (loss, parts)
+
+    monkeypatch.setattr(train_loop, "combined_loss", flaky)
+    data = make_pairs(tmp_path / "data")
+    cfg = tiny_config(data, tmp_path / "runs", "train.log_every=4", "train.max_nonfinite=2", "train.val_every=0",
+                      "data.samples_per_epoch=32")  # fmt: skip
+    with pytest.raises(train_loop.TrainingDiverged, match="2 non-finite losses in a row"):
+        train(cfg)
+    assert len(calls) == 4  # noticed at the first log step, not before

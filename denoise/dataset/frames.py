@@ -22,7 +22,7 @@ from denoise.raw.metrics import ImageScores, score_image
 from denoise.raw.noise import add_noise, log_uniform
 
 # The noisy inputs' own scores are cached with the frames, keyed by the code that makes and scores them.
-SCORING = settings_key(*(Path(m.__file__).read_bytes() for m in (metrics, noise)))
+SCORING = settings_key(*(Path(m.__file__).read_bytes() for m in (metrics, noise)), Path(__file__).read_bytes())
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ def _full_mosaic(frame: CachedFrame) -> np.ndarray:
 
 def _input_scores(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray, cfg: DataConfig) -> ImageScores:
     """The noisy input's scores, seconds of work on a competition frame: computed once, then read from the cache."""
-    made = pair.noisy.array_path.name if pair.noisy else repr((cfg.noise_a_range, cfg.noise_b_range, cfg.noise_model))
+    made = pair.noisy.array_path.name if pair.noisy else repr((pair.key, cfg.noise_a_range, cfg.noise_b_range,
+                                                                cfg.noise_model))
     stored = derived(pair.clean, f"scores-{settings_key('noisy input', made, SCORING)}",
                      lambda: score_image(clean_mosaic, noisy.mosaic, data_range=noisy.white_level).as_dict())
     return ImageScores(**stored)

@@ -46,14 +46,15 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def prepare_model(model: nn.Module, device: str | torch.device) -> nn.Module:
     """Move ``model`` to ``device`` in the fast memory format (in place; also returned).
 
-    A 4-D parameter of 1 x 1 spatial size (a 1x1 convolution's weight, a per-channel scale) holds its values in
-    the same order in both formats but takes channels-last strides in the move, while its gradient comes back
-    with plain strides; DistributedDataParallel's gradient buckets read that as a layout mismatch (a warning and
-    a copy per step). Such parameters keep plain strides, so parameter and gradient agree.
+    A per-channel scale of shape (1, C, 1, 1) holds its values in the same order in both formats but takes
+    channels-last strides in the move, while its gradient (a broadcast's reduction) comes back with plain strides;
+    DistributedDataParallel's gradient buckets read that as a layout mismatch (a warning and a copy per step).
+    Those keep plain strides. Convolution weights, 1x1 ones included, stay channels-last: their gradients come
+    back channels-last from the convolution itself (with more than one CPU thread, for the 1x1 ones).
     """
     model = model.to(device=torch.device(device), memory_format=MEMORY_FORMAT)
     for p in model.parameters():
-        if p.dim() == 4 and p.shape[-2:] == (1, 1):
+        if p.dim() == 4 and p.shape[0] == 1 and p.shape[-2:] == (1, 1):
             p.data = p.data.clone(memory_format=torch.contiguous_format)
     return model
 

@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 class EMA:
     """A frozen copy of ``model`` whose floating-point weights follow ``decay * ema + (1 - decay) * model``.
 
-    PyTorch's ``AveragedModel`` does the averaging with one foreach ``lerp_`` over all parameters; buffers (the
-    network has none today) are copied as they are. ``state_dict`` is the plain module's, so checkpoints load into
-    a model built from the config.
+    The averaging is PyTorch's own EMA update (``swa_utils.get_ema_multi_avg_fn``: one foreach ``lerp_`` over all
+    parameters), called directly rather than through ``AveragedModel``, whose update copies its CPU step counter
+    to the GPU every step, and that copy makes the host wait for the device. Buffers (the network has none today)
+    are copied as they are. ``state_dict`` is the plain module's, so checkpoints load into a model built from the
+    config.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         assert 0.0 < decay < 1.0, f"EMA decay must be in (0, 1), got {decay}"
         self.decay = decay
-        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
-        self.averaged.eval().requires_grad_(False)
-        # AveragedModel copies the weights at its first update; the copy made here already holds them. Its counter
-        # stays on the CPU, so reading it never waits for a GPU.
-        self.averaged.n_averaged.fill_(1)
-
-    @property
-    def module(self) -> nn.Module:
-        """The averaged network, ready to evaluate."""
-        return self.averaged.module
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._average = get_ema_multi_avg_fn(decay)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Move the average towards ``model``'s current weights; buffers are copied as they are."""
-        self.averaged.update_parameters(model)
+        self._average(list(self.module.parameters()), [p.detach() for p in model.parameters()], None)
+        for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights, loadable into a model built from the same config."""

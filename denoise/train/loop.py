@@ -205,13 +205,15 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         # Non-finite steps are counted on the device and acted on at log steps and epoch ends, so that a step that
         # does not log never waits for the GPU.
         nonfinite_run = torch.zeros((), dtype=torch.int64, device=device)
+        longest_run = torch.zeros_like(nonfinite_run)  # since the last check, so no run between checks goes unseen
         clock = StepClock(device, tc.sync_timing)
         window = new_window(device)
         first_step = step
 
         def check_diverged() -> None:
             """Raise TrainingDiverged once ``max_nonfinite`` steps in a row were skipped (reads the device)."""
-            run = int(nonfinite_run.item())
+            nonlocal longest_run
+            run, longest_run = int(longest_run.item()), nonfinite_run.clone()
             if not dd.any_true([run >= tc.max_nonfinite], info)[0]:
                 return
             last = run_dir / "checkpoints" / "last.pth" if run_dir else "last.pth"
@@ -242,7 +244,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 clean = prepare_input(batch["clean"], device)
                 inp = noisy
                 if noise_aware:  # the sample's noise level as a per-pixel std map beside the image
-                    a, b = batch["a"].to(device), batch["b"].to(device)  # (B,)
+                    a, b = (batch[k].to(device, non_blocking=True) for k in ("a", "b"))  # (B,)
                     inp = torch.cat([noisy, noise_level_map(noisy, a, b)], dim=1)  # (B, 8, p, p)
                 clock.mark("data")
                 if step == first_step and info.is_main:  # start-up ends: caches read, estimates loaded, workers up
@@ -280,6 +282,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 step += 1
                 done = i + 1
                 nonfinite_run = (nonfinite_run + 1) * bad
+                longest_run = torch.maximum(longest_run, nonfinite_run)
 
                 # Running sums over the logging window, kept on the device; reduced across ranks when written.
                 window["count"] += 1

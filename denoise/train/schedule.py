@@ -32,10 +32,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     ``load_state_dict`` also copies the saved groups' ``fused`` and ``foreach`` flags, which describe the machine
     that saved them, not this one.
     """
-    kernels = [(group["fused"], group["foreach"]) for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, (fused, foreach) in zip(optimizer.param_groups, kernels, strict=True):
-        group["fused"], group["foreach"] = fused, foreach
+    groups = [{**saved, "fused": mine["fused"], "foreach": mine["foreach"]}
+              for saved, mine in zip(state["param_groups"], optimizer.param_groups, strict=True)]
+    # Set before loading: load_state_dict places each step counter by the groups' flags (a fused kernel wants it
+    # on the parameters' device, where a foreach optimiser kept it on the CPU).
+    optimizer.load_state_dict({**state, "param_groups": groups})
 
 
 def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
