@@ -94,6 +94,19 @@ def test_derived_results_are_computed_once_and_go_with_their_entry(tmp_path):
     )  # the stale entry's derived results went with it
 
 
+def test_a_cache_that_cannot_be_written_still_serves_derived_results(tmp_path, monkeypatch):
+    source = write_frame(tmp_path / "f.dng", np.full((24, 32), 3000, np.uint16))
+    frame, _ = cache_frame(source, tmp_path / "cache")
+
+    def refuse(*_):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(cache, "write_text_atomic", refuse)
+    assert cache.derived(frame, "noise-k", lambda: {"a": 1.5}) == {"a": 1.5}
+    assert not list((tmp_path / "cache").glob("*.noise-k.json"))  # computed, not kept
+    assert not list((tmp_path / "cache").glob(".*"))  # and no temporary file left behind
+
+
 def test_a_failed_write_leaves_no_entry_and_no_temporary_file(tmp_path, monkeypatch):
     source = write_frame(tmp_path / "f.dng", np.full((24, 32), 3000, np.uint16))
 

@@ -88,13 +88,15 @@ def derived(frame: CachedFrame, name: str, compute: Callable[[], Any]) -> Any:
     """``compute()``'s JSON-able result for this entry, computed once and then read from beside the entry.
 
     ``name`` must change with everything the result depends on besides the entry itself (settings, code
-    versions; ``settings_key`` makes one). Written atomically; an unreadable file is computed again.
+    versions; ``settings_key`` makes one). Written atomically; an unreadable file is computed again, and a cache
+    folder that cannot be written (a shared, read-only one) still serves: the result is then just not kept.
     """
     path = frame.array_path.with_name(f"{frame.array_path.stem}.{name}.json")
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         return json.loads(path.read_text())
     value = compute()
-    write_text_atomic(path, json.dumps(value))
+    with contextlib.suppress(OSError):
+        write_text_atomic(path, json.dumps(value))
     return value
 
 
