@@ -101,12 +101,11 @@ def baseline_method(name: str) -> Method:
     return ensemble
 
 
-def model_methods(checkpoint: Path, names: Sequence[str], window: float, oracle: bool) -> dict[str, Method]:
+def model_methods(checkpoint: Path, names: Sequence[str], oracle: bool) -> dict[str, Method]:
     """The trained model without and with x8 TTA, tiled as its config's inference section says.
 
     A noise-aware model estimates its level from each frame with its own window and texture check, as infer
-    does; given the truth (``oracle``, or a ``@true`` row) it reads that instead. ``window`` is the classical
-    methods' and no longer the model's.
+    does; given the truth (``oracle``, or a ``@true`` row) it reads that instead.
     """
     from denoise.inference.pipeline import denoise_frame
     from denoise.model.checkpoint import CheckpointError, load_model
@@ -136,7 +135,7 @@ def check_names(names: Sequence[str]) -> None:
 
 
 def build_methods(
-    names: Sequence[str], checkpoint: Path | None, window: float = WINDOW, oracle: bool = False
+    names: Sequence[str], checkpoint: Path | None, oracle: bool = False
 ) -> dict[str, Method]:
     """Methods by name, in the order asked; unknown names and a model without checkpoint are errors."""
     check_names(names)
@@ -146,7 +145,7 @@ def build_methods(
     wanted_models = [n for n, base in bases.items() if base in MODEL_METHODS]
     if wanted_models and checkpoint is None:
         raise CompareError(f"method(s) {', '.join(wanted_models)} need --checkpoint")
-    models = model_methods(checkpoint, wanted_models, window, oracle) if wanted_models else {}
+    models = model_methods(checkpoint, wanted_models, oracle) if wanted_models else {}
     methods: dict[str, Method] = {}
     for name, base in bases.items():
         if name == "noisy":
@@ -263,7 +262,7 @@ def run(args: argparse.Namespace) -> dict:
     pairs = {n: (noisy_files[n], gt_files[n]) for n in numbers}
     if args.noise == "meta" and not true_noise:
         raise CompareError("--noise meta needs a meta.json with the test frames' noise (see --meta)")
-    methods = build_methods(names, args.checkpoint, args.noise_window, args.noise == "meta")
+    methods = build_methods(names, args.checkpoint, args.noise == "meta")
     crop = tuple(args.crop) if args.crop else None
     records = compare(pairs, methods, true_noise, args.noise == "meta", crop, args.noise_window)
 

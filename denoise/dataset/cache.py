@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -75,21 +76,23 @@ def cached_mosaic(frame: CachedFrame) -> np.ndarray:
     return unpack_bayer(array, frame.pattern)
 
 
-def _digest(*parts: object) -> str:
+def digest(*parts: object) -> str:
+    """A short name-safe key for ``parts`` (a source's identity, the settings a derived result depends on)."""
     return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:12]
 
 
-def settings_key(*parts: object) -> str:
-    """A short name-safe key for the settings a derived result depends on."""
-    return _digest(*parts)
+def source_digest(*modules: ModuleType) -> str:
+    """A key for the code of ``modules``: results cached under it are computed afresh when that code changes."""
+    return digest(*(Path(m.__file__).read_bytes() for m in modules))
 
 
 def derived(frame: CachedFrame, name: str, compute: Callable[[], Any]) -> Any:
     """``compute()``'s JSON-able result for this entry, computed once and then read from beside the entry.
 
     ``name`` must change with everything the result depends on besides the entry itself (settings, code
-    versions; ``settings_key`` makes one). Written atomically; an unreadable file is computed again, and a cache
-    folder that cannot be written (a shared, read-only one) still serves: the result is then just not kept.
+    versions; ``digest`` and ``source_digest`` make them). Written atomically; an unreadable file is computed
+    again, and a cache folder that cannot be written (a shared, read-only one) still serves: the result is then
+    just not kept.
     """
     path = frame.array_path.with_name(f"{frame.array_path.stem}.{name}.json")
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
@@ -103,8 +106,8 @@ def derived(frame: CachedFrame, name: str, compute: Callable[[], Any]) -> Any:
 def entry_stem(source: Path, cache_dir: Path, dtype: str) -> tuple[Path, str]:
     """(stem of the entry for the source's current state, prefix shared by all its states)."""
     stat = source.stat()
-    prefix = f"{source.stem}-{_digest(source)}"
-    return cache_dir / f"{prefix}-{_digest(stat.st_size, stat.st_mtime_ns, dtype, CACHE_VERSION)}", prefix
+    prefix = f"{source.stem}-{digest(source)}"
+    return cache_dir / f"{prefix}-{digest(stat.st_size, stat.st_mtime_ns, dtype, CACHE_VERSION)}", prefix
 
 
 def _from_json(array_path: Path, info: dict) -> CachedFrame:

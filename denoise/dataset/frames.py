@@ -7,6 +7,7 @@ memory-mapped arrays are read.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,15 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.config import DataConfig
-from denoise.dataset.cache import CachedFrame, cache_frame, cached_mosaic, derived, normalized_region, settings_key
+from denoise.dataset.cache import (
+    CachedFrame,
+    cache_frame,
+    cached_mosaic,
+    derived,
+    digest,
+    normalized_region,
+    source_digest,
+)
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
 from denoise.raw import dng, metrics, noise
 from denoise.raw.bayer import cfa_black, normalize
@@ -22,7 +31,7 @@ from denoise.raw.metrics import ImageScores, score_image
 from denoise.raw.noise import add_noise, log_uniform
 
 # The noisy inputs' own scores are cached with the frames, keyed by the code that makes and scores them.
-SCORING = settings_key(*(Path(m.__file__).read_bytes() for m in (metrics, noise)), Path(__file__).read_bytes())
+SCORING = source_digest(metrics, noise, sys.modules[__name__])
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def _input_scores(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray
     """The noisy input's scores, seconds of work on a competition frame: computed once, then read from the cache."""
     made = pair.noisy.array_path.name if pair.noisy else repr((pair.key, cfg.noise_a_range, cfg.noise_b_range,
                                                                 cfg.noise_model))
-    stored = derived(pair.clean, f"scores-{settings_key('noisy input', made, SCORING)}",
+    stored = derived(pair.clean, f"scores-{digest('noisy input', made, SCORING)}",
                      lambda: score_image(clean_mosaic, noisy.mosaic, data_range=noisy.white_level).as_dict())
     return ImageScores(**stored)
 

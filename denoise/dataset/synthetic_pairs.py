@@ -7,15 +7,15 @@ noisy frame, as inference will have to.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from denoise.config import DataConfig
 from denoise.dataset import estimate_grid
-from denoise.dataset.cache import CachedFrame, derived, settings_key
+from denoise.dataset.cache import CachedFrame, derived, digest, source_digest
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.frames import FramePair, whole_frame
 from denoise.raw import bayer, noise, noise_estimation
@@ -25,8 +25,7 @@ from denoise.raw.noise_estimation import WINDOW, estimate_noise
 GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
 # Estimates cached beside the frame cache are keyed by the code that computes them, so a change to the estimate,
 # the grid or the noise synthesis computes them afresh.
-ESTIMATOR = settings_key(*(Path(m.__file__).read_bytes() for m in (noise_estimation, estimate_grid, noise, bayer)),
-                         Path(__file__).read_bytes())
+ESTIMATOR = source_digest(noise_estimation, estimate_grid, noise, bayer, sys.modules[__name__])
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[floa
         if f.noisy is None:
             levels.append(None)
             continue
-        key = settings_key("level", window, ESTIMATOR, f.clean.array_path.name)  # the fallback reads the clean twin
+        key = digest("level", window, ESTIMATOR, f.clean.array_path.name)  # the fallback reads the clean twin
         levels.append(tuple(derived(f.noisy, f"noise-{key}", lambda f=f: frame_noise_level(f, window))))
     return levels
 
@@ -161,7 +160,7 @@ def estimate_grids(
             grid = frame_estimate_grid(f.clean, f.packed_shape, synth, window, rng)
             return {"log_a": grid.log_a.tolist(), "log_b": grid.log_b.tolist(), "excess": grid.excess.tolist()}
 
-        key = settings_key("grid", repr(synth), window, seed, i, ESTIMATOR)
+        key = digest("grid", repr(synth), window, seed, i, ESTIMATOR)
         stored = derived(f.clean, f"grid-{key}", compute)
         grids.append(EstimateGrid(*(np.asarray(stored[k], dtype=np.float64) for k in ("log_a", "log_b", "excess"))))
     return grids

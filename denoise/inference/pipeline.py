@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from denoise.config import Config, InferConfig
-from denoise.inference.noise_map import condition_on_noise, needs_noise_level, removed_structure
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, removed_structure
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 from denoise.raw.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_frame_noise, profile_noise
+from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
 
 
 @dataclass(frozen=True)
@@ -73,21 +73,18 @@ def denoise_frame(
     if noise is None and noise_source(frame, settings) == "NoiseProfile":
         noise = profile_noise(frame.noise_profile)
     packed = pack_bayer(x, frame.pattern)  # (4, h, w)
-    blind = noise is None and needs_noise_level(model)
-    if blind:
-        noise = estimate_frame_noise(packed.numpy().astype(np.float32), settings.noise_window)
+    net = condition_on_noise(model, packed, noise, settings.noise_window)  # estimates the level when none is given
 
-    def run(params: NoiseParams | None, progress: Callable[[int], None] | None) -> torch.Tensor:
-        net = condition_on_noise(model, packed, params, settings.noise_window)
+    def run(net: torch.nn.Module, progress: Callable[[int], None] | None) -> torch.Tensor:
         return denoise_mosaic(net, x, frame.pattern, settings.tile, settings.overlap, transforms_for(settings.tta),
                               settings.batch_size, settings.device, settings.precision, progress)  # fmt: skip
 
-    y = run(noise, progress)  # (H, W) float32, normalised
+    y = run(net, progress)  # (H, W) float32, normalised
     # A residual that follows the image's structure says the estimate read texture as noise: denoise again lower.
-    check = blind and settings.texture_threshold > 0
+    check = noise is None and isinstance(net, NoiseConditioned) and settings.texture_threshold > 0
     if check and removed_structure(packed.numpy(), pack_bayer(y, frame.pattern).numpy()) > settings.texture_threshold:
         scale = settings.texture_scale**2  # on the variance
-        y = run(NoiseParams(noise.a * scale, noise.b * scale), None)
+        y = run(NoiseConditioned(model, NoiseParams(net.params.a * scale, net.params.b * scale)), None)
     out = mosaic.copy()
     out[:height, :width] = denormalize(y, black, frame.white_level)
     return out

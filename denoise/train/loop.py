@@ -231,13 +231,11 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             epoch_rng = rng_state()
             done = 0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.is_main)
-            tick = time.perf_counter()  # samples/s counts loading and training time, not validation
             clock.restart()
             for i, batch in enumerate(loader):
                 if epoch == start_epoch and i < skip_batches:
                     done = i + 1  # replayed only to advance the data RNG exactly as the interrupted run did
                     bar.update(1)
-                    tick = time.perf_counter()
                     clock.restart()
                     continue
                 noisy = prepare_input(batch["noisy"], device)  # (B, 4, p, p)
@@ -291,8 +289,6 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 for name, value in {"total": loss, **parts}.items():
                     value = value.detach().float()
                     window["sums"][name] = window["sums"].get(name, 0.0) + torch.where(bad, 0.0, value)
-                window["seconds"] += time.perf_counter() - tick
-                tick = time.perf_counter()
                 bar.update(1)
                 if step == first_step + 1 and info.is_main:
                     writer.add_scalar("time/first_batch_s", first_batch, step)

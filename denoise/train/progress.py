@@ -51,17 +51,22 @@ class StepClock:
 
 
 def new_window(device: torch.device) -> dict:
-    """Sums over one logging window: steps, samples, skipped steps and loss parts on the device, host seconds."""
-    return {"count": 0, "samples": 0, "seconds": 0.0, "skipped": torch.zeros((), device=device), "sums": {}}
+    """Sums over one logging window: steps and samples, and skipped steps and loss parts on the device."""
+    return {"count": 0, "samples": 0, "skipped": torch.zeros((), device=device), "sums": {}}
 
 
 def log_window(window: dict, phases: dict[str, float], grad_norm: torch.Tensor, lr: float, step: int,
                writer: SummaryWriter | None, bar: tqdm, info: dd.DistInfo) -> None:
-    """Write one window's means (reduced over ranks) to TensorBoard and the progress bar: the one host sync."""
-    kept = max(window["count"] - window["skipped"].item(), 1)
-    means = {k: v.item() / kept for k, v in window["sums"].items()}
-    means = dd.reduce_mean({**means, "skipped": window["skipped"].item()}, info)
-    rate = window["samples"] / max(window["seconds"], 1e-9)
+    """Write one window's means (reduced over ranks) to TensorBoard and the progress bar: the one host sync.
+
+    ``phases`` is the step clock's seconds over the window, so samples/s counts loading and training time, not
+    validation or checkpointing.
+    """
+    skipped, *sums = torch.stack([window["skipped"], *window["sums"].values()]).tolist()  # one read from the device
+    kept = max(window["count"] - skipped, 1)
+    means = dd.reduce_mean({**{k: v / kept for k, v in zip(window["sums"], sums, strict=True)}, "skipped": skipped},
+                           info)  # fmt: skip
+    rate = window["samples"] / max(sum(phases.values()), 1e-9)
     bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
     if writer is None:
         return
