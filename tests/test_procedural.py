@@ -12,7 +12,7 @@ import torch
 from dataset_fixtures import WHITE, write_pairs
 
 from denoise.config import ConfigError, DataConfig, load_config
-from denoise.dataset import augment, procedural
+from denoise.dataset import augment, leaves, procedural
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import PairDataset, build_train_dataset
 from denoise.dataset.pairs import DatasetError
@@ -20,9 +20,9 @@ from denoise.dataset.synthetic_pairs import SynthesisSettings, synthesize
 
 
 def test_a_scene_is_a_pure_function_of_its_seed_and_stays_in_range():
-    first = procedural.leaves_scene(np.random.default_rng(7), 96, 128)
-    again = procedural.leaves_scene(np.random.default_rng(7), 96, 128)
-    other = procedural.leaves_scene(np.random.default_rng(8), 96, 128)
+    first = leaves.leaves_scene(np.random.default_rng(7), 96, 128)
+    again = leaves.leaves_scene(np.random.default_rng(7), 96, 128)
+    other = leaves.leaves_scene(np.random.default_rng(8), 96, 128)
     assert first.shape == (96, 128, 3) and np.array_equal(first, again)
     assert not np.allclose(first, other)
     assert first.min() >= 0.0 and first.max() <= 1.0
@@ -32,7 +32,7 @@ def test_a_scene_is_a_pure_function_of_its_seed_and_stays_in_range():
 
 def test_radii_follow_the_inverse_cube_density_between_their_limits():
     lo = 2.0
-    radii = procedural.shape_radii(np.random.default_rng(0), 200_000, lo, 100.0)
+    radii = leaves.shape_radii(np.random.default_rng(0), 200_000, lo, 100.0)
     assert radii.min() >= lo and radii.max() <= 100.0
     # Distribution function of density ~ r^-3 on [lo, hi]: (lo^-2 - r^-2) / (lo^-2 - hi^-2).
     for r in (3.0, 10.0, 40.0):
@@ -42,7 +42,7 @@ def test_radii_follow_the_inverse_cube_density_between_their_limits():
 
 @pytest.mark.parametrize("beta", [0.5, 1.5, 2.5])
 def test_fractal_fields_have_unit_variance_and_the_requested_spectral_slope(beta):
-    field = procedural.fractal_field(np.random.default_rng(1), 256, 256, beta)
+    field = leaves.fractal_field(np.random.default_rng(1), 256, 256, beta)
     assert abs(field.mean()) < 1e-9 and abs(field.std() - 1.0) < 1e-9
     power = np.abs(np.fft.fft2(field)) ** 2
     freq = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij"))
@@ -56,14 +56,14 @@ def test_fractal_fields_have_unit_variance_and_the_requested_spectral_slope(beta
 def test_every_fill_kind_and_the_full_edge_and_amplitude_ranges_are_drawn():
     # Each kind drawn in the proportion configured; texture and stripe amplitudes reach both ends of their range.
     rng = np.random.default_rng(3)
-    kinds = rng.choice(len(procedural.FILLS), size=20_000, p=procedural.FILL_WEIGHTS)
-    assert np.allclose(np.bincount(kinds) / kinds.size, procedural.FILL_WEIGHTS, atol=0.01)
+    kinds = rng.choice(len(leaves.FILLS), size=20_000, p=leaves.FILL_WEIGHTS)
+    assert np.allclose(np.bincount(kinds) / kinds.size, leaves.FILL_WEIGHTS, atol=0.01)
     box = (slice(0, 64), slice(0, 64))
-    fields = [procedural.fractal_field(rng, 64, 64, 0.5)]
-    spreads = [procedural._fill(rng, "stripes", box, fields, 30.0)[..., 1].std() * np.sqrt(2) for _ in range(400)]
-    low, high = procedural.AMPLITUDE_RANGE
+    fields = [leaves.fractal_field(rng, 64, 64, 0.5)]
+    spreads = [leaves._fill(rng, "stripes", box, fields, 30.0)[..., 1].std() * np.sqrt(2) for _ in range(400)]
+    low, high = leaves.AMPLITUDE_RANGE
     assert min(spreads) < low * 1.5 and max(spreads) > high * 0.8
-    flat = procedural._fill(rng, "flat", box, fields, 30.0)
+    flat = leaves._fill(rng, "flat", box, fields, 30.0)
     assert flat.shape == (3,) and flat.min() >= 0.0 and flat.max() <= 1.0
 
 
@@ -201,20 +201,20 @@ def _block_detail(image: np.ndarray, block: int = 16) -> np.ndarray:
 
 
 def test_grain_scenes_leave_no_smooth_block_and_others_keep_some(monkeypatch):
-    monkeypatch.setattr(procedural, "GRAIN_PROBABILITY", 0.0)
-    monkeypatch.setattr(procedural, "MIN_RADIUS_RANGE", (16.0, 16.0))
-    plain = procedural.leaves_scene(np.random.default_rng(2), 256, 256)
+    monkeypatch.setattr(leaves, "GRAIN_PROBABILITY", 0.0)
+    monkeypatch.setattr(leaves, "MIN_RADIUS_RANGE", (16.0, 16.0))
+    plain = leaves.leaves_scene(np.random.default_rng(2), 256, 256)
     assert _block_detail(plain).min() < 1e-3  # large flat and shaded shapes leave smooth blocks
-    monkeypatch.setattr(procedural, "GRAIN_PROBABILITY", 1.0)
-    monkeypatch.setattr(procedural, "GRAIN_AMPLITUDE", (0.01, 0.01))
-    grainy = procedural.leaves_scene(np.random.default_rng(2), 256, 256)
+    monkeypatch.setattr(leaves, "GRAIN_PROBABILITY", 1.0)
+    monkeypatch.setattr(leaves, "GRAIN_AMPLITUDE", (0.01, 0.01))
+    grainy = leaves.leaves_scene(np.random.default_rng(2), 256, 256)
     assert _block_detail(grainy).min() > 0.002
 
 
 def test_scene_level_draws_cover_their_configured_ranges(monkeypatch):
     # The smallest radius and the grain are drawn once per scene: record the draws of many small scenes.
     radii, betas = [], []
-    real_radii, real_field = procedural.shape_radii, procedural.fractal_field
+    real_radii, real_field = leaves.shape_radii, leaves.fractal_field
 
     def spy_radii(rng, count, min_radius, max_radius):
         radii.append(min_radius)
@@ -224,20 +224,20 @@ def test_scene_level_draws_cover_their_configured_ranges(monkeypatch):
         betas[-1].append(beta)
         return real_field(rng, height, width, beta)
 
-    monkeypatch.setattr(procedural, "shape_radii", spy_radii)
-    monkeypatch.setattr(procedural, "fractal_field", spy_field)
-    monkeypatch.setattr(procedural, "MAX_SHAPES", 8)
+    monkeypatch.setattr(leaves, "shape_radii", spy_radii)
+    monkeypatch.setattr(leaves, "fractal_field", spy_field)
+    monkeypatch.setattr(leaves, "MAX_SHAPES", 8)
     for seed in range(300):
         betas.append([])
-        procedural.leaves_scene(np.random.default_rng(seed), 16, 16)
-    lo, hi = procedural.MIN_RADIUS_RANGE
+        leaves.leaves_scene(np.random.default_rng(seed), 16, 16)
+    lo, hi = leaves.MIN_RADIUS_RANGE
     assert lo <= min(radii) < lo * 1.1 and hi / 1.1 < max(radii) <= hi
     assert abs(np.mean(np.log(radii)) - np.log(lo * hi) / 2) < 0.15  # log-uniform
     # Each scene draws its texture fields, then (with GRAIN_PROBABILITY) one grain field.
-    assert all(len(b) in (procedural.FIELDS, procedural.FIELDS + 1) for b in betas)
-    textures = [beta for b in betas for beta in b[: procedural.FIELDS]]
-    grain = [b[-1] for b in betas if len(b) > procedural.FIELDS]
-    assert abs(len(grain) / 300 - procedural.GRAIN_PROBABILITY) < 0.08
-    for values, (low, high) in ((textures, procedural.BETA_RANGE), (grain, procedural.GRAIN_BETA)):
+    assert all(len(b) in (leaves.FIELDS, leaves.FIELDS + 1) for b in betas)
+    textures = [beta for b in betas for beta in b[: leaves.FIELDS]]
+    grain = [b[-1] for b in betas if len(b) > leaves.FIELDS]
+    assert abs(len(grain) / 300 - leaves.GRAIN_PROBABILITY) < 0.08
+    for values, (low, high) in ((textures, leaves.BETA_RANGE), (grain, leaves.GRAIN_BETA)):
         span = high - low
         assert low <= min(values) < low + 0.05 * span and high - 0.05 * span < max(values) <= high
