@@ -12,7 +12,7 @@ from denoise.config import ConfigError, DataConfig, ModelConfig, load_config
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
 from denoise.dataset.synthetic_pairs import fit_pair_noise
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, removed_structure
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, read_noise_share, removed_structure
 from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
 from denoise.inference.tta import denoise_mosaic, transforms_for
 from denoise.model import NAFNet, build_model
@@ -238,7 +238,7 @@ def test_texture_check_denoises_again_at_the_scaled_level():
     frame, model = _frame((3e-3, 1e-4)), aware_model()
     estimate = estimate_frame_noise(pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR").astype(np.float32))
     plain = denoise_frame(model, frame, InferSettings(tile=16, overlap=4))
-    always = InferSettings(tile=16, overlap=4, texture_threshold=1e-9, texture_scale=0.5)
+    always = InferSettings(tile=16, overlap=4, texture_threshold=1e-9, texture_scale=0.5, texture_read_share=1.0)
     lowered = NoiseParams(estimate.a * 0.25, estimate.b * 0.25)  # half the std
     np.testing.assert_array_equal(denoise_frame(model, frame, always),
                                   denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=lowered))
@@ -250,12 +250,49 @@ def test_texture_check_denoises_again_at_the_scaled_level():
                                   denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=given))
 
 
+def test_read_noise_share_is_b_over_the_variance_at_the_level():
+    assert read_noise_share(NoiseParams(1e-3, 1e-4), 0.4) == pytest.approx(1e-4 / (1e-3 * 0.4 + 1e-4))
+    assert read_noise_share(NoiseParams(2e-3, 0.0), 0.2) == 0.0
+    assert read_noise_share(NoiseParams(2e-3, 1e-5), -0.1) == 1.0  # a level below black holds read noise alone
+    assert read_noise_share(NoiseParams(0.0, 0.0), 0.3) == 1.0
+
+
+def test_texture_leaves_the_estimate_no_read_noise_and_a_high_level_plenty():
+    # The premise of the check's gate, through the real estimate: white texture whose std is proportional to the
+    # brightness (a reflectance pattern) over faint noise reads as a large `a` with `b` near 0; pure noise at the
+    # demo's second-highest level keeps its read-noise share (6e-4 against 8e-3 * mean).
+    rng = np.random.default_rng(5)
+    ramp = np.linspace(0.05, 0.6, 256)[None, None, :].repeat(4, 0).repeat(192, 1)  # (4, 192, 256)
+    textured = ramp * (1 + 0.15 * rng.standard_normal(ramp.shape))
+    faint = add_gaussian_noise(textured, 1e-4, 1e-6, rng)
+    loud = add_gaussian_noise(ramp, 8e-3, 6e-4, rng)
+    for frame, low in ((faint, True), (loud, False)):
+        params = estimate_frame_noise(frame.astype(np.float32), 1.0)
+        share = read_noise_share(params, float(frame.mean()))
+        truth = 6e-4 / (8e-3 * ramp.mean() + 6e-4)
+        assert share < 0.02 if low else abs(share - truth) < 0.5 * truth, (params, share, truth)
+
+
+def test_the_texture_check_waits_for_a_level_with_little_read_noise():
+    frame, model = _frame((3e-3, 1e-4)), aware_model()
+    packed = pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR")
+    estimate = estimate_frame_noise(packed.astype(np.float32))
+    share = estimate.b / (estimate.a * float(packed.mean()) + estimate.b)
+    plain = denoise_frame(model, frame, InferSettings(tile=16, overlap=4))
+    lowered = denoise_frame(model, frame, InferSettings(tile=16, overlap=4),
+                            noise=NoiseParams(estimate.a * 0.25, estimate.b * 0.25))  # fmt: skip
+    for gate, expected in ((share * 0.99, plain), (share * 1.01, lowered)):
+        settings = InferSettings(tile=16, overlap=4, texture_threshold=1e-9, texture_scale=0.5, texture_read_share=gate)
+        np.testing.assert_array_equal(denoise_frame(model, frame, settings), expected)
+    assert not np.array_equal(plain, lowered)
+
+
 def test_the_texture_check_comes_with_the_model():
     cfg = load_config(None, ["infer.texture_threshold=0.3", "infer.texture_scale=0.125",
-                             "data.noise_estimate_window=1"])  # fmt: skip
+                             "infer.texture_read_share=0.05", "data.noise_estimate_window=1"])  # fmt: skip
     settings = settings_for_model(InferSettings(tile=64, texture_threshold=0.9), cfg)
-    assert (settings.texture_threshold, settings.texture_scale, settings.noise_window, settings.tile) == (
-        0.3, 0.125, 1.0, 64)
-    for bad in ("infer.texture_threshold=1.0", "infer.texture_scale=0"):
+    assert (settings.texture_threshold, settings.texture_scale, settings.texture_read_share, settings.noise_window,
+            settings.tile) == (0.3, 0.125, 0.05, 1.0, 64)  # fmt: skip
+    for bad in ("infer.texture_threshold=1.0", "infer.texture_scale=0", "infer.texture_read_share=0"):
         with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
             load_config(None, [bad])

@@ -14,12 +14,14 @@ from denoise.dataset.synth import (
     TEST_PHOTOS,
     TRAIN_PHOTOS,
     VAL_PHOTOS,
+    VAL_SCENES,
     build_demo,
     inverse_gamma,
     inverse_tone_curve,
     main,
     mosaic_rgb,
     plan,
+    validation_scene,
 )
 from denoise.raw.bayer import normalize
 from denoise.raw.dng import read_dng
@@ -75,20 +77,39 @@ def test_noise_matches_the_recorded_levels(demo):
 
 
 def test_evaluation_grids_hold_every_scene_at_every_level_with_noise_rising():
-    shapes = {name: (512, 512) for name in TRAIN_PHOTOS + VAL_PHOTOS + TEST_PHOTOS}
-    recipes = plan(0, 14, len(EVAL_LEVELS) * len(TEST_PHOTOS), len(EVAL_LEVELS) * len(VAL_PHOTOS), (64, 96),
-                   (64, 64), shapes)  # fmt: skip
-    for part, photos in (("test", TEST_PHOTOS), ("val", VAL_PHOTOS)):
-        cells = [(r.photo, (r.a, r.b)) for r in recipes[part]]
-        assert sorted(cells) == sorted((p, level) for p in photos for level in EVAL_LEVELS)  # each once
-        levels = [(r.a, r.b) for r in recipes[part]]
-        assert levels == sorted(levels) and levels[0] == (1e-4, 1e-6) and levels[-1] == (1e-2, 1e-3)
+    shapes = {name: (512, 512) for name in TRAIN_PHOTOS + VAL_PHOTOS + TEST_PHOTOS + VAL_SCENES}
+    photo_grid = len(EVAL_LEVELS) * len(VAL_PHOTOS)
+    recipes = plan(0, 14, len(EVAL_LEVELS) * len(TEST_PHOTOS), photo_grid + len(EVAL_LEVELS) * len(VAL_SCENES),
+                   (64, 96), (64, 64), shapes)  # fmt: skip
+    parts = (("test", recipes["test"], TEST_PHOTOS), ("val photos", recipes["val"][:photo_grid], VAL_PHOTOS),
+             ("val scenes", recipes["val"][photo_grid:], VAL_SCENES))  # fmt: skip
+    for part, frames, photos in parts:
+        cells = [(r.photo, (r.a, r.b)) for r in frames]
+        assert sorted(cells) == sorted((p, level) for p in photos for level in EVAL_LEVELS), part  # each once
+        levels = [(r.a, r.b) for r in frames]
+        assert levels == sorted(levels) and levels[0] == (1e-4, 1e-6) and levels[-1] == (1e-2, 1e-3), part
+    assert [r.key for r in recipes["val"]] == [str(i) for i in range(len(recipes["val"]))]
+    # The scenes come after the photos, from a stream of their own: adding them moves no photo frame.
+    photos_only = plan(0, 14, 1, photo_grid, (64, 96), (64, 64), shapes)["val"]
+    assert photos_only == recipes["val"][:photo_grid]
     assert len(set(TEST_PHOTOS)) >= 6 and len(recipes["test"]) >= 30  # the benchmark's size
+
+
+def test_validation_scenes_are_textured_frames_of_their_own_seed(tmp_path):
+    photo_grid = len(EVAL_LEVELS) * len(VAL_PHOTOS)
+    meta = build_demo(tmp_path / "demo", seed=3, n_train=1, n_test=1, n_val=photo_grid + 1, **SIZES)
+    assert meta["val"][-1]["photo"] == VAL_SCENES[0] and tuple(meta["val"][-1]["crop"]) == (0, 0, *SIZES["test_size"])
+    clean = read_dng(tmp_path / f"demo/val_gt/gt{photo_grid}.dng").mosaic
+    assert clean.shape == SIZES["test_size"] and clean.std() > 100  # DN: a scene, not a flat frame
+    scene = validation_scene(3, VAL_SCENES[0], (64, 64))
+    assert np.array_equal(scene, validation_scene(3, VAL_SCENES[0], (64, 64)))
+    assert not np.allclose(scene, validation_scene(4, VAL_SCENES[0], (64, 64)))
+    assert not np.allclose(scene, validation_scene(3, VAL_SCENES[1], (64, 64)))
 
 
 def test_no_photo_is_in_two_parts(demo):
     _, meta = demo
-    parts = (set(TRAIN_PHOTOS), set(VAL_PHOTOS), set(TEST_PHOTOS))
+    parts = (set(TRAIN_PHOTOS), set(VAL_PHOTOS) | set(VAL_SCENES), set(TEST_PHOTOS))
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     for part, photos in zip(("train", "val", "test"), parts, strict=True):
         assert {r["photo"] for r in meta[part]} <= photos

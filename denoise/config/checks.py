@@ -89,6 +89,7 @@ def infer_rules(i: InferConfig) -> list[Rule]:
         ("overlap", i.overlap >= 0 and (i.tile == 0 or i.overlap < i.tile), f"in [0, infer.tile) = [0, {i.tile})"),
         ("texture_threshold", 0 <= i.texture_threshold < 1, "in [0, 1): 0 is off"),
         ("texture_scale", 0 < i.texture_scale <= 1, "in (0, 1]"),
+        ("texture_read_share", 0 < i.texture_read_share <= 1, "in (0, 1]: 1 lets every level through"),
     ]
 
 

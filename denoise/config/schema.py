@@ -160,12 +160,16 @@ class InferConfig:
     # whose noise was added after capture, so that a profile they carry no longer describes it.
     noise_source: Literal["auto", "estimate"] = "auto"
     # A blind estimate reads fine texture as noise, and the network then wipes the texture out. When what it
-    # removed follows the structure of what it kept (``removed_structure`` above this; 0 = off), the frame is
-    # denoised again at ``texture_scale`` times the estimated noise std. Part of the model's recipe, like the
-    # estimate's window: inference takes both from the checkpoint's config. Off in every recipe: chosen on the demo's
-    # validation set it fixed the benchmark's gravel but also fired on two high-noise frames (docs/experiments.md).
+    # removed follows the structure of what it kept (``removed_structure`` above ``texture_threshold``; 0 = off)
+    # and the estimate leaves read noise under ``texture_read_share`` of the noise at the frame's mean level, the
+    # frame is denoised again at ``texture_scale`` times the estimated noise std. Texture's variance grows with the
+    # square of the brightness, so a level read off texture has its read noise fitted near zero; at a truly high
+    # level read noise is a large share, and there strong denoising legitimately removes texture with the noise.
+    # Part of the model's recipe, like the estimate's window: inference takes them from the checkpoint's config.
+    # Chosen on the demo's validation set (docs/experiments.md).
     texture_threshold: float = 0.0
     texture_scale: float = 0.125
+    texture_read_share: float = 0.1
 
 
 @dataclass

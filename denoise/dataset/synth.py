@@ -1,6 +1,6 @@
 """The embedded demo dataset: scikit-image's bundled photos unprocessed to 14-bit BGGR raw, with noise.
 
-    python -m denoise.dataset.synth --out data/demo [--seed 0] [--train 60] [--test 30] [--val 20]
+    python -m denoise.dataset.synth --out data/demo [--seed 0] [--train 60] [--test 30] [--val 65]
 
 Each photo is rescaled and cropped, then a simple camera pipeline is run backwards (Brooks et al. 2019):
 inverse tone curve, inverse sRGB gamma, inverse colour matrix, inverse white-balance gains and exposure; the
@@ -8,7 +8,9 @@ result is mosaicked to BGGR and scaled to black 1024 / white 16383. Photos are s
 (``train/``) get heteroscedastic Gaussian noise ``var = a*x + b`` on normalised values at random levels (a in
 [1e-4, 1e-2], b in [1e-6, 1e-3], log-uniform), as the competition's organisers made theirs; the validation set
 (``val/``, for choosing recipes) and the benchmark (``test/``, reported once per recipe) hold every scene of
-their own at each of five levels, with Poisson-Gaussian noise. No scene is in two parts.
+their own at each of five levels, with Poisson-Gaussian noise. No scene is in two parts. The validation set also
+holds procedural dead-leaves scenes (``leaves.py``) at the five levels, after its photos: textured content at every
+level, noisy and faint, so that a rule about texture is chosen where both of its mistakes can show.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import skimage
 import skimage.io
 import torch
 
+from denoise.dataset.leaves import leaves_scene
 from denoise.raw import dng
 from denoise.raw.bayer import channel_offsets, denormalize
 from denoise.raw.noise import add_noise, log_uniform
@@ -38,6 +41,10 @@ A_RANGE, B_RANGE = (1e-4, 1e-2), (1e-6, 1e-3)
 TRAIN_PHOTOS = ("hubble_deep_field", "ihc", "retina", "moon", "page", "cell")
 VAL_PHOTOS = ("motorcycle_left", "motorcycle_right", "brick", "coins", "grass")
 TEST_PHOTOS = ("astronaut", "coffee", "rocket", "chelsea", "camera", "gravel")
+# Procedural scenes of the validation set, drawn at the evaluation frames' size from their own random stream
+# (never a training scene), named like photos.
+VAL_SCENES = tuple(f"leaves{k}" for k in range(8))
+VAL_SCENE_STREAM = 0x7661
 # The evaluation's noise levels (a, b), lowest first: the ends of the competition's range and three levels
 # between, low (a textured frame's faint noise is easy to over-read), middle and high.
 EVAL_LEVELS = ((1e-4, 1e-6), (2e-4, 2e-6), (1.5e-3, 5e-5), (8e-3, 6e-4), (1e-2, 1e-3))
@@ -176,11 +183,11 @@ def _paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
 
 
 def evaluation_plan(rng: np.random.Generator, photos: tuple[str, ...], count: int, size: tuple[int, int],
-                    shapes: dict[str, tuple[int, int]]) -> list[FrameRecipe]:
+                    shapes: dict[str, tuple[int, int]], first_key: int = 0) -> list[FrameRecipe]:
     """The first ``count`` frames of the grid of ``EVAL_LEVELS`` x ``photos``, level by level (noise rising)."""
     grid = [(level, photo) for level in EVAL_LEVELS for photo in photos]
-    return [_recipe(rng, str(i), photo, shapes[photo], size, *level, max_upscale=1.1, noise="poisson_gaussian")
-            for i, (level, photo) in enumerate(grid[:count])]
+    return [_recipe(rng, str(first_key + i), photo, shapes[photo], size, *level, max_upscale=1.1,
+                    noise="poisson_gaussian") for i, (level, photo) in enumerate(grid[:count])]
 
 
 def plan(seed: int, n_train: int, n_test: int, n_val: int, train_size: tuple[int, int], test_size: tuple[int, int],
@@ -195,19 +202,29 @@ def plan(seed: int, n_train: int, n_test: int, n_val: int, train_size: tuple[int
         a, b = log_uniform(rng, *A_RANGE), log_uniform(rng, *B_RANGE)
         train.append(_recipe(rng, str(i), photo, shapes[photo], train_size, a, b, max_upscale=1.3))
     test = evaluation_plan(np.random.default_rng([seed, 0, 1]), TEST_PHOTOS, n_test, test_size, shapes)
-    val = evaluation_plan(np.random.default_rng([seed, 0, 2]), VAL_PHOTOS, n_val, test_size, shapes)
+    # The validation photos' grid first, then the scenes', each from a stream of its own.
+    photo_frames = min(n_val, len(EVAL_LEVELS) * len(VAL_PHOTOS))
+    val = evaluation_plan(np.random.default_rng([seed, 0, 2]), VAL_PHOTOS, photo_frames, test_size, shapes)
+    val += evaluation_plan(np.random.default_rng([seed, 0, 3]), VAL_SCENES, n_val - photo_frames, test_size, shapes,
+                           first_key=photo_frames)
     return {"train": train, "test": test, "val": val}
 
 
-def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_val: int = 25,
+def validation_scene(seed: int, name: str, size: tuple[int, int]) -> np.ndarray:
+    """The validation scene ``name`` (one of ``VAL_SCENES``) of ``seed``, in sRGB like a photo. (*size, 3)."""
+    return leaves_scene(np.random.default_rng([seed, VAL_SCENES.index(name), VAL_SCENE_STREAM]), *size)
+
+
+def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_val: int = 65,
                train_size: tuple[int, int] = (384, 576), test_size: tuple[int, int] = (512, 512)) -> dict:
     """Write the demo dataset into the new folder ``out``; returns the metadata also saved as meta.json."""
     parts = (TRAIN_PHOTOS, VAL_PHOTOS, TEST_PHOTOS)
     assert len(set().union(*parts)) == sum(map(len, parts)), "no photo may be in two parts"
     assert all(s % 2 == 0 for s in (*train_size, *test_size)), "frame sizes must be even"
     photos = {name: load_photo(name) for name in TRAIN_PHOTOS + VAL_PHOTOS + TEST_PHOTOS}
-    shapes = {k: v.shape[:2] for k, v in photos.items()}
+    shapes = {k: v.shape[:2] for k, v in photos.items()} | {name: test_size for name in VAL_SCENES}
     recipes = plan(seed, n_train, n_test, n_val, train_size, test_size, shapes)
+    photos |= {r.photo: validation_scene(seed, r.photo, test_size) for r in recipes["val"] if r.photo in VAL_SCENES}
     for stream, (split, split_recipes) in enumerate(recipes.items(), start=1):
         for index, recipe in enumerate(split_recipes):
             rng = np.random.default_rng([seed, stream, index])
@@ -230,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     grid = len(EVAL_LEVELS)
     parser.add_argument("--test", type=int, default=grid * len(TEST_PHOTOS),
                         help="benchmark frames in test/ (ground truth in test_gt/): the first N of its grid")
-    parser.add_argument("--val", type=int, default=grid * len(VAL_PHOTOS),
-                        help="validation frames in val/ (ground truth in val_gt/): the first N of its grid")
+    parser.add_argument("--val", type=int, default=grid * (len(VAL_PHOTOS) + len(VAL_SCENES)),
+                        help="validation frames in val/ (ground truth in val_gt/): the first N of its photos' grid, "
+                        "then of its procedural scenes'")
     parser.add_argument("--train-size", type=int, nargs=2, default=(384, 576), metavar=("H", "W"))
     parser.add_argument("--test-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--force", action="store_true", help="replace an existing folder")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from denoise.config import Config, InferConfig
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, removed_structure
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, read_noise_share, removed_structure
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 from denoise.raw.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
@@ -30,13 +30,15 @@ class InferSettings:
     noise_source: str = InferConfig.noise_source  # "auto": a DNG's NoiseProfile when present; "estimate": blind
     texture_threshold: float = InferConfig.texture_threshold  # the model's: see InferConfig; 0 = off
     texture_scale: float = InferConfig.texture_scale
+    texture_read_share: float = InferConfig.texture_read_share
 
 
 def settings_for_model(settings: InferSettings, trained: Config) -> InferSettings:
     """``settings`` with what belongs to the model's recipe taken from its training config: the blind estimate's
     window and the texture check."""
     return replace(settings, noise_window=trained.data.noise_estimate_window,
-                   texture_threshold=trained.infer.texture_threshold, texture_scale=trained.infer.texture_scale)
+                   texture_threshold=trained.infer.texture_threshold, texture_scale=trained.infer.texture_scale,
+                   texture_read_share=trained.infer.texture_read_share)  # fmt: skip
 
 
 def noise_source(frame: RawFrame, settings: InferSettings) -> str:
@@ -80,8 +82,10 @@ def denoise_frame(
                               settings.batch_size, settings.device, settings.precision, progress)  # fmt: skip
 
     y = run(net, progress)  # (H, W) float32, normalised
-    # A residual that follows the image's structure says the estimate read texture as noise: denoise again lower.
+    # A residual that follows the image's structure, where the estimate left little room for read noise, says the
+    # estimate read texture as noise: denoise again lower.
     check = noise is None and isinstance(net, NoiseConditioned) and settings.texture_threshold > 0
+    check = check and read_noise_share(net.params, float(packed.mean())) < settings.texture_read_share
     if check and removed_structure(packed.numpy(), pack_bayer(y, frame.pattern).numpy()) > settings.texture_threshold:
         scale = settings.texture_scale**2  # on the variance
         y = run(NoiseConditioned(model, NoiseParams(net.params.a * scale, net.params.b * scale)), None)
