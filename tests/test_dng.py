@@ -126,13 +126,23 @@ def test_odd_dimensions_patch(make_dng, tmp_path):
     assert np.array_equal(read_dng(tmp_path / "out.dng").mosaic, target)
 
 
-def test_values_are_rounded_and_clipped_per_cfa_position(make_dng, tmp_path):
+def test_values_are_rounded_and_kept_below_black_and_above_white(make_dng, tmp_path):
     black = np.array([[100.0, 200.0], [300.0, 400.0]])
     source = make_dng("c.dng", random_mosaic(H, W, 400, 4095), black=tuple(black.ravel()), pattern="GRBG")
-    wanted = np.random.default_rng(6).uniform(-500, 5000, (H, W))
+    wanted = np.random.default_rng(6).uniform(0, 5000, (H, W))  # below black and above white (4095) both
+    assert (wanted < tiled_black(black, (H, W))).any() and (wanted > 4095).any()
     write_dng(source, tmp_path / "out.dng", wanted)
-    expected = np.clip(np.rint(wanted), tiled_black(black, (H, W)), 4095).astype(np.uint16)
-    assert np.array_equal(read_dng(tmp_path / "out.dng").mosaic, expected)
+    assert np.array_equal(read_dng(tmp_path / "out.dng").mosaic, np.rint(wanted).astype(np.uint16))
+
+
+@pytest.mark.parametrize("bad", [-1.0, 65535.6, 70000])
+def test_values_16_bits_cannot_hold_are_refused(make_dng, tmp_path, bad):
+    source = make_dng("c.dng", random_mosaic(H, W, 64, 4095))
+    wanted = random_mosaic(H, W, 64, 4095).astype(np.float64)
+    wanted[3, 5] = bad
+    with pytest.raises(DngWriteError, match="outside the 16-bit samples"):
+        write_dng(source, tmp_path / "out.dng", wanted)
+    assert not (tmp_path / "out.dng").exists()
 
 
 REBUILD_SOURCES = {

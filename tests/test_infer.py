@@ -104,9 +104,13 @@ def test_odd_edges_kept_and_values_in_range(tmp_path: Path) -> None:
             return x + 10.0  # far above white: every processed pixel must clip to the white level
 
     mosaic = write_frame(tmp_path / "f.dng", (23, 25))  # LibRaw refuses frames under 22 pixels a side
-    out = denoise_frame(Brighten(), read_dng(tmp_path / "f.dng"), InferSettings(tile=0))
+    frame = read_dng(tmp_path / "f.dng")
+    out = denoise_frame(Brighten(), frame, InferSettings(tile=0))
     assert (out[:22, :24] == WHITE).all()
     assert np.array_equal(out[22, :], mosaic[22, :]) and np.array_equal(out[:, 24], mosaic[:, 24])
+    # An edge sample below black (read noise the writer keeps) is clipped like every output pixel.
+    frame.mosaic[22, 3] = BLACK - 7
+    assert denoise_frame(Brighten(), frame, InferSettings(tile=0))[22, 3] == BLACK
 
 
 def test_load_model_prefers_ema(tmp_path: Path) -> None:

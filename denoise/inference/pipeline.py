@@ -11,7 +11,7 @@ import torch
 from denoise.config import Config, InferConfig
 from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, read_noise_share, removed_structure
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
-from denoise.raw.bayer import cfa_black, denormalize, even_shape, normalize, pack_bayer
+from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
 
@@ -62,7 +62,8 @@ def denoise_frame(
 ) -> np.ndarray:
     """The denoised (H, W) uint16 mosaic of ``frame``, in [black, white] per CFA position.
 
-    The network sees the largest even region; an odd last row or column is copied from the input unchanged.
+    The network sees the largest even region; an odd last row or column is copied from the input (clipped to
+    [black, white] like the rest).
     A noise-aware network gets ``noise`` when given, else the file's NoiseProfile when the settings allow it
     (``noise_source``), else the level estimated from this noisy frame alone.
     """
@@ -91,4 +92,4 @@ def denoise_frame(
         y = run(NoiseConditioned(model, NoiseParams(net.params.a * scale, net.params.b * scale)), None)
     out = mosaic.copy()
     out[:height, :width] = denormalize(y, black, frame.white_level)
-    return out
+    return clip_to_levels(out, black, frame.white_level)  # an odd last row or column too

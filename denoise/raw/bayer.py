@@ -105,7 +105,17 @@ def denormalize(x: Array, black_level: Array | float, white_level: float) -> np.
     height, width = x.shape[-2:]
     black = _tile_cfa(cfa_black(black_level, np.float64), height, width)
     dn = np.rint(x.astype(np.float64) * (float(white_level) - black) + black)
-    return np.clip(dn, black, float(white_level)).astype(np.uint16)
+    return clip_to_levels(dn, black_level, white_level)
+
+
+def clip_to_levels(mosaic: np.ndarray, black_level: Array | float, white_level: float) -> np.ndarray:
+    """DN clipped to [black, white] per CFA position (a fractional black rounded up), as uint16. (..., H, W).
+
+    The competition's outputs must lie in [black, white]; a DNG writer keeps whatever it is given.
+    """
+    height, width = mosaic.shape[-2:]
+    black = np.ceil(_tile_cfa(cfa_black(black_level, np.float64), height, width))
+    return np.clip(mosaic, black, float(white_level)).astype(np.uint16)
 
 
 def pack_bayer(mosaic: Array, pattern: str) -> Array:

@@ -57,6 +57,7 @@ __all__ = [
 
 ILLUMINANT_D65 = 21
 COPIED_RAW_TAGS = (50718, 50733, 50738, 50780)  # DefaultScale, BayerGreenSplit, AntiAliasStrength, BestQualityScale
+UINT16_MAX = 65535  # the largest sample a 16-bit DNG written here can hold
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,13 @@ def read_dng(path: str | Path) -> RawFrame:
     return frame
 
 
-def _clip_to_levels(mosaic: np.ndarray, black_level: np.ndarray, white_level: int, name: Path) -> np.ndarray:
-    """Round to nearest and clip each pixel to [its CFA position's black, white] as uint16. (H, W)."""
+def _stored_values(mosaic: np.ndarray, name: Path) -> np.ndarray:
+    """``mosaic`` rounded to nearest as the uint16 samples a 16-bit DNG stores. (H, W).
+
+    Values are kept as given, below black or above white too (a sensor's read noise reaches below black, and a
+    frame read and written back must not change): keeping outputs in [black, white] is the caller's policy, as
+    inference's. Only what 16 bits cannot hold is refused.
+    """
     values = np.asarray(mosaic)
     if values.dtype.kind == "f":
         if not np.isfinite(values).all():
@@ -167,9 +173,10 @@ def _clip_to_levels(mosaic: np.ndarray, black_level: np.ndarray, white_level: in
         values = np.rint(values)
     elif values.dtype.kind not in "iu":
         raise DngWriteError(f"{name}: mosaic to write has dtype {values.dtype}, expected integers or floats")
-    height, width = values.shape
-    black = np.ceil(np.tile(np.asarray(black_level).reshape(2, 2), ((height + 1) // 2, (width + 1) // 2)))
-    return np.clip(values, black[:height, :width], white_level).astype(np.uint16)
+    if values.size and (values.min() < 0 or values.max() > UINT16_MAX):
+        raise DngWriteError(f"{name}: mosaic to write has values in [{values.min():g}, {values.max():g}], outside "
+                            f"the 16-bit samples' [0, {UINT16_MAX}]")
+    return values.astype(np.uint16)
 
 
 def _crop_tags(layout: CfaLayout, window: tuple[int, int], shape: tuple[int, int]) -> dict[int, TagValue]:
@@ -220,7 +227,7 @@ def write_dng(source: str | Path, dest: str | Path, mosaic: np.ndarray) -> str:
     frame, full, window = _decode(source, layout, keep_full=True)
     if np.shape(mosaic) != frame.mosaic.shape:
         raise DngWriteError(f"{dest}: mosaic shape {np.shape(mosaic)} differs from {source}'s {frame.mosaic.shape}")
-    values = _clip_to_levels(mosaic, frame.black_level, frame.white_level, dest)
+    values = _stored_values(mosaic, dest)
     height, width = values.shape
     if patchable(layout) and full is not None and full.shape == (layout.height, layout.width):
         data = bytearray(source.read_bytes())
@@ -256,7 +263,7 @@ def write_new_dng(
             f"{dest}: mosaic must be 2-D and at least {MIN_SIDE}x{MIN_SIDE} (LibRaw's minimum), got {np.shape(mosaic)}"
         )
     black = np.broadcast_to(np.asarray(black_level, dtype=np.float64).reshape(-1), (4,)).reshape(2, 2)
-    values = _clip_to_levels(mosaic, black, white_level, dest)
+    values = _stored_values(mosaic, dest)
     tags = cfa_tags(pattern, black, white_level, as_shot_neutral, color_matrix, iso)
     tags[271] = TagValue(2, 0, make)
     tags[272] = TagValue(2, 0, model)
