@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import imageio.v3
 import numpy as np
-import skimage.io
 
 from denoise.atomic import atomic_path
 from denoise.raw.dng import DngError, RawFrame, read_dng
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     picture = build_sheet(triples, args.size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
-        skimage.io.imsave(tmp, picture, check_contrast=False, extension=".png")
+        imageio.v3.imwrite(tmp, picture, extension=".png")
     print(f"comparison sheet (columns: noisy, denoised, clean): {args.out}")
     return 0
 

@@ -11,9 +11,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+import imageio.v3
 import numpy as np
 import pytest
-import skimage.io
 
 from denoise.raw.dng import read_dng
 from denoise.raw.metrics import score_image
@@ -21,9 +21,11 @@ from denoise.raw.metrics import score_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(*args: str, cwd: Path) -> str:
+def _run(*args: str, cwd: Path, strict: bool = False) -> str:
+    """``python -m args`` in ``cwd``; ``strict`` turns deprecation warnings into errors (the image I/O)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+    warnings = ["-W", "error::FutureWarning", "-W", "error::DeprecationWarning"] if strict else []
+    done = subprocess.run([sys.executable, *warnings, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, f"{args[0]} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done.stdout
@@ -33,7 +35,7 @@ def _run(*args: str, cwd: Path) -> str:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("pipeline")
     _run("denoise.dataset.synth", "--out", "demo", "--train", "3", "--test", "2",
-         "--train-size", "96", "128", "--test-size", "64", "96", cwd=work)
+         "--train-size", "96", "128", "--test-size", "64", "96", cwd=work, strict=True)
     _run("denoise.train", "--config", str(REPO / "configs" / "demo.yaml"), "name=pipe", "train.runs_dir=runs",
          "data.root=demo/train", "data.val_count=1", "data.patch_size=16", "data.batch_size=2",
          "data.samples_per_epoch=8", "data.num_workers=0", "data.procedural_scenes=2", "train.epochs=2",
@@ -44,7 +46,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run("denoise.evaluate", "--pred", "result/data", "--gt", "demo/test_gt", "--noisy", "demo/test",
          "--json", "scores.json", cwd=work)
     _run("denoise.sheet", "--noisy", "demo/test", "--pred", "result/data", "--gt", "demo/test_gt",
-         "--frames", "0", "1", "--size", "32", "--out", "sheet.png", cwd=work)
+         "--frames", "0", "1", "--size", "32", "--out", "sheet.png", cwd=work, strict=True)
     return work
 
 
@@ -86,7 +88,7 @@ def test_submission_zip_is_complete_and_safe(pipeline: Path) -> None:
 
 
 def test_comparison_sheet_shows_three_columns_per_frame(pipeline: Path) -> None:
-    picture = skimage.io.imread(pipeline / "sheet.png")
+    picture = imageio.v3.imread(pipeline / "sheet.png")
     gap = 8
     assert picture.shape == (2 * 32 + gap, 3 * 32 + 2 * gap, 3)
     assert picture.dtype == np.uint8 and picture.std() > 0

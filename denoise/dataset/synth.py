@@ -23,9 +23,9 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import imageio.v3
 import numpy as np
 import skimage
-import skimage.io
 import torch
 
 from denoise.dataset.leaves import leaves_scene
@@ -73,7 +73,7 @@ def load_photo(name: str) -> np.ndarray:
     path = next((p for p in (folder / f"{name}.png", folder / f"{name}.jpg") if p.exists()), None)
     if path is None:
         raise FileNotFoundError(f"{folder}: scikit-image's bundled photo {name!r} is missing")
-    image = skimage.io.imread(path)
+    image = imageio.v3.imread(path)
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     return image[..., :3].astype(np.float64) / 255.0
