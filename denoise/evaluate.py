@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise.atomic import write_text_atomic
+from denoise.config import HelpFormatter
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
 
@@ -137,7 +138,8 @@ def rows_as_json(rows: Sequence[Row]) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m denoise.evaluate", description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter)
     parser.add_argument("--pred", type=Path, required=True, help="folder of denoised DNGs")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth DNGs")
     parser.add_argument("--noisy", type=Path, help="folder of the noisy inputs, to score them too")

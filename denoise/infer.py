@@ -1,8 +1,9 @@
 """Denoise DNG files with a trained checkpoint: ``python -m denoise.infer [--checkpoint] [--input] [--output]``.
 
-With no arguments it takes the newest ``best.pth`` under ``runs/`` and the test and output folders of
-``configs/nafnet.yaml``, and says what it chose. ``noisy{N}.dng`` becomes ``denoise{N}.dng``; any other name
-``{stem}_denoised.dng``. A bad input is reported and skipped; the exit status is 2 if any file failed.
+With no arguments it takes the newest ``best.pth`` under ``runs/`` and that checkpoint's own ``infer`` section
+(test and output folders, tiling, precision), and says what it chose; ``--config`` supplies another ``infer``
+section. ``noisy{N}.dng`` becomes ``denoise{N}.dng``; any other name ``{stem}_denoised.dng``. A bad input is
+reported and skipped; the exit status is 2 if any file failed.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from denoise.config import Config, ConfigError, load_config, validate_config
+from denoise.config import Config, ConfigError, HelpFormatter, InferConfig, load_config, validate_config
 from denoise.inference.noise_map import needs_noise_level
 from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source, settings_for_model
 from denoise.model import resolve_device
-from denoise.model.checkpoint import CheckpointError, load_model
+from denoise.model.checkpoint import CheckpointError, checkpoint_config, model_from_checkpoint, read_checkpoint
 from denoise.raw.dng import DngError, read_dng, write_dng
-
-DEFAULT_CONFIG = Path("configs/nafnet.yaml")
 
 
 class InferError(ValueError):
@@ -127,14 +126,18 @@ def run_jobs(
     return RunSummary(len(jobs) - len(failures), megapixels, seconds, tuple(failures))
 
 
+def settings_line(settings: InferSettings) -> str:
+    """Tiling, TTA, precision and device in a few words."""
+    tile = "whole frame" if settings.tile == 0 else f"tile {settings.tile}, overlap {settings.overlap}"
+    return f"{tile}, tta {'x8' if settings.tta else 'off'}, {settings.precision} on {settings.device}"
+
+
 def summary_line(summary: RunSummary, settings: InferSettings) -> str:
     """One line: files, megapixels, time per megapixel, settings, failures."""
     rate = f"{summary.seconds / summary.megapixels:.2f} s/MP" if summary.megapixels else "n/a s/MP"
-    tile = "whole frame" if settings.tile == 0 else f"tile {settings.tile}, overlap {settings.overlap}"
     return (
         f"denoised {summary.done} file(s), {summary.megapixels:.2f} MP in {summary.seconds:.1f} s ({rate}); "
-        f"{tile}, tta {'x8' if settings.tta else 'off'}, {settings.precision} on {settings.device}; "
-        f"{len(summary.failures)} failed"
+        f"{settings_line(settings)}; {len(summary.failures)} failed"
     )
 
 
@@ -145,25 +148,29 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def defaults_config(path: Path | None) -> Config:
-    """The config whose ``infer`` section supplies defaults: ``path`` when given (it must exist), else
-    ``configs/nafnet.yaml`` when run from the repository, else the built-in defaults."""
-    if path is not None:
-        return load_config(path)
-    return load_config(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+def defaults_config(path: Path | None, trained: Config) -> Config:
+    """The config whose ``infer`` section supplies defaults: ``path`` when given (it must exist), else the one the
+    checkpoint was trained with, so that a model is denoised as it was validated."""
+    return load_config(path) if path is not None else trained
 
 
 def add_settings_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``infer`` and ``submit``; unset ones fall back to the config's ``infer`` section."""
-    parser.add_argument("--config", type=Path, help=f"YAML whose infer section gives defaults ({DEFAULT_CONFIG})")
-    parser.add_argument("--tile", type=int, help="packed tile side in pixels (0 = whole frame)")
-    parser.add_argument("--overlap", type=int, help="packed pixels shared by neighbouring tiles")
-    parser.add_argument("--batch-size", type=int, help="tiles per forward pass")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="x8 self-ensemble")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    own = "(default: infer.{} of the checkpoint or --config)"
+    parser.add_argument("--config", type=Path,
+                        help="YAML whose infer section gives the defaults (default: the checkpoint's own config)")
+    parser.add_argument("--tile", type=int, help=f"packed tile side in pixels, 0 = whole frame {own.format('tile')}")
+    parser.add_argument("--overlap", type=int,
+                        help=f"packed pixels shared by neighbouring tiles {own.format('overlap')}")
+    parser.add_argument("--batch-size", type=int, help=f"tiles per forward pass {own.format('batch_size')}")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"x8 Bayer-preserving self-ensemble, 8x slower {own.format('tta')}")
+    parser.add_argument("--device", help=f"cpu, cuda, cuda:1 or auto (cuda when there is one) {own.format('device')}")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help=f"inference arithmetic {own.format('precision')}")
     parser.add_argument("--noise-source", choices=("auto", "estimate"),
-                        help="a noise-aware model's level: the DNG's NoiseProfile when present (auto), or estimated")
+                        help="a noise-aware model's level: the DNG's NoiseProfile when it has one (auto), or always "
+                        f"estimated from the frame {own.format('noise_source')}")
 
 
 def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
@@ -178,10 +185,12 @@ def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, help="default: the newest best.pth under runs/")
-    parser.add_argument("--input", nargs="+", help="DNG files or folders (default: the config's infer.test_dir)")
-    parser.add_argument("--output", type=Path, help="output folder (default: the config's infer.output_dir)")
+    parser = argparse.ArgumentParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="trained model (default: the newest best.pth under runs/, or --config's infer.runs_dir)")
+    parser.add_argument("--input", nargs="+", help="DNG files or folders (default: the checkpoint's infer.test_dir)")
+    parser.add_argument("--output", type=Path, help="output folder (default: the checkpoint's infer.output_dir)")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing existing files in input folders")
     add_settings_args(parser)
     return parser.parse_args(argv)
@@ -190,17 +199,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        cfg = defaults_config(args.config)
-        settings = settings_from_args(args, cfg)
-        checkpoint = args.checkpoint or newest_checkpoint(cfg.infer.runs_dir)
+        runs_dir = load_config(args.config).infer.runs_dir if args.config is not None else InferConfig.runs_dir
+        checkpoint = args.checkpoint or newest_checkpoint(runs_dir)
         if checkpoint is None:
-            raise InferError(f"no --checkpoint given and no best.pth under {cfg.infer.runs_dir}/: train first")
+            raise InferError(f"no --checkpoint given and no best.pth under {runs_dir}/: train first")
+        ckpt = read_checkpoint(checkpoint)
+        trained = checkpoint_config(ckpt, checkpoint)
+        cfg = defaults_config(args.config, trained)
+        settings = settings_from_args(args, cfg)
         inputs = collect_inputs(args.input or [cfg.infer.test_dir])
         output_dir = args.output or Path(cfg.infer.output_dir)
         jobs = plan_jobs(inputs, output_dir, args.overwrite)
-        print(f"checkpoint: {checkpoint}{'' if args.checkpoint else ' (newest best.pth)'}")
+        print(f"checkpoint: {checkpoint}{'' if args.checkpoint else f' (newest best.pth under {runs_dir}/)'}")
         print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
-        model, trained = load_model(checkpoint, settings.device)
+        print(f"settings: {settings_line(settings)}, from {args.config or 'the checkpoint'}'s infer section and flags")
+        model = model_from_checkpoint(ckpt, trained, checkpoint, settings.device)
         settings = settings_for_model(settings, trained)  # the noise estimate and texture check it was trained with
     except (InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ import imageio.v3
 import numpy as np
 
 from denoise.atomic import atomic_path
+from denoise.config import HelpFormatter
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.render import auto_exposure, render_srgb
 from denoise.raw.tiles import centre_box
@@ -49,7 +50,8 @@ def build_sheet(triples: Sequence[Sequence[RawFrame]], size: int = 256) -> np.nd
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.sheet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m denoise.sheet", description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter)
     parser.add_argument("--noisy", type=Path, required=True, help="folder of noisy{N}.dng")
     parser.add_argument("--pred", type=Path, required=True, help="folder of denoise{N}.dng")
     parser.add_argument("--gt", type=Path, required=True, help="folder of gt{N}.dng")

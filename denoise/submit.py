@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import Config, ConfigError, ModelConfig, dump_config
+from denoise.config import Config, ConfigError, HelpFormatter, ModelConfig, dump_config
 from denoise.infer import (
     InferError,
     add_settings_args,
@@ -213,9 +213,11 @@ def _move_into_place(staging: Path, out: Path) -> None:
         os.replace(staging / part, out / part)
 
 
-def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings) -> Path:
-    """Everything cheap is checked first; outputs are staged inside ``out`` and moved into place at the end."""
-    ckpt = read_checkpoint(checkpoint)
+def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
+                     ckpt: dict[str, Any] | None = None) -> Path:
+    """Everything cheap is checked first; outputs are staged inside ``out`` and moved into place at the end.
+    ``ckpt`` is the checkpoint already read, if it was."""
+    ckpt = read_checkpoint(checkpoint) if ckpt is None else ckpt
     cfg = checkpoint_config(ckpt, checkpoint)
     weights = export_weights(inference_state_dict(ckpt), half)
     check_weights_size(len(weights), half)
@@ -255,7 +257,8 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.submit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m denoise.submit", description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. runs/<run>/checkpoints/best.pth")
     parser.add_argument("--test-dir", type=Path, required=True, help="folder holding noisy{N}.dng")
     parser.add_argument("--out", type=Path, default=Path(ZIP_ROOT), help="submission folder; the zip goes beside it")
@@ -263,8 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_settings_args(parser)
     args = parser.parse_args(argv)
     try:
-        settings = settings_from_args(args, defaults_config(args.config))
-        zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings)
+        ckpt = read_checkpoint(args.checkpoint)
+        settings = settings_from_args(args, defaults_config(args.config, checkpoint_config(ckpt, args.checkpoint)))
+        zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings, ckpt)
     except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, DngError, ValueError,
             OSError) as err:  # fmt: skip
         print(f"error: {err}", file=sys.stderr)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from denoise.config import load_config
+from denoise.config import HelpFormatter, load_config
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.model import build_model, prepare_model
 from denoise.raw.dng import read_dng, write_new_dng
@@ -62,10 +62,12 @@ def bench_device(cfg, frame_path: Path, device: str, tta: bool) -> tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/nafnet.yaml")
-    parser.add_argument("--size", type=int, nargs=2, default=(3472, 4624), metavar=("H", "W"))
-    parser.add_argument("--device", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--config", default="configs/nafnet.yaml", help="experiment YAML: model and infer section")
+    parser.add_argument("--size", type=int, nargs=2, default=(3472, 4624), metavar=("H", "W"),
+                        help="mosaic size of the synthetic frame (a competition frame)")
+    parser.add_argument("--device", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
+                        help="devices to time, one after another")
     parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (8x the work)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides, e.g. infer.tile=384")
     args = parser.parse_args(argv)

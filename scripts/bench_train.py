@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from denoise.config import ConfigError, load_config
+from denoise.config import ConfigError, HelpFormatter, load_config
 from denoise.train.loop import train
 from denoise.train.progress import PHASES
 
@@ -86,8 +86,9 @@ def bench(path: str, variant: str, steps: int, val_epochs: int, overrides: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", default=["configs/demo.yaml", "configs/nafnet.yaml"])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["configs/demo.yaml", "configs/nafnet.yaml"],
+                        help="experiment YAMLs to time, each on synthetic frames of its patch size")
     parser.add_argument("--variants", nargs="+", default=["fp32"], help="e.g. fp32 bf16 bf16+compile fp32+sync")
     parser.add_argument("--steps", type=int, default=30, help="optimiser steps per run (per epoch with validation)")
     parser.add_argument("--epochs-with-val", type=int, default=0, metavar="N",

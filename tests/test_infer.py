@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import tifffile
 import torch
 from torch import nn
 
-from denoise.config import Config, ModelConfig, to_dict
+from denoise.config import Config, InferConfig, ModelConfig, to_dict
 from denoise.infer import InferError, Job, collect_inputs, main, output_name, plan_jobs
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.model import build_model
@@ -167,22 +168,28 @@ def test_cli_tiled_close_to_whole_frame(tmp_path: Path, checkpoint: Path) -> Non
     assert np.abs(whole - tiled).mean() < 200
 
 
-def test_defaults_from_runs_and_config(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_defaults_from_runs_and_the_checkpoints_own_infer_section(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     older = tmp_path / "runs" / "old" / "checkpoints" / "best.pth"
     newer = tmp_path / "runs" / "new" / "checkpoints" / "best.pth"
+    own = replace(tiny_config(), infer=InferConfig(test_dir="in", output_dir="res", tile=8, overlap=4))
     save_checkpoint(older, tiny_config())
-    save_checkpoint(newer, tiny_config())
+    save_checkpoint(newer, own)
     os.utime(older, (1, 1))
-    (tmp_path / "configs").mkdir()
-    yaml = "infer:\n  test_dir: in\n  output_dir: res\n  tile: 8\n  overlap: 4\n"
-    (tmp_path / "configs" / "nafnet.yaml").write_text(yaml)
+    (tmp_path / "configs").mkdir()  # a repository's config is not the model's: it must not be used
+    (tmp_path / "configs" / "nafnet.yaml").write_text("infer:\n  test_dir: elsewhere\n  output_dir: wrong\n")
     (tmp_path / "in").mkdir()
     write_frame(tmp_path / "in" / "noisy0.dng", (24, 24))
     assert main([]) == 0
     printed = capsys.readouterr().out
-    assert str(Path("runs/new/checkpoints/best.pth")) in printed and "res" in printed
-    assert (tmp_path / "res" / "denoise0.dng").is_file()
+    assert str(Path("runs/new/checkpoints/best.pth")) in printed and "(newest best.pth under runs/)" in printed
+    assert "output: res" in printed and "tile 8, overlap 4" in printed and "from the checkpoint's" in printed
+    assert (tmp_path / "res" / "denoise0.dng").is_file() and not (tmp_path / "wrong").exists()
+    # --config supplies another infer section; flags override either.
+    (tmp_path / "mine.yaml").write_text("infer:\n  test_dir: in\n  output_dir: mine\n  tile: 16\n  overlap: 2\n")
+    assert main(["--config", "mine.yaml", "--overlap", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert "output: mine" in printed and "tile 16, overlap 6" in printed and "from mine.yaml's" in printed
 
 
 def test_refused_request_writes_nothing(tmp_path: Path, checkpoint: Path, capsys) -> None:

@@ -4,6 +4,7 @@ This package is the project's foundation with ``denoise.atomic``: it imports not
 """
 
 from denoise.config.checks import validate_config
+from denoise.config.cli import HelpFormatter
 from denoise.config.load import config_from_dict, dump_config, from_dict, load_config, to_dict
 from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig
 
@@ -11,6 +12,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "HelpFormatter",
     "InferConfig",
     "ModelConfig",
     "TrainConfig",

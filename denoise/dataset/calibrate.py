@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from denoise.config import DataConfig
+from denoise.config import DataConfig, HelpFormatter
 from denoise.dataset.pairs import DatasetError, discover_pairs
 from denoise.raw import dng
 from denoise.raw.bayer import CHANNELS, even_shape, normalize, pack_bayer
@@ -95,12 +95,14 @@ def suggested_ranges(fits: list[tuple[float, float]]) -> tuple[tuple[float, floa
 
 def main(argv: list[str] | None = None) -> int:
     defaults = DataConfig()
-    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.calibrate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.calibrate", description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="dataset root holding the noisy and clean frames")
-    parser.add_argument("--noisy-glob", default=defaults.noisy_glob)
-    parser.add_argument("--clean-glob", default=defaults.clean_glob)
-    parser.add_argument("--key-regex", default=defaults.key_regex)
-    parser.add_argument("--bins", type=int, default=32)
+    parser.add_argument("--noisy-glob", default=defaults.noisy_glob, help="noisy files under --data (data.noisy_glob)")
+    parser.add_argument("--clean-glob", default=defaults.clean_glob, help="clean files under --data (data.clean_glob)")
+    parser.add_argument("--key-regex", default=defaults.key_regex,
+                        help="pairs a noisy file with its clean one by the first group's match (data.key_regex)")
+    parser.add_argument("--bins", type=int, default=32, help="brightness bins of the variance-against-mean fit")
     parser.add_argument("--limit", type=int, default=0, help="calibrate only the first N pairs (0: all)")
     args = parser.parse_args(argv)
     try:

@@ -28,6 +28,7 @@ import numpy as np
 import skimage
 import torch
 
+from denoise.config import HelpFormatter
 from denoise.dataset.leaves import leaves_scene
 from denoise.raw import dng
 from denoise.raw.bayer import channel_offsets, denormalize
@@ -240,9 +241,10 @@ def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.synth", description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, help="dataset folder to create (e.g. data/demo)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="every crop, camera and noise sample follows from it")
     parser.add_argument("--train", type=int, default=60, help="training pairs")
     grid = len(EVAL_LEVELS)
     parser.add_argument("--test", type=int, default=grid * len(TEST_PHOTOS),
@@ -250,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", type=int, default=grid * (len(VAL_PHOTOS) + len(VAL_SCENES)),
                         help="validation frames in val/ (ground truth in val_gt/): the first N of its photos' grid, "
                         "then of its procedural scenes'")
-    parser.add_argument("--train-size", type=int, nargs=2, default=(384, 576), metavar=("H", "W"))
-    parser.add_argument("--test-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--train-size", type=int, nargs=2, default=(384, 576), metavar=("H", "W"),
+                        help="training frame size in mosaic pixels (even)")
+    parser.add_argument("--test-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
+                        help="validation and benchmark frame size in mosaic pixels (even)")
     parser.add_argument("--force", action="store_true", help="replace an existing folder")
     args = parser.parse_args(argv)
     out = Path(args.out)

@@ -13,7 +13,7 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise.config import ConfigError, load_config
+from denoise.config import ConfigError, HelpFormatter, load_config
 from denoise.model.build import build_model
 
 LIMIT_BYTES = 50 * 1000 * 1000
@@ -36,10 +36,11 @@ def weight_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m denoise.model", description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter)
     parser.add_argument("--config", default=None, help="experiment YAML (defaults when omitted)")
     parser.add_argument("--size", nargs=2, type=int, default=(1736, 2312), metavar=("H", "W"),
-                        help="packed input size for the MAC count (default: a full competition frame)")
+                        help="packed input size for the MAC count (a full competition frame)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     args = parser.parse_args(argv)
     if min(args.size) < 1:

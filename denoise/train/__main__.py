@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import fields
 
-from denoise.config import ConfigError, dump_config, load_config
+from denoise.config import Config, ConfigError, HelpFormatter, dump_config, load_config
 from denoise.dataset.pairs import DatasetError
 from denoise.model.checkpoint import CheckpointError
 from denoise.raw.dng import DngError
@@ -30,9 +31,15 @@ class _Parser(argparse.ArgumentParser):
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: a config file, overrides, and what to do with them."""
-    parser = _Parser(prog="python -m denoise.train", description="Train a raw denoiser.")
+    sections = ", ".join(f.name for f in fields(Config) if f.name != "name")
+    epilog = (f"The config's sections: {sections} (every key and its default: --print-config, or\n"
+              "denoise/config/schema.py). Overrides are key.sub=value, YAML values, applied after the file, e.g.\n"
+              "  python -m denoise.train --config configs/demo.yaml train.epochs=2 data.batch_size=4 "
+              "'model.enc_blocks=[1,1,2]'")
+    parser = _Parser(prog="python -m denoise.train", description="Train a raw denoiser.", epilog=epilog,
+                     formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file of overrides of the dataclass defaults")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides applied after the YAML file")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides applied after the YAML file (see below)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--resume", help="'auto' (newest run of this config's name) or a checkpoint path")
     return parser.parse_args(argv)
