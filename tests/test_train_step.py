@@ -14,7 +14,7 @@ from train_data import make_pairs, tiny_config
 
 from denoise.train import loop as train_loop
 from denoise.train.ema import EMA
-from denoise.train.progress import PHASES, StepClock
+from denoise.train.progress import PHASES, RunProgress, StepClock
 from denoise.train.schedule import build_optimizer, load_optimizer_state, step_unless
 
 train = train_loop.train
@@ -101,6 +101,26 @@ def test_step_clock_charges_each_interval_to_its_phase(monkeypatch: pytest.Monke
     assert set(totals) == set(PHASES)
     assert totals["data"] == 1.0 and totals["forward"] == 3.0 and totals["log"] == 0.25
     assert sum(clock.take().values()) == 0.0
+
+
+def test_run_progress_estimates_the_time_left_from_this_process_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = iter([100.0, 160.0, 400.0])
+    monkeypatch.setattr("denoise.train.progress.time.perf_counter", lambda: next(now))
+    progress = RunProgress(total_steps=1000, start_step=200, enabled=True)  # resumed at step 200, at t = 100 s
+    assert progress.eta(200) == "?"
+    assert progress.eta(300) == "7 min 0 s"  # 100 steps in 60 s, 700 left
+    assert progress.eta(220) == "3 h 15 min"  # 20 steps in 300 s, 780 left: 11,700 s
+
+
+def test_training_written_to_a_file_prints_plain_lines_with_the_time_left(tmp_path: Path, capfd) -> None:
+    data = make_pairs(tmp_path / "data", count=2)
+    cfg = tiny_config(data, tmp_path / "runs", "train.log_every=2", "train.epochs=2", "train.val_every=0",
+                      "data.samples_per_epoch=8", "data.batch_size=2")  # fmt: skip
+    assert train(cfg).step == 8
+    out, err = capfd.readouterr()
+    lines = [line for line in out.splitlines() if "samples/s" in line]
+    assert lines and "\r" not in out + err and "it/s" not in err  # no bar redrawn into the file
+    assert lines[-1].startswith("epoch 2/2 step 8/8 (100%): loss ") and lines[-1].endswith("left")
 
 
 def test_steps_that_do_not_log_read_nothing_back_from_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

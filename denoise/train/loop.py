@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
 from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict, validate_config
@@ -29,7 +28,7 @@ from denoise.train import distributed as dd
 from denoise.train.checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
-from denoise.train.progress import StepClock, log_window, new_window
+from denoise.train.progress import RunProgress, StepClock, log_window, new_window
 from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
 from denoise.train.schedule import (
     build_optimizer,
@@ -209,6 +208,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         clock = StepClock(device, tc.sync_timing)
         window = new_window(device)
         first_step = step
+        total = min(tc.epochs * steps_per_epoch, tc.max_steps) if tc.max_steps else tc.epochs * steps_per_epoch
+        bar = RunProgress(total, step, info.is_main)
 
         def check_diverged() -> None:
             """Raise TrainingDiverged once ``max_nonfinite`` steps in a row were skipped (reads the device)."""
@@ -230,7 +231,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             loader.sampler.set_epoch(epoch)
             epoch_rng = rng_state()
             done = 0
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.is_main)
+            bar.start_epoch(epoch, tc.epochs, steps_per_epoch)
             clock.restart()
             for i, batch in enumerate(loader):
                 if epoch == start_epoch and i < skip_batches:
@@ -293,8 +294,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 if step == first_step + 1 and info.is_main:
                     writer.add_scalar("time/first_batch_s", first_batch, step)
                     writer.add_scalar("time/first_step_s", time.perf_counter() - launched, step)
-                    tqdm.write(f"first batch {first_batch:.1f} s after launch, first step done "
-                               f"{time.perf_counter() - launched:.1f} s after")
+                    bar.write(f"first batch {first_batch:.1f} s after launch, first step done "
+                              f"{time.perf_counter() - launched:.1f} s after")
                 if step % tc.log_every == 0:
                     log_window(window, clock.take(), grad_norm, scheduler.get_last_lr()[0], step, writer, bar, info)
                     window = new_window(device)
@@ -303,7 +304,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 if tc.max_steps and step >= tc.max_steps:
                     interrupted = "max_steps"
                     break
-            bar.close()
+            bar.end_epoch()
 
             if interrupted:
                 # Resuming replays this epoch's first ``done`` batches (data only) and carries on from there.
@@ -332,7 +333,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             dd.barrier(info)
     finally:
         if bar is not None:
-            bar.close()
+            bar.end_epoch()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
         if writer is not None:

@@ -1,4 +1,5 @@
-"""What a run reports as it goes: where each step's time goes, and the means of each logging window.
+"""What a run reports as it goes: where each step's time goes, the means of each logging window, and how far the
+run has come with the time it has left.
 
 The step clock sums seconds per phase over a logging window. By default it reads host time only, which costs
 nothing and shows where the host waits: a phase that blocks on the GPU (a ``.item()``, say) stands out. With
@@ -8,6 +9,7 @@ work is charged to the phase that queued it; that stalls the pipeline and is for
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -50,13 +52,68 @@ class StepClock:
             torch.cuda.synchronize(self.device)
 
 
+class RunProgress:
+    """The progress display of rank 0: on a terminal a bar per epoch, redrawn in place; written to a file or a
+    pipe (CI, nohup, a cluster job), a plain line at most every ``every_s`` seconds. Both show the whole run's
+    estimated time left, from the pace of the steps this process has run (validation included)."""
+
+    def __init__(self, total_steps: int, start_step: int, enabled: bool, every_s: float = 30.0) -> None:
+        self.total, self.start, self.enabled, self.every_s = total_steps, start_step, enabled, every_s
+        self.plain = enabled and not sys.stderr.isatty()
+        self.started = self.last_line = time.perf_counter()
+        self.bar: tqdm | None = None
+        self.desc = ""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self.desc = f"epoch {epoch + 1}/{epochs}"
+        self.bar = tqdm(total=steps, desc=self.desc, disable=not self.enabled or self.plain)
+
+    def update(self, n: int = 1) -> None:
+        assert self.bar is not None, "start_epoch first"
+        self.bar.update(n)
+
+    def eta(self, step: int) -> str:
+        """The run's time left at ``step``, as "12 min 5 s"; "?" before this process has run a step."""
+        done = step - self.start
+        if done <= 0:
+            return "?"
+        left = (time.perf_counter() - self.started) / done * max(self.total - step, 0)
+        hours, rest = divmod(int(left), 3600)
+        minutes, seconds = divmod(rest, 60)
+        return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+    def show(self, step: int, loss: float, lr: float, rate: float) -> None:
+        """A logging window's numbers: in the bar's postfix, or as a line when the output is not a terminal."""
+        if not self.enabled:
+            return
+        eta = self.eta(step)
+        if not self.plain:
+            assert self.bar is not None, "start_epoch first"
+            self.bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.2e}", sps=f"{rate:.1f}", left=eta)
+        elif time.perf_counter() - self.last_line >= self.every_s or step >= self.total:
+            self.last_line = time.perf_counter()
+            self.write(f"{self.desc} step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%): "
+                       f"loss {loss:.4g}, lr {lr:.2e}, {rate:.1f} samples/s, about {eta} left")
+
+    def write(self, message: str) -> None:
+        """A line that does not break the bar."""
+        if self.enabled:
+            tqdm.write(message, file=sys.stdout)
+            sys.stdout.flush()
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def new_window(device: torch.device) -> dict:
     """Sums over one logging window: steps and samples, and skipped steps and loss parts on the device."""
     return {"count": 0, "samples": 0, "skipped": torch.zeros((), device=device), "sums": {}}
 
 
 def log_window(window: dict, phases: dict[str, float], grad_norm: torch.Tensor, lr: float, step: int,
-               writer: SummaryWriter | None, bar: tqdm, info: dd.DistInfo) -> None:
+               writer: SummaryWriter | None, progress: RunProgress, info: dd.DistInfo) -> None:
     """Write one window's means (reduced over ranks) to TensorBoard and the progress bar: the one host sync.
 
     ``phases`` is the step clock's seconds over the window, so samples/s counts loading and training time, not
@@ -67,7 +124,7 @@ def log_window(window: dict, phases: dict[str, float], grad_norm: torch.Tensor, 
     means = dd.reduce_mean({**{k: v / kept for k, v in zip(window["sums"], sums, strict=True)}, "skipped": skipped},
                            info)  # fmt: skip
     rate = window["samples"] / max(sum(phases.values()), 1e-9)
-    bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
+    progress.show(step, means["total"], lr, rate)
     if writer is None:
         return
     for name, value in means.items():
@@ -79,4 +136,4 @@ def log_window(window: dict, phases: dict[str, float], grad_norm: torch.Tensor, 
     for phase, seconds in phases.items():
         writer.add_scalar(f"time/{phase}_ms", 1000 * seconds / window["count"], step)
     if means["skipped"]:
-        tqdm.write(f"step {step}: {means['skipped']:g} of the last {window['count']} steps skipped (non-finite)")
+        progress.write(f"step {step}: {means['skipped']:g} of the last {window['count']} steps skipped (non-finite)")
