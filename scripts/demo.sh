@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q torch==2.13.0
+bash scripts/install_torch.sh  # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu: the CPU-only wheel
 python3 -m pip install -q -e .
 
 if [ ! -d data/demo/val ]; then  # missing, or built before the validation/benchmark split: (re)build it
