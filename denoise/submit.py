@@ -50,6 +50,7 @@ from denoise.submit_check import SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
 ZIP_ROOT = "result"
+MARKER = ".raw-denoise-submission"  # written into --out: a folder holding it is a submission this tool made
 
 
 class SubmitError(ValueError):
@@ -205,12 +206,27 @@ def _refuse_out_over_inputs(out: Path, test_dir: Path) -> None:
         raise SubmitError(f"{test_dir}: the test folder lies inside --out {out}, which the submission replaces")
 
 
+def _refuse_foreign_out(out: Path, zip_path: Path) -> None:
+    """Replacing ``out``'s parts and the zip beside it must never touch what another program or person made: only
+    a missing or empty folder, or one a previous submission marked, is written into."""
+    own = (out / MARKER).is_file()
+    if out.exists() and not out.is_dir():
+        raise SubmitError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not own:
+        raise SubmitError(f"--out {out} is not empty and is not a submission made here (no {MARKER} in it): "
+                          "name a new or empty folder")
+    if zip_path.exists() and not own:
+        raise SubmitError(f"{zip_path} exists and was not made by a submission into {out}: move it or name another "
+                          "--out")
+
+
 def _move_into_place(staging: Path, out: Path) -> None:
     """Replace ``out/data`` and ``out/algorithm`` with the staged ones (other files in ``out`` stay)."""
     for part in ("data", "algorithm"):
         if (out / part).exists():
             shutil.rmtree(out / part)
         os.replace(staging / part, out / part)
+    (out / MARKER).write_text("made by python -m denoise.submit; replaced whole by the next submission into here\n")
 
 
 def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
@@ -223,7 +239,10 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     check_weights_size(len(weights), half)
     source = network_source(cfg.model)
     inputs = competition_inputs(test_dir)
+    out = out.resolve()  # "." names its folder, so the zip beside it is named after it
+    zip_path = out.parent / f"{out.name}.zip"
     _refuse_out_over_inputs(out, test_dir)
+    _refuse_foreign_out(out, zip_path)
     model = model_from_checkpoint(ckpt, cfg, checkpoint, settings.device)
     settings = settings_for_model(settings, cfg)  # the noise estimate and texture check it was trained with
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +258,6 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         (models_dir / "network.py").write_text(source)
         (models_dir / "model.pth").write_bytes(weights)
         (staging / "algorithm" / "report.md").write_text(report_text(ckpt, cfg, model, len(weights), settings, half))
-        zip_path = out.parent / f"{out.name}.zip"
         write_zip(staging, zip_path)
         _move_into_place(staging, out)
     finally:

@@ -78,11 +78,11 @@ def test_submission_tree_zip_and_standalone_network(built) -> None:
     assert "reproduce the model" in printed
     result = root / "result"
     files = sorted(p.relative_to(result).as_posix() for p in result.rglob("*") if p.is_file())
-    assert files == ["algorithm/models/model.pth", "algorithm/models/network.py", "algorithm/report.md",
-                     "data/denoise0.dng", "data/denoise1.dng"]  # fmt: skip
+    assert files == [submit.MARKER, "algorithm/models/model.pth", "algorithm/models/network.py",
+                     "algorithm/report.md", "data/denoise0.dng", "data/denoise1.dng"]  # fmt: skip
     with zipfile.ZipFile(root / "result.zip") as zf:
         names = zf.namelist()
-        assert sorted(names) == [f"result/{f}" for f in files]
+        assert sorted(names) == [f"result/{f}" for f in files if f != submit.MARKER]  # the marker stays home
         assert all(not n.startswith("/") and ".." not in n.split("/") for n in names)
         assert zf.read("result/data/denoise0.dng") == (result / "data" / "denoise0.dng").read_bytes()
     for n in range(2):
@@ -131,6 +131,32 @@ def test_out_containing_the_test_folder_is_refused(tmp_path: Path, setup, capsys
     assert submit.main(args) == 2
     assert "test folder" in capsys.readouterr().err
     assert sorted(p.name for p in test_dir.iterdir()) == ["noisy0.dng", "noisy1.dng", "notes.txt"]
+
+
+def test_out_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_path: Path, setup, capsys,
+                                                                      monkeypatch) -> None:
+    checkpoint, test_dir, _ = setup
+    project = tmp_path / "project"  # "--out ." in a project that holds its training data
+    (project / "data" / "zte" / "train").mkdir(parents=True)
+    (project / "data" / "zte" / "train" / "0_gt.dng").write_bytes(b"precious")
+    monkeypatch.chdir(project)
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--tile", "0"]
+    assert submit.main([*args, "--out", "."]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not empty" in err and "Traceback" not in err
+    assert (project / "data" / "zte" / "train" / "0_gt.dng").read_bytes() == b"precious"
+    assert sorted(p.name for p in project.iterdir()) == ["data"] and not (tmp_path / "project.zip").exists()
+    # A zip beside an empty folder that no submission made is not overwritten either.
+    (tmp_path / "mine.zip").write_bytes(b"my own zip")
+    assert submit.main([*args, "--out", str(tmp_path / "mine")]) == 2
+    assert "mine.zip exists" in capsys.readouterr().err and (tmp_path / "mine.zip").read_bytes() == b"my own zip"
+    # A submission's own folder is replaced by the next one, and "." names the zip after the folder.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert submit.main([*args, "--out", "."]) == 0 and (tmp_path / "sub.zip").is_file()
+    assert submit.main([*args, "--out", "."]) == 0
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [submit.MARKER, "algorithm", "data"]
 
 
 def test_entry_names_rejected() -> None:
