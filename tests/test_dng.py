@@ -126,6 +126,17 @@ def test_odd_dimensions_patch(make_dng, tmp_path):
     assert np.array_equal(read_dng(tmp_path / "out.dng").mosaic, target)
 
 
+@pytest.mark.parametrize(("black", "white", "message"), [(2000, 1000, "not below the white level"),
+                                                         (1000, 1000, "not below the white level"),
+                                                         (70000, 1000, "outside the 16-bit")])
+def test_levels_no_frame_can_be_normalised_with_are_refused_at_read(tmp_path, black, white, message):
+    path = tmp_path / "levels.dng"
+    write_new_dng(path, np.full((32, 32), 500, np.uint16), "RGGB", black, white)
+    with pytest.raises(DngFormatError, match=message) as info:
+        read_dng(path)
+    assert str(path) in str(info.value)
+
+
 def test_values_are_rounded_and_kept_below_black_and_above_white(make_dng, tmp_path):
     black = np.array([[100.0, 200.0], [300.0, 400.0]])
     source = make_dng("c.dng", random_mosaic(H, W, 400, 4095), black=tuple(black.ravel()), pattern="GRBG")

@@ -114,6 +114,19 @@ def test_odd_edges_kept_and_values_in_range(tmp_path: Path) -> None:
     assert denoise_frame(Brighten(), frame, InferSettings(tile=0))[22, 3] == BLACK
 
 
+def test_a_file_with_impossible_levels_is_one_line_and_the_others_are_denoised(tmp_path: Path, checkpoint: Path,
+                                                                               capsys) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_frame(inp / "noisy0.dng", (24, 24))
+    write_new_dng(inp / "noisy1.dng", np.full((24, 24), 3000, np.uint16), "BGGR", 5000, 4095)  # black above white
+    assert main(["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [line for line in err.splitlines() if "noisy1.dng" in line] == [
+        f"error: {inp / 'noisy1.dng'}: black level 5000 is not below the white level 4095"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise0.dng"]
+
+
 def test_load_model_prefers_ema(tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "c.pth", tiny_config(), ema=True)
     model, cfg = load_model(tmp_path / "c.pth")

@@ -149,7 +149,19 @@ def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, n
         raise _libraw_error(path, exc) from None
     if mosaic.ndim != 2 or mosaic.dtype != np.uint16 or min(mosaic.shape) < 2:
         raise DngNotBayerError(f"{path}: decoded raw image is {mosaic.shape} {mosaic.dtype}, not a 2-D uint16 mosaic")
+    _check_levels(frame, layout.bits_per_sample)
     return frame, full, (sizes.top_margin, sizes.left_margin)
+
+
+def _check_levels(frame: RawFrame, bits: int) -> None:
+    """Refuse black and white levels no image can be normalised with: black at or above white, or outside what
+    the samples can hold (every later step divides by white - black)."""
+    black, white, top = frame.black_level, frame.white_level, 2 ** min(max(bits, 1), 16) - 1
+    if not np.isfinite(black).all() or black.min() < 0 or black.max() > top:
+        raise DngFormatError(f"{frame.path}: black level {black.ravel().tolist()} is outside the {bits}-bit "
+                             f"samples' [0, {top}]")
+    if black.max() >= white:
+        raise DngFormatError(f"{frame.path}: black level {black.max():g} is not below the white level {white}")
 
 
 def read_dng(path: str | Path) -> RawFrame:
