@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from train_data import make_pairs, tiny_config
 
 from denoise.config import ConfigError
+from denoise.train import loop as train_loop
 from denoise.train.loop import resolve_resume, train
 
 # Random crops, Bayer-preserving flips, every loss, EMA and a decaying schedule: all the state a resume must carry.
@@ -57,6 +59,42 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     _assert_same_state(a["ema"], b["ema"])
     _assert_same_state(a["optimizer"]["state"][0], b["optimizer"]["state"][0])
     assert a["scheduler"] == b["scheduler"] and a["best_score"] == pytest.approx(b["best_score"], abs=0)
+
+
+def test_a_kill_between_the_epochs_two_checkpoints_keeps_best(tmp_path: Path, monkeypatch) -> None:
+    data = make_pairs(tmp_path / "data", count=3, size=48)
+    real, saved = train_loop.save_checkpoint, []
+
+    def killed_after_the_second_best(state, path):
+        real(state, path)
+        saved.append(Path(path).name)
+        if saved.count("best.pth") == 2:
+            raise KeyboardInterrupt  # the process dies before last.pth records epoch 2 and its best score
+
+    monkeypatch.setattr(train_loop, "save_checkpoint", killed_after_the_second_best)
+    settings = (*SETTINGS[:-3], "train.val_every=1", "train.image_crop=0", "train.log_every=3")
+    monkeypatch.setattr(train_loop, "validate_and_log", _rising_scores())
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(data, tmp_path / "runs", *settings))
+    (run,) = (tmp_path / "runs").iterdir()
+    best, last = (torch.load(run / "checkpoints" / f"{n}.pth", weights_only=True) for n in ("best", "last"))
+    assert (best["epoch"], last["epoch"]) == (2, 1)  # best went first
+    monkeypatch.setattr(train_loop, "save_checkpoint", real)
+    monkeypatch.setattr(train_loop, "validate_and_log", _rising_scores(skip=1))  # epoch 2 scores as it did
+    done = train(tiny_config(data, tmp_path / "runs", *settings), resume="auto")
+    assert done.run_dir == run and done.interrupted is None
+    best, last = (torch.load(run / "checkpoints" / f"{n}.pth", weights_only=True) for n in ("best", "last"))
+    assert best["best_score"] == last["best_score"] == 3.0 and best["epoch"] == 3
+
+
+def _rising_scores(skip: int = 0):
+    """A stand-in for validation scoring epoch k at k: every epoch improves on the last."""
+    scores = iter(range(1 + skip, 100))
+
+    def validate(*args, **kwargs):
+        return types.SimpleNamespace(score=float(next(scores)))
+
+    return validate
 
 
 def test_resume_auto_picks_the_newest_run_of_that_name(tmp_path: Path) -> None:

@@ -325,10 +325,10 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             if improved:
                 best_score = scores.score
             state = checkpoint_state(epoch + 1, 0, rng_state())
-            if info.is_main:
-                save_checkpoint(state, run_dir / "checkpoints" / "last.pth")
+            if info.is_main:  # best first: a kill between the two leaves last.pth to redo the epoch, best.pth kept
                 if improved:
                     save_checkpoint(state, run_dir / "checkpoints" / "best.pth")
+                save_checkpoint(state, run_dir / "checkpoints" / "last.pth")
                 writer.flush()
             dd.barrier(info)
     finally:
