@@ -5,8 +5,11 @@ A crash or an exception therefore leaves either the old file or the complete new
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +38,22 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(dest: str | Path, age_s: float = 60.0) -> int:
+    """Delete the temporaries ``atomic_path`` left for ``dest`` when a process was killed mid-write (a kill -9
+    skips its cleanup), those untouched for ``age_s`` seconds, so a write still under way is spared; returns how
+    many went."""
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete
+            if tmp.is_file() and now - tmp.stat().st_mtime > age_s:
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
 def write_text_atomic(dest: str | Path, text: str) -> None:

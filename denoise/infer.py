@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from denoise.atomic import remove_stale_temps
 from denoise.config import Config, ConfigError, HelpFormatter, InferConfig, load_config, validate_config
 from denoise.inference.noise_map import needs_noise_level
 from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source, settings_for_model
@@ -112,6 +113,7 @@ def run_jobs(
             with tqdm(total=frame_tiles(frame, settings), desc=job.source.name, unit="tile", leave=False) as bar:
                 mosaic = denoise_frame(model, frame, settings, progress=bar.update)
             job.dest.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(job.dest)  # an earlier run's, killed while writing this file
             mode = write_dng(job.source, job.dest, mosaic)
         except (DngError, OSError, ValueError) as err:
             # DngError messages already start with the file; others get it prepended.

@@ -127,6 +127,17 @@ def test_a_file_with_impossible_levels_is_one_line_and_the_others_are_denoised(t
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise0.dng"]
 
 
+def test_a_temporary_left_by_a_killed_run_is_cleared(tmp_path: Path, checkpoint: Path) -> None:
+    write_frame(tmp_path / "noisy0.dng", (24, 24))
+    (tmp_path / "out").mkdir()
+    left = tmp_path / "out" / ".denoise0.dng.k1ll3d.tmp"
+    left.write_bytes(b"half a DNG")
+    os.utime(left, (1, 1))
+    assert main(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "noisy0.dng"), "--output",
+                 str(tmp_path / "out")]) == 0  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise0.dng"]
+
+
 def test_load_model_prefers_ema(tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "c.pth", tiny_config(), ema=True)
     model, cfg = load_model(tmp_path / "c.pth")

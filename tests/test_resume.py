@@ -79,12 +79,16 @@ def test_a_kill_between_the_epochs_two_checkpoints_keeps_best(tmp_path: Path, mo
     (run,) = (tmp_path / "runs").iterdir()
     best, last = (torch.load(run / "checkpoints" / f"{n}.pth", weights_only=True) for n in ("best", "last"))
     assert (best["epoch"], last["epoch"]) == (2, 1)  # best went first
+    left = run / "checkpoints" / ".last.pth.k1ll3d.tmp"  # what a kill -9 in the middle of a save leaves
+    left.write_bytes(b"half a checkpoint")
+    os.utime(left, (1, 1))
     monkeypatch.setattr(train_loop, "save_checkpoint", real)
     monkeypatch.setattr(train_loop, "validate_and_log", _rising_scores(skip=1))  # epoch 2 scores as it did
     done = train(tiny_config(data, tmp_path / "runs", *settings), resume="auto")
     assert done.run_dir == run and done.interrupted is None
     best, last = (torch.load(run / "checkpoints" / f"{n}.pth", weights_only=True) for n in ("best", "last"))
     assert best["best_score"] == last["best_score"] == 3.0 and best["epoch"] == 3
+    assert not left.exists()
 
 
 def _rising_scores(skip: int = 0):

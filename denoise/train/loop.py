@@ -16,7 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from denoise.atomic import write_text_atomic
+from denoise.atomic import remove_stale_temps, write_text_atomic
 from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict, validate_config
 from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
@@ -172,6 +172,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         if info.is_main:
             run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
             (run_dir / "checkpoints").mkdir(exist_ok=True)
+            for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
+                remove_stale_temps(run_dir / "checkpoints" / name)
             write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
             writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
             writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
