@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -95,7 +96,19 @@ def plan_jobs(inputs: Sequence[Path], output_dir: Path, overwrite: bool = False)
             raise InferError(f"{dest}: already exists in an input folder; pass --overwrite to replace it")
         seen[key] = source
         jobs.append(Job(source, dest))
+    check_writable(output_dir)
     return jobs
+
+
+def check_writable(folder: Path) -> None:
+    """Make ``folder`` if needed and prove a file can be written in it, before any frame is denoised (a frame of
+    the competition takes about a minute on a CPU)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise InferError(f"{folder}: cannot write output there ({err.strerror or err})") from None
 
 
 def run_jobs(

@@ -138,6 +138,28 @@ def test_a_temporary_left_by_a_killed_run_is_cleared(tmp_path: Path, checkpoint:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise0.dng"]
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path: Path, checkpoint: Path, capsys,
+                                                                      monkeypatch) -> None:
+    write_frame(tmp_path / "noisy0.dng", (24, 24))
+    (tmp_path / "file").write_text("a file where a folder should be")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    denoised = []
+    monkeypatch.setattr("denoise.infer.denoise_frame", lambda *args, **kwargs: denoised.append(1))
+    try:
+        for out in (tmp_path / "file" / "out", locked):
+            if out == locked and os.access(locked, os.W_OK):
+                continue  # root writes anywhere: nothing to prove there
+            args = ["--checkpoint", str(checkpoint), "--input", str(tmp_path / "noisy0.dng"), "--output", str(out)]
+            assert main(args) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {out}: cannot write output there") and err.count("\n") == 1
+    finally:
+        locked.chmod(0o700)
+    assert not denoised and list(locked.iterdir()) == []
+
+
 def test_load_model_prefers_ema(tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "c.pth", tiny_config(), ema=True)
     model, cfg = load_model(tmp_path / "c.pth")
