@@ -214,7 +214,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        runs_dir = load_config(args.config).infer.runs_dir if args.config is not None else InferConfig.runs_dir
+        named = load_config(args.config) if args.config is not None else Config()
+        settings_from_args(args, named)  # flags wrong on their own are refused before the checkpoint is read
+        runs_dir = named.infer.runs_dir if args.config is not None else InferConfig.runs_dir
         checkpoint = args.checkpoint or newest_checkpoint(runs_dir)
         if checkpoint is None:
             raise InferError(f"no --checkpoint given and no best.pth under {runs_dir}/: train first")

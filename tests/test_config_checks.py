@@ -116,3 +116,14 @@ def test_a_named_config_that_does_not_exist_is_an_error(tmp_path: Path, capsys: 
     status = infer_main(["--config", str(tmp_path / "missing.yaml"), "--checkpoint", str(tmp_path / "none.pth")])
     err = capsys.readouterr().err
     assert status == 2 and "missing.yaml: no such config file" in err and err.count("\n") == 1
+
+
+def test_a_config_that_is_not_a_yaml_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    binary = tmp_path / "model.pth"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for path, message in ((binary, "not a text file"), (tmp_path, "is a folder")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)
+        status = infer_main(["--config", str(path), "--checkpoint", str(tmp_path / "none.pth")])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -158,6 +158,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             loaded = yaml.safe_load(path.read_text())
         except FileNotFoundError as err:
             raise ConfigError(f"{path}: no such config file") from err
+        except IsADirectoryError as err:
+            raise ConfigError(f"{path}: is a folder, not a YAML config file") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a text file, so not YAML ({err.reason} at byte {err.start})") from err
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
         if loaded is not None and not isinstance(loaded, dict):
