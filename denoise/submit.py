@@ -50,6 +50,7 @@ from denoise.submit_check import SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
 ZIP_ROOT = "result"
+TEST_FRAMES = 10  # the competition's test set: noisy0.dng ... noisy9.dng
 MARKER = ".raw-denoise-submission"  # written into --out: a folder holding it is a submission this tool made
 
 
@@ -191,12 +192,24 @@ def write_zip(tree: Path, zip_path: Path) -> list[str]:
     return names
 
 
-def competition_inputs(test_dir: Path) -> list[Path]:
-    """The ``noisy{N}.dng`` files of the test folder, in order of N."""
-    inputs = [p for p in collect_inputs([test_dir]) if re.fullmatch(r"noisy\d+", p.stem)]
-    if not inputs:
-        raise SubmitError(f"{test_dir}: no noisy{{N}}.dng files")
-    return inputs
+def competition_inputs(test_dir: Path, count: int | None = TEST_FRAMES) -> list[Path]:
+    """The test folder's ``noisy0.dng`` ... ``noisy{count - 1}.dng``, in order, and nothing else that looks like
+    an input: every other .dng is named in the refusal (a misnamed frame would silently drop out of the zip).
+    ``count`` None accepts any number of frames, still numbered from 0 without gaps."""
+    files = collect_inputs([test_dir])
+    numbered = {int(p.name[5:-4]): p for p in files if re.fullmatch(r"noisy(0|[1-9]\d*)\.dng", p.name)}
+    others = [p.name for p in files if p not in numbered.values()]
+    if others:
+        raise SubmitError(f"{test_dir}: not named noisy{{N}}.dng (N from 0, no leading zeros): {', '.join(others)}")
+    wanted = range(count if count is not None else len(numbered))
+    if sorted(numbered) != list(wanted):
+        missing = [f"noisy{n}.dng" for n in wanted if n not in numbered]
+        extra = [numbered[n].name for n in numbered if n not in wanted]
+        problem = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                              f"beyond the set: {', '.join(extra)}" if extra else "") if part)
+        size = f"{count} frames (pass --any-count for another number)" if count is not None else "frames from 0"
+        raise SubmitError(f"{test_dir}: the test set must be noisy0.dng ... as {size}: {problem}")
+    return [numbered[n] for n in wanted]
 
 
 def _refuse_out_over_inputs(out: Path, test_dir: Path) -> None:
@@ -230,7 +243,7 @@ def _move_into_place(staging: Path, out: Path) -> None:
 
 
 def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
-                     ckpt: dict[str, Any] | None = None) -> Path:
+                     ckpt: dict[str, Any] | None = None, count: int | None = TEST_FRAMES) -> Path:
     """Everything cheap is checked first; outputs are staged inside ``out`` and moved into place at the end.
     ``ckpt`` is the checkpoint already read, if it was."""
     ckpt = read_checkpoint(checkpoint) if ckpt is None else ckpt
@@ -238,7 +251,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     weights = export_weights(inference_state_dict(ckpt), half)
     check_weights_size(len(weights), half)
     source = network_source(cfg.model)
-    inputs = competition_inputs(test_dir)
+    inputs = competition_inputs(test_dir, count)
     out = out.resolve()  # "." names its folder, so the zip beside it is named after it
     zip_path = out.parent / f"{out.name}.zip"
     _refuse_out_over_inputs(out, test_dir)
@@ -262,8 +275,8 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         _move_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if len(inputs) != 10:
-        print(f"note: {len(inputs)} test frame(s); the competition's test set has 10")
+    if len(inputs) != TEST_FRAMES:
+        print(f"note: {len(inputs)} test frame(s); the competition's test set has {TEST_FRAMES}")
     try:
         lines = check_submission(zip_path, inputs, cfg)
     except SubmissionCheckError as err:
@@ -281,12 +294,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-dir", type=Path, required=True, help="folder holding noisy{N}.dng")
     parser.add_argument("--out", type=Path, default=Path(ZIP_ROOT), help="submission folder; the zip goes beside it")
     parser.add_argument("--half", action="store_true", help="store the weights as fp16 (halves model.pth)")
+    parser.add_argument("--any-count", action="store_true",
+                        help=f"accept a test set of other than {TEST_FRAMES} frames (noisy0.dng on, no gaps)")
     add_settings_args(parser)
     args = parser.parse_args(argv)
     try:
         ckpt = read_checkpoint(args.checkpoint)
         settings = settings_from_args(args, defaults_config(args.config, checkpoint_config(ckpt, args.checkpoint)))
-        zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings, ckpt)
+        count = None if args.any_count else TEST_FRAMES
+        zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings, ckpt, count)
     except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, DngError, ValueError,
             OSError) as err:  # fmt: skip
         print(f"error: {err}", file=sys.stderr)

@@ -18,7 +18,7 @@ python3 -m denoise.train --config configs/demo.yaml "$@"
 run=$(ls -td runs/demo-*/ | head -n 1)
 echo "trained in $(( $(date +%s) - start )) s: ${run}"
 
-python3 -m denoise.submit --checkpoint "${run}checkpoints/best.pth" --test-dir data/demo/test --out result
+python3 -m denoise.submit --checkpoint "${run}checkpoints/best.pth" --test-dir data/demo/test --out result --any-count
 python3 -m denoise.sheet --noisy data/demo/test --pred result/data --gt data/demo/test_gt \
   --frames 0 13 29 --out "${run}comparison.png"
 python3 -m denoise.evaluate --pred result/data --gt data/demo/test_gt --noisy data/demo/test \

@@ -42,7 +42,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "train.val_every=1", "train.warmup_steps=0", "train.log_every=1", "train.image_crop=32", "model.width=8",
          "model.enc_blocks=[1]", "model.middle_blocks=1", "model.dec_blocks=[1]", "infer.tile=0", cwd=work)
     (checkpoint,) = work.glob("runs/pipe-*/checkpoints/best.pth")
-    _run("denoise.submit", "--checkpoint", str(checkpoint), "--test-dir", "demo/test", "--out", "result", cwd=work)
+    _run("denoise.submit", "--checkpoint", str(checkpoint), "--test-dir", "demo/test", "--out", "result",
+         "--any-count", cwd=work)
     _run("denoise.evaluate", "--pred", "result/data", "--gt", "demo/test_gt", "--noisy", "demo/test",
          "--json", "scores.json", cwd=work)
     _run("denoise.sheet", "--noisy", "demo/test", "--pred", "result/data", "--gt", "demo/test_gt",

@@ -57,7 +57,8 @@ def built(tmp_path_factory) -> tuple[Path, Path, Path, dict, str]:
     """One submission built for all the tests that only inspect it (each build runs the standalone check)."""
     root = tmp_path_factory.mktemp("built")
     checkpoint, test_dir, ckpt = _make_inputs(root)
-    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(root / "result"), "--tile", "0"]
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(root / "result"), "--tile", "0",
+            "--any-count"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert submit.main(args) == 0
@@ -66,7 +67,7 @@ def built(tmp_path_factory) -> tuple[Path, Path, Path, dict, str]:
 
 def _run(tmp_path: Path, checkpoint: Path, test_dir: Path, *extra: str) -> int:
     args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path / "result")]
-    return submit.main([*args, "--tile", "0", *extra])
+    return submit.main([*args, "--tile", "0", "--any-count", *extra])
 
 
 def _load_network(path: Path):
@@ -127,7 +128,7 @@ def test_oversized_weights_refused_before_anything_is_written(tmp_path: Path, se
 
 def test_out_containing_the_test_folder_is_refused(tmp_path: Path, setup, capsys) -> None:
     checkpoint, test_dir, _ = setup
-    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path)]
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path), "--any-count"]
     assert submit.main(args) == 2
     assert "test folder" in capsys.readouterr().err
     assert sorted(p.name for p in test_dir.iterdir()) == ["noisy0.dng", "noisy1.dng", "notes.txt"]
@@ -140,7 +141,7 @@ def test_out_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_path: 
     (project / "data" / "zte" / "train").mkdir(parents=True)
     (project / "data" / "zte" / "train" / "0_gt.dng").write_bytes(b"precious")
     monkeypatch.chdir(project)
-    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--tile", "0"]
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--tile", "0", "--any-count"]
     assert submit.main([*args, "--out", "."]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not empty" in err and "Traceback" not in err
@@ -157,6 +158,35 @@ def test_out_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_path: 
     assert submit.main([*args, "--out", "."]) == 0 and (tmp_path / "sub.zip").is_file()
     assert submit.main([*args, "--out", "."]) == 0
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [submit.MARKER, "algorithm", "data"]
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (["Noisy2.dng", "noisy_4.dng", "noisy 6.dng", "5_noise.dng"], "5_noise.dng, Noisy2.dng, noisy 6.dng, noisy_4.dng"),
+    (["noisy01.dng"], "not named noisy{N}.dng (N from 0, no leading zeros): noisy01.dng"),
+    ([f"noisy{n}.dng" for n in range(9)], "missing noisy9.dng"),
+    ([f"noisy{n}.dng" for n in range(11)], "beyond the set: noisy10.dng"),
+    ([f"noisy{n}.dng" for n in range(10) if n != 4], "missing noisy4.dng"),
+])  # fmt: skip
+def test_a_test_set_that_is_not_exactly_the_competitions_is_refused(tmp_path: Path, setup, capsys, names,
+                                                                    message) -> None:
+    checkpoint, _, _ = setup
+    test_dir = tmp_path / "zte_test"
+    test_dir.mkdir()
+    frame = np.full((24, 32), 2000, np.uint16)
+    for name in ["noisy0.dng", "noisy1.dng", *names]:
+        write_new_dng(test_dir / name, frame, "BGGR", BLACK, WHITE)
+    args = ["--checkpoint", str(checkpoint), "--test-dir", str(test_dir), "--out", str(tmp_path / "result")]
+    assert submit.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "result").exists()
+
+
+def test_the_competitions_ten_frames_are_taken_in_order(tmp_path: Path) -> None:
+    for n in (3, 0, 9, 1, 2, 4, 5, 6, 7, 8):
+        (tmp_path / f"noisy{n}.dng").write_bytes(b"x")
+    assert [p.name for p in submit.competition_inputs(tmp_path)] == [f"noisy{n}.dng" for n in range(10)]
+    (tmp_path / "noisy9.dng").unlink()
+    assert len(submit.competition_inputs(tmp_path, None)) == 9
 
 
 def test_entry_names_rejected() -> None:
