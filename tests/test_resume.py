@@ -61,6 +61,30 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     assert a["scheduler"] == b["scheduler"] and a["best_score"] == pytest.approx(b["best_score"], abs=0)
 
 
+def test_a_run_killed_mid_epoch_resumes_from_its_last_periodic_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    data = make_pairs(tmp_path / "data", count=3, size=48)
+    every = (*SETTINGS, "train.checkpoint_every=2")
+    whole = train(tiny_config(data, tmp_path / "a", *every))
+    real, calls = train_loop.combined_loss, []
+
+    def dies_in_step_7(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError("killed")  # a hard kill: no handler runs, nothing is saved on the way out
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_loop, "combined_loss", dies_in_step_7)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny_config(data, tmp_path / "b", *every))
+    (run,) = (tmp_path / "b").iterdir()
+    state = torch.load(run / "checkpoints" / "last.pth", weights_only=True)
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 2, 6)  # 4 steps an epoch: saved at step 6
+    monkeypatch.setattr(train_loop, "combined_loss", real)
+    resumed = train(tiny_config(data, tmp_path / "b", *every), resume="auto")
+    assert resumed.step == whole.step == 12
+    _assert_same_state(resumed.model.state_dict(), whole.model.state_dict())
+
+
 def test_a_kill_between_the_epochs_two_checkpoints_keeps_best(tmp_path: Path, monkeypatch) -> None:
     data = make_pairs(tmp_path / "data", count=3, size=48)
     real, saved = train_loop.save_checkpoint, []

@@ -18,8 +18,9 @@ MINIMUM: dict[str, dict[str, int]] = {
     "model": {"width": 1, "middle_blocks": 0, "local_window": 0},
     "data": {"val_count": 0, "patch_size": 1, "batch_size": 1, "num_workers": 0, "tile_overlap": 0,
              "samples_per_epoch": 0, "procedural_scenes": 0},
-    "train": {"epochs": 1, "max_steps": 0, "weight_decay": 0, "step_size": 1, "warmup_steps": 0, "grad_clip": 0,
-              "val_every": 0, "max_nonfinite": 1, "log_every": 1, "image_crop": 0, "threads": 0},
+    "train": {"epochs": 1, "max_steps": 0, "checkpoint_every": 0, "weight_decay": 0, "step_size": 1,
+              "warmup_steps": 0, "grad_clip": 0, "val_every": 0, "max_nonfinite": 1, "log_every": 1, "image_crop": 0,
+              "threads": 0},
     "infer": {"tile": 0, "batch_size": 1},
 }  # fmt: skip
 

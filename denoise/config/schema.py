@@ -109,6 +109,9 @@ class TrainConfig:
 
     epochs: int = 100
     max_steps: int = 0  # stop (saving last.pth, resumable) once this many optimiser steps are done; 0 = no limit
+    # Optimiser steps between saves of last.pth within an epoch, so that a kill loses at most this many steps (an
+    # epoch of real frames can be an hour of GPU time); 0 saves at epoch ends only. Lower it when steps are slow.
+    checkpoint_every: int = 500
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0

@@ -302,6 +302,10 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                     log_window(window, clock.take(), grad_norm, scheduler.get_last_lr()[0], step, writer, bar, info)
                     window = new_window(device)
                     check_diverged()
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0 and done < steps_per_epoch:
+                    state = checkpoint_state(epoch, done, epoch_rng)  # every rank: it gathers their RNG states
+                    if info.is_main:  # resumable as an interrupted run's: replays this epoch's first batches
+                        save_checkpoint(state, run_dir / "checkpoints" / "last.pth")
                 clock.mark("log")
                 if tc.max_steps and step >= tc.max_steps:
                     interrupted = "max_steps"
