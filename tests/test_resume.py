@@ -134,11 +134,26 @@ def test_resume_auto_picks_the_newest_run_of_that_name(tmp_path: Path) -> None:
         ckpt.parent.mkdir(parents=True)
         ckpt.write_bytes(b"")
         (ckpt.parents[1] / "config.yaml").write_text(f"name: {name}\n")
-        os.utime(ckpt, (time.time() + i, time.time() + i))
+        os.utime(ckpt.parents[1] / "config.yaml", (time.time() + i, time.time() + i))  # started in this order
         paths.append(ckpt)
     assert resolve_resume(cfg, "auto") == paths[1]  # tiny-x-3 is newer but another experiment
     with pytest.raises(ConfigError, match="no such checkpoint"):
         resolve_resume(cfg, str(tmp_path / "missing.pth"))
+
+
+def test_resume_auto_starts_a_run_killed_before_its_first_checkpoint_again_in_its_folder(tmp_path: Path) -> None:
+    data = make_pairs(tmp_path / "data", count=2)
+    runs = tmp_path / "runs"
+    cfg = tiny_config(data, runs, "train.max_steps=2", "train.val_every=0")
+    first = train(cfg)
+    killed = runs / "tiny-20000101-000000"  # a later start, killed before it saved anything
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "config.yaml").write_text("name: tiny\n")
+    os.utime(killed / "config.yaml", (time.time() + 60, time.time() + 60))
+    assert resolve_resume(cfg, "auto") is None  # the newest run has nothing to resume from
+    again = train(cfg, resume="auto")
+    assert again.run_dir == killed and (killed / "checkpoints" / "last.pth").is_file()
+    assert sorted(p.name for p in runs.iterdir()) == sorted([first.run_dir.name, killed.name])  # no third folder
 
 
 def test_resume_refuses_a_different_model(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from denoise.train.checkpoint import rng_state, save_checkpoint, seed_everything
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import RunProgress, StepClock, log_window, new_window
-from denoise.train.runs import latest_checkpoint, new_run_dir, run_dir_of
+from denoise.train.runs import latest_checkpoint, new_run_dir, newest_run, run_dir_of
 from denoise.train.schedule import (
     build_optimizer,
     build_scheduler,
@@ -114,7 +114,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         # Rank 0 picks the checkpoint to resume from; every rank loads it.
         ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
         if info.is_main and resume == "auto" and ckpt_path is None:
-            print(f"--resume auto: no earlier run named {cfg.name!r} under {tc.runs_dir}: starting one", flush=True)
+            print(f"--resume auto: no checkpoint of a run named {cfg.name!r} under {tc.runs_dir}: starting", flush=True)
         ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
         ckpt = dd.read_on_every_rank(ckpt_path, info, read_checkpoint) if ckpt_path else None
         if ckpt is not None:
@@ -170,12 +170,13 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                                                         infer.precision), cfg)  # fmt: skip
         val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []  # every rank scores its share
         if info.is_main:
-            run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or new_run_dir(tc.runs_dir, cfg.name)
+            again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
+            run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
             (run_dir / "checkpoints").mkdir(exist_ok=True)
             for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
                 remove_stale_temps(run_dir / "checkpoints" / name)
             write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
+            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)  # drops what a killed attempt logged after
             writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
             if val_frames and step == 0:
                 for key, value in noisy_scores(val_frames).as_dict().items():

@@ -36,17 +36,20 @@ def run_name(run: Path) -> str | None:
     return data.get("name") if isinstance(data, dict) else None
 
 
-def latest_checkpoint(runs_dir: str | Path, name: str) -> Path | None:
-    """``last.pth`` of the newest run of experiment ``name`` under ``runs_dir`` that has one."""
+def newest_run(runs_dir: str | Path, name: str) -> Path | None:
+    """The run of experiment ``name`` under ``runs_dir`` started or resumed last (each start writes its
+    config.yaml), or None."""
     root = Path(runs_dir)
-    if not root.is_dir():
-        return None
-    candidates = [
-        run / "checkpoints" / "last.pth"
-        for run in root.glob(f"{name}-*")
-        if (run / "checkpoints" / "last.pth").is_file() and run_name(run) == name
-    ]
-    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+    runs = [run for run in root.glob(f"{name}-*") if run_name(run) == name] if root.is_dir() else []
+    return max(runs, key=lambda run: (run / "config.yaml").stat().st_mtime, default=None)
+
+
+def latest_checkpoint(runs_dir: str | Path, name: str) -> Path | None:
+    """``last.pth`` of the newest run of experiment ``name``, or None when that run has none yet (it was stopped
+    before its first checkpoint, and is started again in its own folder)."""
+    run = newest_run(runs_dir, name)
+    last = run / "checkpoints" / "last.pth" if run is not None else None
+    return last if last is not None and last.is_file() else None
 
 
 def run_dir_of(checkpoint: str | Path) -> Path | None:
