@@ -84,21 +84,34 @@ def evaluate_folders(
     pred_pattern: str = "denoise{N}",
     gt_pattern: str = "gt{N}",
     noisy_pattern: str = "noisy{N}",
-) -> list[Row]:
-    """One row per prediction, in order of N; every prediction needs a ground truth (and a noisy input if asked)."""
+) -> tuple[list[Row], list[str]]:
+    """One row per prediction that could be scored, in order of N, and one message per prediction that could not
+    (no ground truth, or no noisy input when asked for; an unreadable file; shapes or levels that differ)."""
     preds = index_folder(Path(pred_dir), pred_pattern)
     gts = index_folder(Path(gt_dir), gt_pattern)
     noisies = index_folder(Path(noisy_dir), noisy_pattern) if noisy_dir is not None else {}
-    rows = []
+    rows, failures = [], []
     for n in sorted(preds):
-        if n not in gts:
-            raise EvaluateError(f"{preds[n]}: no ground truth {gt_pattern.replace('{N}', str(n))}.dng in {gt_dir}")
-        if noisy_dir is not None and n not in noisies:
-            raise EvaluateError(f"{preds[n]}: no noisy input {noisy_pattern.replace('{N}', str(n))}.dng in {noisy_dir}")
-        gt = read_dng(gts[n])
-        noisy = _score(gt, read_dng(noisies[n])) if noisy_dir is not None else None
-        rows.append(Row(preds[n].stem, _score(gt, read_dng(preds[n])), noisy))
-    return rows
+        try:
+            if n not in gts:
+                raise EvaluateError(f"{preds[n]}: no ground truth {gt_pattern.replace('{N}', str(n))}.dng in {gt_dir}")
+            if noisy_dir is not None and n not in noisies:
+                raise EvaluateError(
+                    f"{preds[n]}: no noisy input {noisy_pattern.replace('{N}', str(n))}.dng in {noisy_dir}")
+            gt = read_dng(gts[n])
+            noisy = _score(gt, read_dng(noisies[n])) if noisy_dir is not None else None
+            rows.append(Row(preds[n].stem, _score(gt, read_dng(preds[n])), noisy))
+        except (EvaluateError, DngError) as err:
+            failures.append(str(err))
+    return rows, failures
+
+
+def check_json_destination(path: Path) -> None:
+    """The scores' JSON file must be writable where asked, checked before anything is scored."""
+    if path.is_dir():
+        raise EvaluateError(f"--json {path}: is a folder; name a file")
+    if not path.parent.is_dir():
+        raise EvaluateError(f"--json {path}: folder {path.parent} does not exist")
 
 
 def mean_row(rows: Sequence[Row]) -> Row:
@@ -149,17 +162,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--noisy-pattern", default="noisy{N}", help="noisy input file names")
     args = parser.parse_args(argv)
     try:
-        rows = evaluate_folders(
+        if args.json is not None:
+            check_json_destination(args.json)
+        rows, failures = evaluate_folders(
             args.pred, args.gt, args.noisy, args.pred_pattern, args.gt_pattern, args.noisy_pattern
         )
     except (EvaluateError, DngError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_table(rows))
-    if args.json is not None:
-        write_text_atomic(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    if rows:  # the frames that could be scored, even when others could not
+        print(format_table(rows))
+        if args.json is not None:
+            write_text_atomic(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")
+            print(f"wrote {args.json}")
+    for reason in failures:
+        print(f"error: {reason}", file=sys.stderr)
+    return 2 if failures else 0
 
 
 if __name__ == "__main__":

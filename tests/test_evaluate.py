@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from denoise.evaluate import EvaluateError, evaluate_folders, format_table, main
+from denoise.evaluate import evaluate_folders, format_table, main
 from denoise.raw.dng import write_new_dng
 
 BLACK, WHITE = 1024, 16383
@@ -48,7 +48,8 @@ def _direct(gt: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
 
 def test_scores_match_direct_scikit_image(folders) -> None:
     pred_dir, gt_dir, noisy_dir, frames = folders
-    rows = evaluate_folders(pred_dir, gt_dir, noisy_dir)
+    rows, failures = evaluate_folders(pred_dir, gt_dir, noisy_dir)
+    assert failures == []
     assert [r.key for r in rows] == ["denoise0", "denoise1", "denoise10"]
     for row, n in zip(rows, (0, 1, 10), strict=True):
         clean, noisy, pred = frames[n]
@@ -69,7 +70,8 @@ def test_table_and_json(folders, tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "denoise10" in printed and "mean" in printed
     data = json.loads(out.read_text())
-    rows = evaluate_folders(pred_dir, gt_dir, noisy_dir)
+    rows, failures = evaluate_folders(pred_dir, gt_dir, noisy_dir)
+    assert failures == []
     assert data["mean"]["pred"]["psnr"] == pytest.approx(np.mean([r.pred.psnr for r in rows]))
     assert set(data["images"]) == {"denoise0", "denoise1", "denoise10"}
     assert format_table(rows).count("\n") == len(rows) + 3
@@ -81,25 +83,33 @@ def test_custom_patterns(folders, tmp_path: Path) -> None:
     renamed.mkdir()
     for n in frames:
         (renamed / f"{n}_gt.dng").write_bytes((gt_dir / f"gt{n}.dng").read_bytes())
-    rows = evaluate_folders(pred_dir, renamed, gt_pattern="{N}_gt")
+    rows, _ = evaluate_folders(pred_dir, renamed, gt_pattern="{N}_gt")
     assert len(rows) == 3
 
 
 def test_missing_ground_truth_is_an_error(folders) -> None:
     pred_dir, gt_dir, _, _ = folders
     (gt_dir / "gt10.dng").unlink()
-    with pytest.raises(EvaluateError, match=r"gt10\.dng"):
-        evaluate_folders(pred_dir, gt_dir)
+    rows, failures = evaluate_folders(pred_dir, gt_dir)
+    assert len(failures) == 1 and "gt10.dng" in failures[0] and "denoise10" not in [r.key for r in rows]
 
 
-def test_shape_and_level_mismatch_are_errors(folders, capsys) -> None:
+def test_a_bad_prediction_is_one_line_and_the_others_are_still_scored(folders, capsys, tmp_path) -> None:
     pred_dir, gt_dir, _, frames = folders
     write_new_dng(pred_dir / "denoise1.dng", frames[1][2][:, :30], "BGGR", BLACK, WHITE)
-    with pytest.raises(EvaluateError, match="shape"):
-        evaluate_folders(pred_dir, gt_dir)
+    rows, failures = evaluate_folders(pred_dir, gt_dir)
+    assert len(failures) == 1 and "shape" in failures[0] and "denoise1" not in [r.key for r in rows] and rows
     write_new_dng(pred_dir / "denoise1.dng", frames[1][2], "BGGR", 512, WHITE)
-    with pytest.raises(EvaluateError, match="levels"):
-        evaluate_folders(pred_dir, gt_dir)
-    assert main(["--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "denoise1.dng" in err and "Traceback" not in err
+    assert "levels" in evaluate_folders(pred_dir, gt_dir)[1][0]
+    assert main(["--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(tmp_path / "s.json")]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error:") and err.count("\n") == 1 and "denoise1.dng" in err and "Traceback" not in err
+    assert "mean" in out and len(json.loads((tmp_path / "s.json").read_text())["images"]) == len(rows)
+
+
+def test_a_json_destination_that_cannot_be_written_is_refused_first(folders, capsys, tmp_path) -> None:
+    pred_dir, gt_dir, _, _ = folders
+    for dest, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "s.json", "does not exist")):
+        assert main(["--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(dest)]) == 2
+        out, err = capsys.readouterr()
+        assert message in err and err.count("\n") == 1 and out == ""  # nothing scored before the refusal
