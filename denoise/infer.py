@@ -62,7 +62,11 @@ def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".dng"), key=_natural_key)
+            named = [p for p in path.iterdir() if p.suffix.lower() == ".dng"]
+            odd = sorted(p.name for p in named if not p.is_file())  # folders, links to nothing or to themselves
+            if odd:
+                raise InferError(f"{path}: {', '.join(odd)}: named like DNG files but not regular files")
+            files = sorted(named, key=_natural_key)
             if not files:
                 raise InferError(f"{path}: folder holds no .dng files")
             found.extend(files)

@@ -106,7 +106,8 @@ def test_inference_flags_go_through_the_same_rules(tmp_path: Path, capsys: pytes
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"infer": {"tile": 64, "overlap": 16}}))
     for flags, key in ((["--overlap", "64"], "infer.overlap=64"), (["--tile", "-3"], "infer.tile=-3"),
-                       (["--batch-size", "0"], "infer.batch_size=0")):  # fmt: skip
+                       (["--batch-size", "0"], "infer.batch_size=0"),
+                       (["--tile", "7", "--overlap", "3"], "infer.tile=7")):  # fmt: skip
         status = infer_main(["--config", str(config), "--checkpoint", str(tmp_path / "none.pth"), *flags])
         err = capsys.readouterr().err
         assert status == 2 and key in err and err.count("\n") == 1, err

@@ -160,6 +160,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path: P
     assert not denoised and list(locked.iterdir()) == []
 
 
+def test_a_folder_or_a_link_loop_named_like_a_dng_is_named_not_skipped(tmp_path: Path) -> None:
+    write_frame(tmp_path / "noisy0.dng", (24, 24))
+    (tmp_path / "noisy1.dng").mkdir()
+    (tmp_path / "noisy2.dng").symlink_to(tmp_path / "noisy2.dng")  # a link to itself
+    with pytest.raises(InferError, match=r"noisy1\.dng, noisy2\.dng: named like DNG files but not regular files"):
+        collect_inputs([tmp_path])
+
+
 def test_load_model_prefers_ema(tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "c.pth", tiny_config(), ema=True)
     model, cfg = load_model(tmp_path / "c.pth")
@@ -183,7 +191,8 @@ def test_cli_patch_mode_bad_file_and_summary(tmp_path: Path, checkpoint: Path, c
     write_frame(inp / "noisy0.dng", (32, 48), seed=1)
     odd = write_frame(inp / "photo.dng", (31, 45), seed=2)
     (inp / "noisy1.dng").write_bytes(b"II*\x00garbage")
-    args = ["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out), "--tile", "8", "--overlap", "4"]
+    args = ["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out), "--tile", "16",
+            "--overlap", "4"]
     assert main(args) == 2
     captured = capsys.readouterr()
     assert "noisy1.dng" in captured.err and "Traceback" not in captured.err
@@ -203,8 +212,8 @@ def test_cli_patch_mode_bad_file_and_summary(tmp_path: Path, checkpoint: Path, c
 
 
 def test_cli_tiled_close_to_whole_frame(tmp_path: Path, checkpoint: Path) -> None:
-    write_frame(tmp_path / "noisy3.dng", (24, 40), seed=3)
-    for tile, name in ((0, "whole"), (8, "tiled")):
+    write_frame(tmp_path / "noisy3.dng", (48, 80), seed=3)
+    for tile, name in ((0, "whole"), (16, "tiled")):
         args = ["--checkpoint", str(checkpoint), "--input", str(tmp_path / "noisy3.dng"), "--output",
                 str(tmp_path / name), "--tile", str(tile), "--overlap", "4", "--precision", "fp32"]  # fmt: skip
         assert main(args) == 0
@@ -218,7 +227,7 @@ def test_defaults_from_runs_and_the_checkpoints_own_infer_section(tmp_path: Path
     monkeypatch.chdir(tmp_path)
     older = tmp_path / "runs" / "old" / "checkpoints" / "best.pth"
     newer = tmp_path / "runs" / "new" / "checkpoints" / "best.pth"
-    own = replace(tiny_config(), infer=InferConfig(test_dir="in", output_dir="res", tile=8, overlap=4))
+    own = replace(tiny_config(), infer=InferConfig(test_dir="in", output_dir="res", tile=16, overlap=4))
     save_checkpoint(older, tiny_config())
     save_checkpoint(newer, own)
     os.utime(older, (1, 1))
@@ -229,7 +238,7 @@ def test_defaults_from_runs_and_the_checkpoints_own_infer_section(tmp_path: Path
     assert main([]) == 0
     printed = capsys.readouterr().out
     assert str(Path("runs/new/checkpoints/best.pth")) in printed and "(newest best.pth under runs/)" in printed
-    assert "output: res" in printed and "tile 8, overlap 4" in printed and "from the checkpoint's" in printed
+    assert "output: res" in printed and "tile 16, overlap 4" in printed and "from the checkpoint's" in printed
     assert (tmp_path / "res" / "denoise0.dng").is_file() and not (tmp_path / "wrong").exists()
     # --config supplies another infer section; flags override either.
     (tmp_path / "mine.yaml").write_text("infer:\n  test_dir: in\n  output_dir: mine\n  tile: 16\n  overlap: 2\n")

@@ -61,6 +61,16 @@ def test_names_the_regex_cannot_key_are_errors(tmp_path):
         _discover(tmp_path)
 
 
+def test_a_folder_or_a_link_loop_matched_by_a_glob_is_named(tmp_path):
+    _touch(tmp_path, "noisy/0_noise.dng", "ground truth/0_gt.dng")
+    (tmp_path / "noisy" / "1_noise.dng").mkdir()
+    (tmp_path / "ground truth" / "1_gt.dng").symlink_to(tmp_path / "ground truth" / "1_gt.dng")
+    with pytest.raises(DatasetError) as err:
+        _discover(tmp_path)
+    message = str(err.value)
+    assert "1_noise.dng (not a regular file)" in message and "1_gt.dng (not a regular file)" in message
+
+
 @pytest.mark.parametrize("layout", ["empty", "missing"])
 def test_no_pairs_is_an_error(tmp_path, layout):
     root = tmp_path / "data"

@@ -13,6 +13,8 @@ from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, 
 
 Rule = tuple[str, bool, str]  # (key, holds, what the value must be)
 
+MIN_TILE = 16  # packed pixels; per-tile overhead swamps the work below (tile 7 took 591 s for a 0.26 MP frame)
+
 # The least value of each count, size and weight that has no other rule.
 MINIMUM: dict[str, dict[str, int]] = {
     "model": {"width": 1, "middle_blocks": 0, "local_window": 0},
@@ -87,6 +89,8 @@ def train_rules(t: TrainConfig) -> list[Rule]:
 def infer_rules(i: InferConfig) -> list[Rule]:
     """The infer section's rules beyond its minimums (also applied after ``denoise.infer``'s flags)."""
     return [
+        ("tile", i.tile == 0 or i.tile >= MIN_TILE,
+         f"0 (the whole frame) or at least {MIN_TILE} packed pixels: smaller tiles cost hundreds of times more"),
         ("overlap", i.overlap >= 0 and (i.tile == 0 or i.overlap < i.tile), f"in [0, infer.tile) = [0, {i.tile})"),
         ("texture_threshold", 0 <= i.texture_threshold < 1, "in [0, 1): 0 is off"),
         ("texture_scale", 0 < i.texture_scale <= 1, "in (0, 1]"),

@@ -34,7 +34,8 @@ def _files_by_key(root: Path, pattern: str, regex: re.Pattern[str]) -> tuple[dic
     found: dict[str, Path] = {}
     problems: list[str] = []
     for path in sorted(root.glob(pattern)):
-        if not path.is_file():
+        if not path.is_file():  # a folder, or a link to nothing or to itself: named, not skipped in silence
+            problems.append(f"{path} (not a regular file)")
             continue
         match = regex.search(path.name)
         if match is None:
