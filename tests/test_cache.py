@@ -18,7 +18,7 @@ from denoise.dataset import frames as frames_module
 from denoise.dataset import loader as loader_module
 from denoise.dataset.cache import cache_frame, cached_mosaic, normalized_region
 from denoise.dataset.frames import build_val_frames
-from denoise.dataset.loader import build_train_loader
+from denoise.dataset.loader import build_train_loader, die_with_parent
 from denoise.dataset.pairs import DatasetError
 from denoise.raw import dng
 from denoise.raw.bayer import normalize, pack_bayer
@@ -133,6 +133,7 @@ def test_epochs_after_the_first_pass_never_decode(tmp_path, decodes):
     cfg = DataConfig(root=str(tmp_path / "data"), val_count=1, patch_size=4, batch_size=2, num_workers=0)
     loader = build_train_loader(cfg, seed=0)
     assert len(decodes) == 6  # every frame once, validation included
+    assert loader.worker_init_fn is die_with_parent  # workers, when there are some, go with a killed trainer
     for _ in range(2):
         assert sum(batch["noisy"].shape[0] for batch in loader) == len(loader) * 2
     build_val_frames(cfg)

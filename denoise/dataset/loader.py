@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
+import sys
 
 import numpy as np
 import torch
@@ -251,4 +255,19 @@ def build_train_loader(
         pin_memory=cfg.pin_memory and torch.cuda.is_available(),
         persistent_workers=cfg.num_workers > 0,
         drop_last=True,
+        worker_init_fn=die_with_parent,
     )
+
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
+
+
+def die_with_parent(_worker_id: int = 0) -> None:
+    """Ask Linux to kill this loader worker the moment its parent dies (a kill -9 of the trainer): PyTorch's own
+    check notices only within seconds, and the worker holds memory and the GPU's host buffers meanwhile. Elsewhere
+    (no prctl) nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
