@@ -1,7 +1,8 @@
 """End-to-end training throughput and where a step's time goes, per config and variant.
 
     python scripts/bench_train.py [--configs configs/demo.yaml configs/nafnet.yaml] [--steps 30]
-        [--variants fp32 bf16+compile fp32+sync ...] [--epochs-with-val N] [key=value ...]
+        [--variants fp32 bf16+compile fp32+sync ...] [--threads 1 2] [--busy 0 1] [--epochs-with-val N]
+        [key=value ...]
 
 Each config runs ``denoise.train``'s real loop for ``--steps`` optimiser steps (loading, augmentation, forward,
 backward, optimiser, EMA) into a temporary run folder, once per variant; a variant is a ``+``-joined set of
@@ -12,8 +13,10 @@ samples/s over the logged windows after the first, the median milliseconds per s
 launch to the first batch (start-up: caches, noise estimates, loader workers) and to the end of the first step,
 and the run's wall time.
 
-``--epochs-with-val N`` instead runs N short epochs of ``--steps`` steps each with validation after every one, and
-adds the share of the wall time spent validating (rank 0 scores full frames while other ranks wait).
+``--threads`` times each row with those ``train.threads``, and ``--busy`` with that many other processes spinning
+on the CPU meanwhile, as when another job shares the machine. ``--epochs-with-val N`` instead runs N short epochs
+of ``--steps`` steps each with validation after every one, and adds the share of the wall time spent validating
+(each rank scores its share of the frames).
 Overrides apply to every config, e.g. ``data.root=data/demo/train data.patch_size=128`` to run the competition
 model on the demo data when ``data/zte`` is absent.
 """
@@ -21,7 +24,9 @@ model on the demo data when ``data/zte`` is absent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +64,18 @@ def steady(values: list[float]) -> float:
     return statistics.median(values[1:] or values) if values else float("nan")
 
 
+@contextlib.contextmanager
+def busy_processes(count: int):
+    """``count`` other processes each keeping a core busy, for as long as the block runs."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def bench(path: str, variant: str, steps: int, val_epochs: int, overrides: list[str]) -> dict:
     """One run of ``path`` as ``variant``; the figures of one table row."""
     with tempfile.TemporaryDirectory() as runs:
@@ -74,7 +91,7 @@ def bench(path: str, variant: str, steps: int, val_epochs: int, overrides: list[
         result = train(cfg)
         wall = time.perf_counter() - start
         logged = scalars(result.run_dir)
-    row = {"config": path, "variant": variant, "batch": cfg.data.batch_size, "wall": wall,
+    row = {"config": path, "variant": variant, "batch": cfg.data.batch_size, "threads": cfg.train.threads, "wall": wall,
            "samples/s": steady(logged.get("train/samples_per_s", [])),
            "first batch s": logged.get("time/first_batch_s", [float("nan")])[0],
            "first step s": logged.get("time/first_step_s", [float("nan")])[0],
@@ -91,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="experiment YAMLs to time, each on synthetic frames of its patch size")
     parser.add_argument("--variants", nargs="+", default=["fp32"], help="e.g. fp32 bf16 bf16+compile fp32+sync")
     parser.add_argument("--steps", type=int, default=30, help="optimiser steps per run (per epoch with validation)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[],
+                        help="train.threads values to time (default: the config's)")
+    parser.add_argument("--busy", type=int, nargs="+", default=[0], help="other busy processes during each run")
     parser.add_argument("--epochs-with-val", type=int, default=0, metavar="N",
                         help="run N epochs of --steps steps, validating after each, and report validation's share")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides applied to every config")
@@ -105,15 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs_with_val:
         columns += ["val s", "val share"]
     rows = []
+    threads = [[f"train.threads={n}"] for n in args.threads] or [[]]
     for path in args.configs:
         for variant in args.variants:
-            rows.append(bench(path, variant, args.steps, args.epochs_with_val, args.overrides))
-            print(f"done: {path} {variant}", flush=True)
-    print("\n| config | variant | batch | " + " | ".join(columns) + " |")
-    print("|---|---|---:|" + "---:|" * len(columns))
+            for extra in threads:
+                for busy in args.busy:
+                    with busy_processes(busy):
+                        row = bench(path, variant, args.steps, args.epochs_with_val, [*args.overrides, *extra])
+                    rows.append({**row, "busy": busy})
+                    print(f"done: {path} {variant} {' '.join(extra)} busy {busy}", flush=True)
+    print("\n| config | variant | batch | threads | busy | " + " | ".join(columns) + " |")
+    print("|---|---|---:|---:|---:|" + "---:|" * len(columns))
     for row in rows:
         cells = [f"{row[c]:.0%}" if c == "val share" else f"{row[c]:.1f}" for c in columns]
-        print(f"| {row['config']} | {row['variant']} | {row['batch']} | " + " | ".join(cells) + " |")
+        print(f"| {row['config']} | {row['variant']} | {row['batch']} | {row['threads']} | {row['busy']} | "
+              + " | ".join(cells) + " |")
     return 0
 
 

@@ -179,3 +179,17 @@ def test_a_run_of_non_finite_steps_between_log_steps_still_stops_training(tmp_pa
     with pytest.raises(train_loop.TrainingDiverged, match="2 non-finite losses in a row"):
         train(cfg)
     assert len(calls) == 4  # noticed at the first log step, not before
+
+
+def test_compute_threads_leave_room_for_workers_and_the_nodes_other_processes(monkeypatch) -> None:
+    from denoise.train.distributed import compute_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert compute_threads(3, 4) == 3  # asked for: as asked
+    assert compute_threads(0, 1) == 7 and compute_threads(0, 0) == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert compute_threads(0, 1) == 3  # 8 cores for 2 processes, one loader worker each
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert compute_threads(0, 1) == 1 and compute_threads(0, 4) == 1  # the 2-core machine of the table; never 0

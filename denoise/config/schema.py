@@ -138,7 +138,9 @@ class TrainConfig:
     runs_dir: str = "runs"
     log_every: int = 20  # optimiser steps between TensorBoard scalars
     image_crop: int = 256  # side (mosaic pixels) of the validation crop shown in TensorBoard; 0 = no images
-    threads: int = 0  # torch CPU threads per process; 0 = PyTorch's default
+    # Torch CPU threads per process; 0 = the cores the process may use (shared among a node's processes), less
+    # one per loader worker, at least 1: a thread on every core stalls each step when another job takes a core.
+    threads: int = 0
     compile: bool = False  # torch.compile the network for training (minutes of compiling first; fixed patch shapes)
     sync_timing: bool = False  # drain the GPU at each step phase so time/* charges work where it is queued (benches)
 

@@ -103,8 +103,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     launched = time.perf_counter()
     tc = cfg.train
     validate_config(cfg)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
+    torch.set_num_threads(dd.compute_threads(tc.threads, cfg.data.num_workers))
     info = dd.setup_distributed(tc.device)
     device = info.device
     if device.type == "cuda":
