@@ -7,7 +7,6 @@ PSNR, the competition's column-wise SSIM, the plain 2-D SSIM and the score per i
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise.atomic import write_text_atomic
-from denoise.config import HelpFormatter
+from denoise.config import CliParser
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
 
@@ -151,8 +150,7 @@ def rows_as_json(rows: Sequence[Row]) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.evaluate", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--pred", type=Path, required=True, help="folder of denoised DNGs")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth DNGs")
     parser.add_argument("--noisy", type=Path, help="folder of the noisy inputs, to score them too")

@@ -16,7 +16,6 @@ graph on two sizes and the largest difference from PyTorch is printed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from denoise.atomic import atomic_path
-from denoise.config import HelpFormatter
+from denoise.config import CliParser
 from denoise.inference.noise_map import needs_noise_level
 from denoise.model.checkpoint import CheckpointError, load_model
 from denoise.model.nafnet import noise_level_map
@@ -94,8 +93,8 @@ def check_onnx(model: nn.Module, path: Path, sizes: Sequence[tuple[int, int, int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.export", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.export", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. runs/<run>/checkpoints/best.pth")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--size", type=int,

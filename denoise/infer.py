@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from denoise.atomic import remove_stale_temps
-from denoise.config import Config, ConfigError, HelpFormatter, InferConfig, load_config, validate_config
+from denoise.config import CliParser, Config, ConfigError, InferConfig, load_config, validate_config
 from denoise.inference.noise_map import needs_noise_level
 from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source, settings_for_model
 from denoise.model import resolve_device
@@ -204,8 +204,7 @@ def settings_from_args(args: argparse.Namespace, cfg: Config) -> InferSettings:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path,
                         help="trained model (default: the newest best.pth under runs/, or --config's infer.runs_dir)")
     parser.add_argument("--input", nargs="+", help="DNG files or folders (default: the checkpoint's infer.test_dir)")

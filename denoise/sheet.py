@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ import imageio.v3
 import numpy as np
 
 from denoise.atomic import atomic_path
-from denoise.config import HelpFormatter
+from denoise.config import CliParser
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.render import auto_exposure, render_srgb
 from denoise.raw.tiles import centre_box
@@ -50,8 +49,7 @@ def build_sheet(triples: Sequence[Sequence[RawFrame]], size: int = 256) -> np.nd
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.sheet", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.sheet", description=__doc__.splitlines()[0])
     parser.add_argument("--noisy", type=Path, required=True, help="folder of noisy{N}.dng")
     parser.add_argument("--pred", type=Path, required=True, help="folder of denoise{N}.dng")
     parser.add_argument("--gt", type=Path, required=True, help="folder of gt{N}.dng")

@@ -8,7 +8,6 @@ source plus a ``Network`` class whose defaults are the checkpoint's hyper-parame
 
 from __future__ import annotations
 
-import argparse
 import ast
 import inspect
 import io
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import Config, ConfigError, HelpFormatter, ModelConfig, dump_config
+from denoise.config import CliParser, Config, ConfigError, ModelConfig, dump_config
 from denoise.infer import (
     InferError,
     add_settings_args,
@@ -288,8 +287,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.submit", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.submit", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. runs/<run>/checkpoints/best.pth")
     parser.add_argument("--test-dir", type=Path, required=True, help="folder holding noisy{N}.dng")
     parser.add_argument("--out", type=Path, default=Path(ZIP_ROOT), help="submission folder; the zip goes beside it")

@@ -15,7 +15,6 @@ since training is deterministic for a seed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from denoise.atomic import write_text_atomic
-from denoise.config import ConfigError, HelpFormatter, load_config
+from denoise.config import CliParser, ConfigError, load_config
 
 SCRIPTS = Path(__file__).resolve().parent
 
@@ -107,8 +106,7 @@ def table_row(name: str, result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/ablate.py", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="scripts/ablate.py", description=__doc__.splitlines()[0])
     parser.add_argument("plan", type=Path, help="YAML plan: base, common, variants (see the module docstring)")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="one folder per variant in here")
     parser.add_argument("--only", nargs="+", help="run just these variants (the table lists all that are done)")

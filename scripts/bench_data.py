@@ -10,13 +10,12 @@ for them (``data.procedural_scenes=60 data.procedural_fraction=0.5``); the warm 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import tempfile
 import time
 
-from denoise.config import ConfigError, HelpFormatter, load_config
+from denoise.config import CliParser, ConfigError, load_config
 from denoise.dataset.loader import build_train_loader
 from denoise.dataset.pairs import DatasetError
 
@@ -40,7 +39,7 @@ def time_batches(cfg, batches: int, seed: int) -> tuple[float, float, float, int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="experiment YAML whose data section is used")
     parser.add_argument("--data", default=None, help="dataset root (overrides data.root)")
     parser.add_argument("--batches", type=int, default=40, help="batches timed after the first")

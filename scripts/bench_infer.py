@@ -9,7 +9,6 @@ Peak memory is the process's peak resident set on the CPU and the allocator's pe
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from denoise.config import HelpFormatter, load_config
+from denoise.config import CliParser, load_config
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.model import build_model, prepare_model
 from denoise.raw.dng import read_dng, write_new_dng
@@ -62,7 +61,7 @@ def bench_device(cfg, frame_path: Path, device: str, tta: bool) -> tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/nafnet.yaml", help="experiment YAML: model and infer section")
     parser.add_argument("--size", type=int, nargs=2, default=(3472, 4624), metavar=("H", "W"),
                         help="mosaic size of the synthetic frame (a competition frame)")

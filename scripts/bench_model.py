@@ -10,7 +10,6 @@ training and inference use: ``prepare_model`` / ``prepare_input`` (channels-last
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import ctypes
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from denoise.config import ConfigError, HelpFormatter, load_config
+from denoise.config import CliParser, ConfigError, load_config
 from denoise.inference.tiling import tile_grid
 from denoise.model import build_model, prepare_input, prepare_model, use_explicit_layernorm
 
@@ -189,7 +188,7 @@ def print_rows(rows: list[list[str]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser = CliParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="*", default=None, help="experiment YAMLs (default: configs/*.yaml)")
     parser.add_argument("--quick", action="store_true", help="2 repeats at 256x256, 1 on the full frame")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats at 256x256 (default 5)")

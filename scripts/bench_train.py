@@ -23,7 +23,6 @@ model on the demo data when ``data/zte`` is absent.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from denoise.config import ConfigError, HelpFormatter, load_config
+from denoise.config import CliParser, ConfigError, load_config
 from denoise.train.loop import train
 from denoise.train.progress import PHASES
 
@@ -103,7 +102,7 @@ def bench(path: str, variant: str, steps: int, val_epochs: int, overrides: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["configs/demo.yaml", "configs/nafnet.yaml"],
                         help="experiment YAMLs to time, each on synthetic frames of its patch size")
     parser.add_argument("--variants", nargs="+", default=["fp32"], help="e.g. fp32 bf16 bf16+compile fp32+sync")

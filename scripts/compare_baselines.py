@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
-from denoise.config import HelpFormatter
+from denoise.config import CliParser
 from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.classical import METHODS as BASELINES
 from denoise.inference.pipeline import InferSettings, noise_source, settings_for_model
@@ -215,8 +215,7 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="scripts/compare_baselines.py", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="scripts/compare_baselines.py", description=__doc__.splitlines()[0])
     parser.add_argument("--test", type=Path, default=Path("data/demo/test"), help="folder of noisy{N}.dng")
     parser.add_argument("--gt", type=Path, default=Path("data/demo/test_gt"), help="folder of gt{N}.dng")
     parser.add_argument("--meta", type=Path, help="dataset meta.json with true noise (default: beside --test)")

@@ -4,11 +4,12 @@ This package is the project's foundation with ``denoise.atomic``: it imports not
 """
 
 from denoise.config.checks import validate_config
-from denoise.config.cli import HelpFormatter
+from denoise.config.cli import CliParser, HelpFormatter
 from denoise.config.load import config_from_dict, dump_config, from_dict, load_config, to_dict
 from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig
 
 __all__ = [
+    "CliParser",
     "Config",
     "ConfigError",
     "DataConfig",

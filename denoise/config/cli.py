@@ -1,8 +1,10 @@
-"""Command-line conventions every entry point shares: ``--help`` shows each option's default."""
+"""Command-line conventions every entry point shares: ``--help`` shows each option's default, and a usage error
+is one line naming the option, exit status 2."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -16,3 +18,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with ``HelpFormatter`` and a one-line error: ``<prog>: error: <what>``, exit status 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (--help lists the options)\n")
+        sys.exit(2)

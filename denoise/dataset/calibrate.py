@@ -9,12 +9,11 @@ lines suggest ``data.noise_a_range`` / ``data.noise_b_range`` that cover what wa
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
-from denoise.config import DataConfig, HelpFormatter
+from denoise.config import CliParser, DataConfig
 from denoise.dataset.pairs import DatasetError, discover_pairs
 from denoise.raw import dng
 from denoise.raw.bayer import CHANNELS, even_shape, normalize, pack_bayer
@@ -95,8 +94,7 @@ def suggested_ranges(fits: list[tuple[float, float]]) -> tuple[tuple[float, floa
 
 def main(argv: list[str] | None = None) -> int:
     defaults = DataConfig()
-    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.calibrate", description=__doc__.split("\n\n")[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.dataset.calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="dataset root holding the noisy and clean frames")
     parser.add_argument("--noisy-glob", default=defaults.noisy_glob, help="noisy files under --data (data.noisy_glob)")
     parser.add_argument("--clean-glob", default=defaults.clean_glob, help="clean files under --data (data.clean_glob)")

@@ -15,7 +15,6 @@ level, noisy and faint, so that a rule about texture is chosen where both of its
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -28,7 +27,7 @@ import numpy as np
 import skimage
 import torch
 
-from denoise.config import HelpFormatter
+from denoise.config import CliParser
 from denoise.dataset.leaves import leaves_scene
 from denoise.raw import dng
 from denoise.raw.bayer import channel_offsets, denormalize
@@ -241,8 +240,7 @@ def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.dataset.synth", description=__doc__.split("\n\n")[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.dataset.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="dataset folder to create (e.g. data/demo)")
     parser.add_argument("--seed", type=int, default=0, help="every crop, camera and noise sample follows from it")
     parser.add_argument("--train", type=int, default=60, help="training pairs")

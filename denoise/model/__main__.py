@@ -6,14 +6,13 @@ fp16 against the competition's 50 MB limit.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise.config import ConfigError, HelpFormatter, load_config
+from denoise.config import CliParser, ConfigError, load_config
 from denoise.model.build import build_model
 
 LIMIT_BYTES = 50 * 1000 * 1000
@@ -36,8 +35,7 @@ def weight_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.model", description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.model", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="experiment YAML (defaults when omitted)")
     parser.add_argument("--size", nargs=2, type=int, default=(1736, 2312), metavar=("H", "W"),
                         help="packed input size for the MAC count (a full competition frame)")

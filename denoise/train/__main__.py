@@ -12,21 +12,13 @@ import signal
 import sys
 from dataclasses import fields
 
-from denoise.config import Config, ConfigError, HelpFormatter, dump_config, load_config
+from denoise.config import CliParser, Config, ConfigError, dump_config, load_config
 from denoise.dataset.pairs import DatasetError
 from denoise.model.checkpoint import CheckpointError
 from denoise.raw.dng import DngError
 
 # ValueError: the model and data builders' refusal of values the config schema cannot rule out (sizes, names).
 BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError, ValueError)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,8 +28,8 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
               "denoise/config/schema.py). Overrides are key.sub=value, YAML values, applied after the file, e.g.\n"
               "  python -m denoise.train --config configs/demo.yaml train.epochs=2 data.batch_size=4 "
               "'model.enc_blocks=[1,1,2]'")
-    parser = _Parser(prog="python -m denoise.train", description="Train a raw denoiser.", epilog=epilog,
-                     formatter_class=HelpFormatter)
+    parser = CliParser(prog="python -m denoise.train", description="Train a raw denoiser.", epilog=epilog,
+)
     parser.add_argument("--config", required=True, help="YAML file of overrides of the dataclass defaults")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides applied after the YAML file (see below)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

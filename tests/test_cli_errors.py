@@ -1,0 +1,81 @@
+"""Every command line meets bad input the same way: one line naming the file, folder or option, exit status 2, no
+traceback, and nothing written."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from denoise.config import Config, ModelConfig, to_dict
+from denoise.model import build_model
+from denoise.raw.dng import write_new_dng
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    cfg = Config(model=ModelConfig(width=4, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,)))
+    torch.save({"model": build_model(cfg.model).state_dict(), "ema": None, "config": to_dict(cfg), "epoch": 1,
+                "step": 1}, root / "best.pth")  # fmt: skip
+    bad_cfg = to_dict(cfg)
+    bad_cfg["model"]["width"] = -3
+    torch.save({"model": {}, "ema": None, "config": bad_cfg, "epoch": 1, "step": 1}, root / "badcfg.pth")
+    (root / "junk.pth").write_bytes(b"not a checkpoint")
+    (root / "test").mkdir()
+    write_new_dng(root / "test" / "noisy0.dng", np.full((32, 32), 3000, np.uint16), "BGGR", 1024, 16383)
+    (root / "garbage").mkdir()
+    (root / "garbage" / "noisy0.dng").write_bytes(b"II*\x00garbage")
+    (root / "binary.yaml").write_bytes(bytes(range(256)))
+    (root / "empty").mkdir()
+    names = {"best": "best.pth", "badcfg": "badcfg.pth", "junk": "junk.pth", "binary": "binary.yaml"}
+    return {key: root / name for key, name in names.items()} | {
+        name: root / name for name in ("test", "garbage", "empty")} | {"root": root}
+
+
+CASES = [
+    ("denoise.infer", ["--checkpoint", "{junk}", "--input", "{test}"], "junk.pth"),
+    ("denoise.infer", ["--checkpoint", "{badcfg}", "--input", "{test}"], "model.width"),
+    ("denoise.infer", ["--checkpoint", "{best}", "--input", "{root}/missing"], "missing"),
+    ("denoise.infer", ["--checkpoint", "{best}", "--input", "{test}", "--tile", "7"], "infer.tile=7"),
+    ("denoise.infer", ["--checkpoint", "{best}", "--input", "{test}", "--config", "{binary}"], "binary.yaml"),
+    ("denoise.infer", ["--checkpoint", "{best}", "--tile", "abc"], "--tile"),
+    ("denoise.submit", ["--checkpoint", "{best}", "--test-dir", "{empty}", "--out", "{root}/r1"], "empty"),
+    ("denoise.submit", ["--checkpoint", "{junk}", "--test-dir", "{test}", "--out", "{root}/r2"], "junk.pth"),
+    ("denoise.submit", ["--checkpoint", "{best}", "--test-dir", "{test}", "--out", "{root}/r3"], "noisy1.dng"),
+    ("denoise.submit", ["--test-dir", "{test}"], "--checkpoint"),
+    ("denoise.evaluate", ["--pred", "{garbage}", "--gt", "{test}", "--pred-pattern", "noisy{{N}}",
+                          "--gt-pattern", "noisy{{N}}"], "noisy0.dng"),
+    ("denoise.evaluate", ["--pred", "{root}/missing", "--gt", "{test}"], "missing"),
+    ("denoise.sheet", ["--noisy", "{garbage}", "--pred", "{garbage}", "--gt", "{garbage}", "--out", "{root}/s.png",
+                       "--frames", "0"], "noisy0.dng"),
+    ("denoise.export", ["--checkpoint", "{junk}", "--out", "{root}/m.onnx"], "junk.pth"),
+    ("denoise.train.__main__", ["--config", "{binary}"], "binary.yaml"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "model.width=-3", "--print-config"], "model.width"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "data.batch_size=0", "--print-config"],
+     "data.batch_size"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.epoch=3"], "train.epoch"),
+    ("denoise.dataset.synth", ["--out", "{root}/d", "--test-size", "33", "64"], "even"),
+    ("denoise.dataset.calibrate", ["--data", "{root}/missing"], "missing"),
+    ("denoise.model.__main__", ["model.width=0"], "model.width"),
+]
+
+
+@pytest.mark.parametrize(("module", "args", "named"), CASES, ids=[f"{m.split('.')[1]}-{i}" for i, (m, *_) in
+                                                                enumerate(CASES)])  # fmt: skip
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, module, args, named):
+    root = files["root"]
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    argv = [a.format_map({k: str(v) for k, v in files.items()}) for a in args]
+    try:
+        status = importlib.import_module(module).main(argv)
+    except SystemExit as exit_:  # argparse's own refusals
+        status = exit_.code
+    out, err = capsys.readouterr()
+    assert status == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in err, err
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written, nothing left over
