@@ -146,9 +146,10 @@ def report_text(
         if settings.texture_threshold > 0:
             noise += (
                 "Texture check: when the mean over the planes of |corr(noisy - denoised, Laplacian of denoised)|\n"
-                f"exceeds {settings.texture_threshold:g} (what was removed follows the image's structure, so the "
-                "estimate read\ntexture as noise), the frame is denoised again with the noise standard deviation "
-                f"scaled by {settings.texture_scale:g}.\n\n"
+                f"exceeds {settings.texture_threshold:g} (what was removed follows the image's structure) and the "
+                f"estimate's b is under\n{settings.texture_read_share:g} of the variance a*m + b at the frame's mean m "
+                "(a line fitted to texture leaves no read noise),\nthe estimate read texture as noise: the frame is "
+                f"denoised again with the noise standard deviation scaled by {settings.texture_scale:g}.\n\n"
             )
         if settings.noise_source == "auto":
             noise += "A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead.\n\n"

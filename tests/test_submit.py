@@ -229,3 +229,17 @@ def test_zip_failing_its_checks_is_removed(tmp_path: Path, setup, monkeypatch, c
     assert _run(tmp_path, checkpoint, test_dir) == 2
     assert "outside" in capsys.readouterr().err
     assert not (tmp_path / "result.zip").exists() and (tmp_path / "result" / "data" / "denoise0.dng").is_file()
+
+
+def test_the_report_states_the_texture_check_with_its_gate() -> None:
+    from denoise.inference.pipeline import InferSettings
+
+    cfg = Config(model=ModelConfig(width=4, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,), noise_channels=4,
+                                   scale_residual=True))  # fmt: skip
+    model = build_model(cfg.model)
+    ckpt = {"model": model.state_dict(), "ema": None, "config": to_dict(cfg), "epoch": 1, "step": 1}
+    settings = InferSettings(texture_threshold=0.3, texture_scale=0.125, texture_read_share=0.1)
+    text = " ".join(submit.report_text(ckpt, cfg, model, 1000, settings, False).split())
+    assert "exceeds 0.3" in text and "under 0.1 of the variance" in text and "scaled by 0.125" in text
+    off = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferSettings(), False).split())
+    assert "Texture check" not in off
