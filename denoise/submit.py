@@ -219,10 +219,19 @@ def _refuse_out_over_inputs(out: Path, test_dir: Path) -> None:
         raise SubmitError(f"{test_dir}: the test folder lies inside --out {out}, which the submission replaces")
 
 
+def _made_before_markers(out: Path) -> bool:
+    """A submission folder written before submissions were marked: nothing in it but what submit wrote then (and
+    the README the repository used to keep there)."""
+    files = [p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir()]
+    expected = re.compile(r"README\.md|data/denoise\d+\.dng|algorithm/report\.md|"
+                          r"algorithm/models/(network\.py|model\.pth)")
+    return bool(files) and all(expected.fullmatch(name) for name in files)
+
+
 def _refuse_foreign_out(out: Path, zip_path: Path) -> None:
     """Replacing ``out``'s parts and the zip beside it must never touch what another program or person made: only
-    a missing or empty folder, or one a previous submission marked, is written into."""
-    own = (out / MARKER).is_file()
+    a missing or empty folder, or one a previous submission marked (or wrote before markers), is written into."""
+    own = (out / MARKER).is_file() or (out.is_dir() and _made_before_markers(out))
     if out.exists() and not out.is_dir():
         raise SubmitError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not own:

@@ -158,6 +158,12 @@ def test_out_that_holds_someone_elses_files_is_refused_and_left_alone(tmp_path: 
     assert submit.main([*args, "--out", "."]) == 0 and (tmp_path / "sub.zip").is_file()
     assert submit.main([*args, "--out", "."]) == 0
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [submit.MARKER, "algorithm", "data"]
+    # A submission from before the marker (and the README the repository kept in result/) is still its own.
+    old = tmp_path / "old"
+    for name in ("README.md", "data/denoise0.dng", "algorithm/report.md", "algorithm/models/model.pth"):
+        (old / name).parent.mkdir(parents=True, exist_ok=True)
+        (old / name).write_bytes(b"x")
+    assert submit.main([*args, "--out", str(old)]) == 0 and (old / submit.MARKER).is_file()
 
 
 @pytest.mark.parametrize(("names", "message"), [
