@@ -57,6 +57,8 @@ def _old_checkpoint_config(**retired: object) -> dict:
     data["data"]["noise_level_report"] = retired.get("noise_level_report", "drawn")
     data["train"]["fourier_mode"] = retired.get("fourier_mode", "amp_phase")
     data["train"]["adjacent_directions"] = retired.get("adjacent_directions", ["rows", "cols"])
+    data["data"]["channel_gain_range"] = retired.get("channel_gain_range", [1.0, 1.0])
+    data["data"]["zoom_out"] = retired.get("zoom_out", 0.0)
     return data
 
 
@@ -67,6 +69,8 @@ def test_retired_knobs_at_their_kept_value_load_and_others_are_named() -> None:
         ({"fourier_mode": "real_imag"}, r"train\.fourier_mode='real_imag': this knob was removed"),
         ({"adjacent_directions": ["rows"]}, r"train\.adjacent_directions=\['rows'\]: this knob was removed"),
         ({"noise_level_report": "estimator"}, r"data\.noise_level_report='estimator': this mode was removed"),
+        ({"zoom_out": 0.5}, r"data\.zoom_out=0\.5: this knob was removed"),
+        ({"channel_gain_range": [0.6, 1.6]}, r"data\.channel_gain_range=\[0\.6, 1\.6\]: this knob was removed"),
     ]
     for retired, message in changed:
         with pytest.raises(ConfigError, match=message):

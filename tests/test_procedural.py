@@ -3,7 +3,6 @@ share of the samples) and the per-crop variation of synthetic samples (channel g
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import numpy as np
@@ -12,11 +11,9 @@ import torch
 from dataset_fixtures import WHITE, write_pairs
 
 from denoise.config import ConfigError, DataConfig, load_config
-from denoise.dataset import augment, leaves, procedural
+from denoise.dataset import leaves, procedural
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import PairDataset, build_train_dataset
-from denoise.dataset.pairs import DatasetError
-from denoise.dataset.synthetic_pairs import SynthesisSettings, synthesize
 
 
 def test_a_scene_is_a_pure_function_of_its_seed_and_stays_in_range():
@@ -148,47 +145,6 @@ def test_without_scenes_the_samples_are_unchanged(tmp_path):
 def test_bad_procedural_settings_are_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=f"data.{key}"):
         load_config("configs/demo.yaml", overrides)
-
-
-def test_binning_averages_each_channel_over_two_by_two_blocks():
-    packed = np.random.default_rng(0).random((4, 6, 8)).astype(np.float32)
-    binned = augment.bin_packed(packed)
-    assert binned.shape == (4, 3, 4)
-    for c, i, j in itertools.product(range(4), range(3), range(4)):
-        assert binned[c, i, j] == pytest.approx(packed[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean(), abs=1e-6)
-
-
-def test_channel_gains_scale_red_and_blue_across_their_whole_range():
-    clean = np.full((4, 8, 8), 0.25, np.float32)
-    settings = SynthesisSettings(fraction=1.0, a_range=(1e-12, 1e-12), b_range=(1e-14, 1e-14),
-                                 channel_gain_range=(0.5, 2.0))
-    rng = np.random.default_rng(0)
-    gains = []
-    for _ in range(400):
-        _, scaled, _, _ = synthesize(clean, rng, settings)
-        assert np.allclose(scaled[1:3], 0.25)  # green keeps its level
-        gains.append(scaled[[0, 3], 0, 0] / 0.25)
-    gains = np.array(gains)
-    assert gains.min() >= 0.5 - 1e-6 and gains.max() <= 2.0 + 1e-6
-    assert gains.min() < 0.52 and gains.max() > 1.9 and abs(np.log(gains).mean()) < 0.06  # log-uniform
-    assert abs(np.corrcoef(np.log(gains[:, 0]), np.log(gains[:, 1]))[0, 1]) < 0.15  # drawn apart
-
-
-def test_zoomed_out_crops_are_binned_windows_of_twice_the_size(tmp_path):
-    write_pairs(tmp_path / "data", count=1, shape=(48, 64))
-    cfg = DataConfig(root=str(tmp_path / "data"), val_count=0, patch_size=4, samples_per_epoch=200,
-                     synthetic_fraction=1.0, zoom_out=1.0, augment_flips=False)
-    dataset = build_train_dataset(cfg, seed=0)
-    frame = dataset.frames[0].clean
-    black = frame.channel_black()[:, None, None].astype(np.float32)
-    whole = (np.asarray(frame.load(), np.float32) - black) / (WHITE - black)  # (4, 24, 32) normalised
-    windows = np.lib.stride_tricks.sliding_window_view(whole, (8, 8), axis=(1, 2))  # (4, 17, 25, 8, 8)
-    binned = windows.reshape(*windows.shape[:3], 4, 2, 4, 2).mean(axis=(4, 6))  # (4, 17, 25, 4, 4)
-    for i in range(20):
-        clean = dataset[i]["clean"].numpy()
-        assert (np.abs(binned - clean[:, None, None]).max(axis=(0, 3, 4)) < 1e-5).any()
-    with pytest.raises(DatasetError, match="zoom_out"):
-        build_train_dataset(dataclasses.replace(cfg, patch_size=13), seed=0)  # 2 x 13 > 24 packed rows
 
 
 def _block_detail(image: np.ndarray, block: int = 16) -> np.ndarray:

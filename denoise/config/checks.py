@@ -57,7 +57,7 @@ def model_rules(m: ModelConfig) -> list[Rule]:
 def data_rules(d: DataConfig) -> list[Rule]:
     """The data section's rules beyond its minimums."""
     ranges = [(key, _log_range(getattr(d, key)), "[low, high] with 0 < low <= high")
-              for key in ("noise_a_range", "noise_b_range", "brightness_range", "channel_gain_range")]  # fmt: skip
+              for key in ("noise_a_range", "noise_b_range", "brightness_range")]  # fmt: skip
     return [
         ("clean_glob", bool(d.clean_glob), "a glob of the clean frames"),
         ("key_regex", key_regex_problem(d.key_regex) is None, "a regular expression with a group capturing the key"),
@@ -65,7 +65,6 @@ def data_rules(d: DataConfig) -> list[Rule]:
         ("synthetic_fraction", bool(d.noisy_glob) or d.synthetic_fraction == 1,
          "1 for a clean-only dataset (data.noisy_glob '')"),
         ("noise_estimate_window", d.noise_estimate_window > 0, "more than 0"),
-        ("zoom_out", 0 <= d.zoom_out <= 1, "in [0, 1]"),
         ("procedural_fraction", 0 <= d.procedural_fraction <= 1, "in [0, 1]"),
         ("procedural_fraction", d.procedural_fraction == 0 or d.procedural_scenes > 0,
          "0 unless data.procedural_scenes is at least 1"),

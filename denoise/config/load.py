@@ -25,6 +25,8 @@ RETIRED: dict[tuple[str, str], object] = {
     ("data", "noise_level_error"): 0.0,
     ("train", "fourier_mode"): "amp_phase",
     ("train", "adjacent_directions"): ["rows", "cols"],
+    ("data", "channel_gain_range"): [1.0, 1.0],  # per-crop variation: no gain over scenes (docs/experiments.md)
+    ("data", "zoom_out"): 0.0,
 }
 RETIRED_VALUES: dict[tuple[str, str], tuple[object, ...]] = {("data", "noise_level_report"): ("estimator",)}
 

@@ -81,11 +81,6 @@ class DataConfig:
     noise_a_range: tuple[float, float] = (1e-4, 1e-2)  # shot term (var = a*x + b on normalised values)
     noise_b_range: tuple[float, float] = (1e-6, 1e-3)  # read term
     brightness_range: tuple[float, float] = (1.0, 1.0)  # clean frame scaled by this before synthesis
-    # More variety per synthetic crop: its red and blue planes each scaled by a gain drawn log-uniformly from
-    # channel_gain_range (another white balance), and with probability zoom_out it is read from a window twice
-    # the size and binned 2 x 2 (finer detail per crop, as from a camera further away).
-    channel_gain_range: tuple[float, float] = (1.0, 1.0)
-    zoom_out: float = 0.0
     # Procedural scenes (textured dead leaves through a random camera, denoise/dataset/procedural.py) mixed into
     # training: procedural_scenes are made once per seed (kept in the cache) with the first training frame's
     # CFA pattern and levels, and procedural_fraction of the samples are cropped from them instead of from the

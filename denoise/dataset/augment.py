@@ -58,15 +58,3 @@ def transform_pair(
     """``transform_packed`` applied identically to both crops of a pair. Each (4, s+1, s+1) -> (4, s, s)."""
     assert noisy.shape == clean.shape, f"pair crops differ in shape: {noisy.shape} vs {clean.shape}"
     return transform_packed(noisy, pattern, flags, size), transform_packed(clean, pattern, flags, size)
-
-
-def bin_packed(packed: np.ndarray) -> np.ndarray:
-    """Each packed channel averaged over 2 x 2 blocks: the crop zoomed out 2x, still a Bayer frame. (4, 2s, 2s) -> s.
-
-    Like a sensor's 2 x 2 binning, each channel's samples move by a quarter of a (new) packed pixel relative to
-    the others; the colour planes stay registered to within that.
-    """
-    assert packed.ndim == 3 and packed.shape[0] == 4 and packed.shape[1] % 2 == 0 and packed.shape[2] % 2 == 0, (
-        f"expected a packed (4, 2h, 2w) crop, got {packed.shape}")
-    _, height, width = packed.shape
-    return packed.reshape(4, height // 2, 2, width // 2, 2).mean(axis=(2, 4), dtype=np.float32)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from denoise.config import DataConfig
-from denoise.dataset.augment import bin_packed, random_flags, transform_pair
+from denoise.dataset.augment import random_flags, transform_pair
 from denoise.dataset.cache import CachedFrame, normalized_region
 from denoise.dataset.frames import FramePair, cache_dir_for, load_split
 from denoise.dataset.pairs import DatasetError
@@ -61,14 +61,12 @@ class PairDataset(Dataset):
         noise_window: float = WINDOW,
         procedural: list[FramePair] | None = None,
         procedural_fraction: float = 0.0,
-        zoom_out: float = 0.0,
     ) -> None:
         assert sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {sampling!r}"
         assert procedural or procedural_fraction == 0, "procedural_fraction > 0 needs procedural frames"
         self.frames = frames + (procedural or [])  # the dataset's frames first, then the procedural ones
         self.procedural_fraction = procedural_fraction
         self.photo_count = len(frames)
-        self.zoom_out = zoom_out
         self.patch_size = patch_size
         self.sampling = sampling
         self.augment = augment
@@ -76,11 +74,9 @@ class PairDataset(Dataset):
         self.seed = seed
         shapes = [f.packed_shape for f in self.frames]
         try:
-            need = (patch_size + int(augment)) * (2 if zoom_out > 0 else 1)
-            check_fits(shapes, need, [str(f.clean.source) for f in self.frames])
+            check_fits(shapes, patch_size + int(augment), [str(f.clean.source) for f in self.frames])
         except ValueError as err:
             spare = " + 1 spare pixel for flips" if augment else ""
-            spare += ", twice for data.zoom_out" if zoom_out else ""
             raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
         self.tiles = tile_crops(shapes[: len(frames)], patch_size, min(tile_overlap, patch_size - 1))
         self.length = samples_per_epoch or len(self.tiles)
@@ -123,11 +119,8 @@ class PairDataset(Dataset):
         crop = tile if keep_tile else random_crop(rng, frame, height, width, self.patch_size)
         size = self.patch_size + int(self.augment)
         synthetic = pair.noisy is None or rng.random() < self.synth.fraction
-        zoom = synthetic and self.zoom_out > 0 and rng.random() < self.zoom_out
-        window = 2 * size if zoom else size
-        y, x = read_window(crop, height, width, window)
-        clean = self._region(pair.clean, arrays, y, x, window)
-        clean = bin_packed(clean) if zoom else clean
+        y, x = read_window(crop, height, width, size)
+        clean = self._region(pair.clean, arrays, y, x, size)
         noisy = clean if synthetic else self._region(pair.noisy, arrays, y, x, size)
         flags = random_flags(rng) if self.augment else IDENTITY
         if self.augment:
@@ -196,7 +189,6 @@ def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = Fal
         noise_window=cfg.noise_estimate_window,
         procedural=procedural,
         procedural_fraction=cfg.procedural_fraction,
-        zoom_out=cfg.zoom_out,
     )
 
 

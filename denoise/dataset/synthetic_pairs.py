@@ -37,7 +37,6 @@ class SynthesisSettings:
     a_range: tuple[float, float] = (1e-4, 1e-2)
     b_range: tuple[float, float] = (1e-6, 1e-3)
     brightness_range: tuple[float, float] = (1.0, 1.0)
-    channel_gain_range: tuple[float, float] = (1.0, 1.0)  # R and B planes each scaled by a gain drawn from it
     report: str = "drawn"  # or "estimate_grid": see the module
 
 
@@ -49,7 +48,6 @@ def synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
         a_range=tuple(cfg.noise_a_range),
         b_range=tuple(cfg.noise_b_range),
         brightness_range=tuple(cfg.brightness_range),
-        channel_gain_range=tuple(cfg.channel_gain_range),
         report=cfg.noise_level_report,
     )
 
@@ -73,9 +71,6 @@ def synthesize(
     """
     gain = rng.uniform(*synth.brightness_range)
     scale = np.full((4, 1, 1), gain, dtype=np.float32)
-    if synth.channel_gain_range != (1.0, 1.0):  # another white balance: red and blue move against green
-        scale[0] *= log_uniform(rng, *synth.channel_gain_range)
-        scale[3] *= log_uniform(rng, *synth.channel_gain_range)
     clean = np.clip(clean * scale, 0.0, 1.0)  # brighter than white saturates, like a sensor
     a = log_uniform(rng, *synth.a_range)
     b = log_uniform(rng, *synth.b_range)
