@@ -94,7 +94,7 @@ def check_onnx(model: nn.Module, path: Path, sizes: Sequence[tuple[int, int, int
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CliParser(prog="python -m denoise.export", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1])
+                       epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. runs/<run>/checkpoints/best.pth")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--size", type=int,

@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InferError(f"no --checkpoint given and no best.pth under {runs_dir}/: train first")
         ckpt = read_checkpoint(checkpoint)
         trained = checkpoint_config(ckpt, checkpoint)
-        cfg = defaults_config(args.config, trained)
+        cfg = named if args.config is not None else trained
         settings = settings_from_args(args, cfg)
         inputs = collect_inputs(args.input or [cfg.infer.test_dir])
         output_dir = args.output or Path(cfg.infer.output_dir)

@@ -197,7 +197,8 @@ def competition_inputs(test_dir: Path, count: int | None = TEST_FRAMES) -> list[
     an input: every other .dng is named in the refusal (a misnamed frame would silently drop out of the zip).
     ``count`` None accepts any number of frames, still numbered from 0 without gaps."""
     files = collect_inputs([test_dir])
-    numbered = {int(p.name[5:-4]): p for p in files if re.fullmatch(r"noisy(0|[1-9]\d*)\.dng", p.name)}
+    matches = {p: re.fullmatch(r"noisy(0|[1-9]\d*)\.dng", p.name) for p in files}
+    numbered = {int(m.group(1)): p for p, m in matches.items() if m}
     others = [p.name for p in files if p not in numbered.values()]
     if others:
         raise SubmitError(f"{test_dir}: not named noisy{{N}}.dng (N from 0, no leading zeros): {', '.join(others)}")
