@@ -3,6 +3,7 @@ with one checkpoint (only rank 0 writes)."""
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import socket
@@ -123,6 +124,7 @@ def test_ranks_share_validation_frames_and_rank_0_gets_everyones_scores(tmp_path
 
 
 def _resume_worker(rank: int, port: int, tmp: str, runs: str, overrides: list[str], resume: str | None) -> None:
+    faulthandler.enable()  # a rank that aborts prints where it was (once seen on CI at the end of a run)
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})  # fmt: skip
     cfg = tiny_config(Path(tmp) / "data", Path(tmp) / runs, "train.epochs=3", "train.ema=0.5", "train.val_every=2",

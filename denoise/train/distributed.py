@@ -7,6 +7,7 @@ and every collective is the identity. NCCL joins GPU processes, gloo CPU process
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,9 +76,17 @@ def compute_threads(requested: int, loader_workers: int) -> int:
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined.
+
+    A DistributedDataParallel wrapper sits in a reference cycle, so dropping it frees nothing until the cycle
+    collector runs; its reducer holds the group. Collecting here tears the group down now, while every rank is
+    still alive and the interpreter whole, rather than at some later collection or during shutdown, where a rank
+    that had finished cleanly once aborted on CI ("terminate called without an active exception", torch 2.13).
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def barrier(info: DistInfo) -> None:

@@ -344,6 +344,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             signal.signal(sig, handler)
         if writer is not None:
             writer.close()
+        net = None  # DDP holds the process group: let go of it first, so it is torn down here, not at exit
         dd.cleanup_distributed()
     completed = epoch if interrupted else tc.epochs
     return TrainResult(run_dir, completed, step, best_score, interrupted, model)
