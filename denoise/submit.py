@@ -8,8 +8,6 @@ source plus a ``Network`` class whose defaults are the checkpoint's hyper-parame
 
 from __future__ import annotations
 
-import ast
-import inspect
 import io
 import os
 import re
@@ -18,25 +16,27 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import CliParser, Config, ConfigError, ModelConfig, dump_config
+from denoise.config import CliParser, Config, ConfigError, dump_config
 from denoise.infer import (
     InferError,
     add_settings_args,
     collect_inputs,
     defaults_config,
+    output_name,
     plan_jobs,
     run_jobs,
     settings_from_args,
     summary_line,
 )
-from denoise.inference.pipeline import InferSettings, settings_for_model
-from denoise.model import nafnet
+from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
 from denoise.model.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -44,8 +44,9 @@ from denoise.model.checkpoint import (
     model_from_checkpoint,
     read_checkpoint,
 )
-from denoise.raw.dng import DngError
-from denoise.submit_check import SubmissionCheckError, check_submission
+from denoise.model.standalone import network_source
+from denoise.raw.dng import DngError, read_dng
+from denoise.submit_check import RECIPE, SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
 ZIP_ROOT = "result"
@@ -77,47 +78,6 @@ def check_weights_size(size: int, half: bool) -> None:
     raise SubmitError(f"model.pth would be {size / 1e6:.1f} MB, over the {limit:.0f} MB limit: {remedy}")
 
 
-def check_standalone_imports(source: str) -> None:
-    """The network file may import only torch and the standard library, so it runs where only torch is installed."""
-    allowed = set(sys.stdlib_module_names) | {"torch"}
-    for node in ast.walk(ast.parse(source)):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom):
-            names = [node.module or ""] if node.level == 0 else ["." * node.level]
-        for name in names:
-            if name.split(".")[0] not in allowed:
-                raise SubmitError(f"{nafnet.__file__}: imports {name!r}; network.py may import only torch")
-
-
-def constructor_defaults(model_cfg: ModelConfig) -> dict[str, Any]:
-    """NAFNet's keyword arguments taken from the config fields of the same name (tuples kept as tuples)."""
-    if model_cfg.name != "nafnet":
-        raise SubmitError(f"model.name {model_cfg.name!r}: only NAFNet has a standalone network.py")
-    params = [p for p in inspect.signature(nafnet.NAFNet).parameters if p != "self"]
-    values = {p: getattr(model_cfg, p) for p in params if hasattr(model_cfg, p)}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-def network_source(model_cfg: ModelConfig) -> str:
-    """network.py: the NAFNet source verbatim, then ``Network``, constructible with no arguments."""
-    source = Path(inspect.getsourcefile(nafnet)).read_text()
-    check_standalone_imports(source)
-    defaults = constructor_defaults(model_cfg)
-    signature = "".join(f"        {k}={v!r},\n" for k, v in defaults.items())
-    forward = "".join(f"            {k}={k},\n" for k in defaults)
-    # Test-time local statistics are a setting, not a constructor argument; build_model applies it after.
-    window = model_cfg.local_window
-    return (
-        source.rstrip()
-        + "\n\n\n"
-        + "class Network(NAFNet):\n"
-        + '    """NAFNet with this submission\'s hyper-parameters as defaults: ``Network()`` matches model.pth."""\n\n'
-        + f"    def __init__(\n        self,\n{signature}        local_window={window!r},\n    ) -> None:\n"
-        + f"        super().__init__(\n{forward}        )\n"
-        + "        self.set_local_window(local_window)\n"
-    )
-
-
 def _scores_text(ckpt: dict[str, Any]) -> str:
     """The progress and best validation score the trainer stores in a checkpoint, as Markdown lines."""
     lines = []
@@ -128,9 +88,12 @@ def _scores_text(ckpt: dict[str, Any]) -> str:
 
 
 def report_text(
-    ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, weights_size: int, settings: InferSettings, half: bool
+    ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, weights_size: int, settings: InferSettings, half: bool,
+    whole: tuple[str, int] | None = None,
 ) -> str:
-    """report.md: method, model size, inference settings, validation scores and the full training config."""
+    """report.md: method, model size, inference settings, how to reproduce the frames with network.py alone,
+    validation scores and the full training config. ``whole``: (test frame, max DN difference of a whole-frame run
+    without TTA to the submitted frame), as ``whole_frame_difference`` measures it."""
     params = sum(p.numel() for p in model.parameters())
     tiling = f"{settings.tile}-pixel tiles overlapping by {settings.overlap}" if settings.tile else "whole frames"
     tta = "x8 Bayer-preserving flips/transposes of the mosaic, each inverted before averaging"
@@ -141,7 +104,7 @@ def report_text(
             "deviation `10 * sqrt(a*x + b)` (`noise_level_map` in network.py), with `a` and `b` estimated from the\n"
             "noisy frame alone (variance against mean on smooth blocks, a block counting as smooth up to\n"
             f"{settings.noise_window:g} standard deviations above the fit): no noise parameters are given at test\n"
-            "time.\n\n"
+            "time. `network.py` carries the estimate (`estimate_frame_noise`): `Network()` takes the four planes.\n\n"
         )
         if settings.texture_threshold > 0:
             noise += (
@@ -153,6 +116,9 @@ def report_text(
             )
         if settings.noise_source == "auto":
             noise += "A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead.\n\n"
+    reproduced = "it reproduces the submitted frames up to the tiling and augmentation."
+    if whole is not None:
+        reproduced = f"it differs from the submitted frame by at most {whole[1]} DN ({whole[0]}, measured)."
     return f"""# Method
 
 A NAFNet U-Net denoises the raw Bayer mosaic directly. Each frame is normalised with its black and white levels,
@@ -162,6 +128,16 @@ planes as its input plus a learned residual; the result is unpacked, scaled back
 
 {noise}Inference runs on {tiling} in packed pixels, keeping only each tile's centre.
 Test-time augmentation: {tta if settings.tta else "none"}.
+
+# Reproducing the frames with network.py alone
+
+`Network()` takes the normalised packed planes (N, 4, H, W) of whole frames and returns the denoised planes. Run
+on a whole frame without test-time augmentation, {reproduced} The
+recipe below (rawpy, numpy, torch; run beside `network.py` and `model.pth`) makes the denoised mosaic, to be
+written into a copy of the input DNG; the submission's own check runs it as shown, in a fresh process.
+
+```python
+{RECIPE}```
 
 # Model
 
@@ -252,6 +228,13 @@ def _move_into_place(staging: Path, out: Path) -> None:
     (out / MARKER).write_text("made by python -m denoise.submit; replaced whole by the next submission into here\n")
 
 
+def whole_frame_difference(model: torch.nn.Module, source: Path, written: Path, settings: InferSettings) -> int:
+    """Max DN difference between ``source`` denoised whole, without TTA (what network.py does), and the frame
+    ``written`` with ``settings``: the bound a judge's run of network.py is held to."""
+    whole = denoise_frame(model, read_dng(source), replace(settings, tile=0, tta=False))
+    return int(np.abs(whole.astype(np.int64) - read_dng(written).mosaic.astype(np.int64)).max())
+
+
 def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
                      ckpt: dict[str, Any] | None = None, count: int | None = TEST_FRAMES) -> Path:
     """Everything cheap is checked first; outputs are staged inside ``out`` and moved into place at the end.
@@ -260,14 +243,22 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     cfg = checkpoint_config(ckpt, checkpoint)
     weights = export_weights(inference_state_dict(ckpt), half)
     check_weights_size(len(weights), half)
-    source = network_source(cfg.model)
     inputs = competition_inputs(test_dir, count)
     out = out.resolve()  # "." names its folder, so the zip beside it is named after it
     zip_path = out.parent / f"{out.name}.zip"
     _refuse_out_over_inputs(out, test_dir)
     _refuse_foreign_out(out, zip_path)
     model = model_from_checkpoint(ckpt, cfg, checkpoint, settings.device)
+    if half:  # the frames are what model.pth's fp16 weights give, so a judge loading them reproduces the frames
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                if value.is_floating_point():
+                    value.copy_(value.half().float())
     settings = settings_for_model(settings, cfg)  # the noise estimate and texture check it was trained with
+    source = network_source(cfg.model, {"noise_window": settings.noise_window,
+                                        "texture_threshold": settings.texture_threshold,
+                                        "texture_scale": settings.texture_scale,
+                                        "texture_read_share": settings.texture_read_share})  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
@@ -280,7 +271,9 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         models_dir.mkdir(parents=True)
         (models_dir / "network.py").write_text(source)
         (models_dir / "model.pth").write_bytes(weights)
-        (staging / "algorithm" / "report.md").write_text(report_text(ckpt, cfg, model, len(weights), settings, half))
+        whole = whole_frame_difference(model, inputs[0], staging / "data" / output_name(inputs[0]), settings)
+        report = report_text(ckpt, cfg, model, len(weights), settings, half, (inputs[0].name, whole))
+        (staging / "algorithm" / "report.md").write_text(report)
         write_zip(staging, zip_path)
         _move_into_place(staging, out)
     finally:
@@ -288,7 +281,7 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     if len(inputs) != TEST_FRAMES:
         print(f"note: {len(inputs)} test frame(s); the competition's test set has {TEST_FRAMES}")
     try:
-        lines = check_submission(zip_path, inputs, cfg)
+        lines = check_submission(zip_path, inputs, settings.noise_source)
     except SubmissionCheckError as err:
         zip_path.unlink(missing_ok=True)  # a zip that fails its own checks must not be uploaded by mistake
         raise SubmissionCheckError(f"{err}; removed {zip_path}, kept {out} for inspection") from err

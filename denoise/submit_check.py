@@ -1,12 +1,13 @@
 """Self-checks of a built submission zip: safe entry names, valid denoised DNGs, and a standalone network.py.
 
-The standalone check runs in a fresh Python process that cannot import this project, so it sees what the
-organisers will: ``from network import Network; Network().load_state_dict(torch.load("model.pth"))``.
+The standalone check runs the report's recipe (``RECIPE``: rawpy, numpy, torch and ``network.py``) on a whole test
+frame in a fresh Python process that cannot import this project, so it sees what the organisers will.
 """
 
 from __future__ import annotations
 
-import io
+import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -15,33 +16,61 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import torch
 
-from denoise.config import Config
 from denoise.infer import output_name
-from denoise.model import build_model, prepare_model
-from denoise.model.nafnet import noise_level_map
-from denoise.raw.bayer import cfa_black, even_shape, normalize, pack_bayer
+from denoise.raw.bayer import cfa_black
 from denoise.raw.dng import DngError, read_dng
-from denoise.raw.noise_estimation import estimate_frame_noise
+from denoise.raw.noise_estimation import profile_noise
 
-STANDALONE_TOLERANCE = 1e-5
-CROP = 64  # packed pixels per side of the crop the standalone network must reproduce
+# What a judge runs: read with rawpy, normalise, pack, run network.py on the whole frame, unpack, round, clip.
+# report.md shows it; the check runs it as shown, in a fresh process that cannot import this project.
+RECIPE = """\
+import numpy as np
+import rawpy
+import torch
+from network import Network
+
+net = Network()
+net.load_state_dict(torch.load("model.pth", map_location="cpu", weights_only=True))
+net.float().eval()
+
+
+def denoise(path, noise=None):
+    \"\"\"The denoised uint16 mosaic of the noisy DNG at path; noise=(a, b) for a frame with a NoiseProfile.\"\"\"
+    with rawpy.imread(path) as raw:
+        mosaic = raw.raw_image_visible.copy()
+        letters = "".join(chr(raw.color_desc[i]) for i in raw.raw_pattern.ravel())  # e.g. "BGGR"
+        black = np.asarray(raw.black_level_per_channel, np.float64)[raw.raw_pattern]  # (2, 2), per CFA position
+        white = float(raw.white_level)
+    height, width = mosaic.shape
+    h, w = height // 2 * 2, width // 2 * 2
+    black_hw = np.tile(black, (h // 2, w // 2)).astype(np.float32)
+    x = (mosaic[:h, :w].astype(np.float32) - black_hw) / (np.float32(white) - black_hw)  # normalised, float32
+    red, blue = letters.index("R"), letters.index("B")
+    green_r = next(i for i in range(4) if letters[i] == "G" and i // 2 == red // 2)
+    green_b = next(i for i in range(4) if letters[i] == "G" and i != green_r)
+    cells = [(i // 2, i % 2) for i in (red, green_r, green_b, blue)]  # planes in the order R, Gr, Gb, B
+    planes = torch.from_numpy(np.stack([x[r::2, c::2] for r, c in cells]))[None]  # (1, 4, h/2, w/2)
+    with torch.no_grad():
+        y = (net(planes) if noise is None else net(planes, noise))[0].float().numpy().astype(np.float64)
+    out = mosaic.astype(np.float64)
+    for (r, c), plane in zip(cells, y):
+        out[r:h:2, c:w:2] = np.rint(plane * (white - black[r, c]) + black[r, c])
+    low = np.ceil(np.tile(black, ((height + 1) // 2, (width + 1) // 2)))[:height, :width]
+    return np.clip(out, low, white).astype(np.uint16)
+"""
 
 # Runs in the models folder; blocking ``denoise`` proves network.py needs nothing from this project.
 STANDALONE_SCRIPT = """
 import sys
 sys.modules["denoise"] = None
-import torch
-from network import Network
-net = Network()
-net.load_state_dict(torch.load("model.pth", map_location="cpu", weights_only=True))
-net.float().eval()
-data = torch.load(sys.argv[1], weights_only=True)
-with torch.no_grad():
-    out = net(data["input"])
-print(float((out.float() - data["expected"]).abs().max()))
+import json
+import numpy as np
+exec(open(sys.argv[1]).read())
+noise = json.loads(sys.argv[3])
+np.save(sys.argv[2], denoise(sys.argv[4], None if noise is None else tuple(noise)))
 """
+WHOLE_FRAME_LINE = re.compile(r"differs from the submitted frame by at most (\d+) DN")
 
 
 class SubmissionCheckError(ValueError):
@@ -86,54 +115,60 @@ def check_dngs(zf: zipfile.ZipFile, inputs: Sequence[Path], workdir: Path) -> li
     return lines
 
 
-def reference_crop(source: Path) -> torch.Tensor:
-    """A centred packed crop (1, 4, h, w) of a test frame, normalised as inference does."""
-    frame = read_dng(source)
-    height, width = even_shape(*frame.mosaic.shape)
-    mosaic = frame.mosaic[:height, :width].astype(np.float32)
-    packed = torch.from_numpy(pack_bayer(normalize(mosaic, frame.black_level, frame.white_level), frame.pattern))
-    h, w = min(CROP, packed.shape[-2]), min(CROP, packed.shape[-1])
-    top, left = (packed.shape[-2] - h) // 2, (packed.shape[-1] - w) // 2
-    return packed[None, :, top : top + h, left : left + w].contiguous()
+def recipe_of(report: str) -> str:
+    """The Python block of a submission's report.md: the recipe a judge runs."""
+    match = re.search(r"```python\n(.*?)```", report, re.S)
+    if match is None:
+        raise SubmissionCheckError("result/algorithm/report.md: no ```python recipe block")
+    return match.group(1)
 
 
-def check_standalone(zf: zipfile.ZipFile, cfg: Config, crop: torch.Tensor, workdir: Path) -> float:
-    """Max |difference| between network.py + model.pth in a fresh process and this package's model on ``crop``."""
+def check_standalone(zf: zipfile.ZipFile, source: Path, noise: tuple[float, float] | None, workdir: Path) -> int:
+    """Runs the report's recipe on the test frame ``source``, whole, with network.py and model.pth in a fresh
+    process that cannot import this project; the DN difference to the submitted frame must be within what the
+    report states for a whole frame against the submitted (tiled, maybe x8 TTA) one, plus 1 for rounding."""
     models = workdir / "models"
     models.mkdir()
     for name in ("network.py", "model.pth"):
         (models / name).write_bytes(zf.read(f"result/algorithm/models/{name}"))
-    state = torch.load(io.BytesIO(zf.read("result/algorithm/models/model.pth")), map_location="cpu", weights_only=True)
-    if cfg.model.noise_channels > 0:  # a noise-aware network also reads the noise map of the crop's estimated level
-        params = estimate_frame_noise(crop[0].numpy(), cfg.data.noise_estimate_window)
-        crop = torch.cat([crop, noise_level_map(crop, params.a, params.b)], dim=1)  # (1, 8, h, w)
-    model = build_model(cfg.model)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    model = prepare_model(model.eval(), torch.device("cpu"))
-    with torch.no_grad():
-        expected = model(crop).float()
-    data_path = workdir / "crop.pt"
-    torch.save({"input": crop, "expected": expected}, data_path)
+    report = zf.read("result/algorithm/report.md").decode()
+    stated = WHOLE_FRAME_LINE.search(" ".join(report.split()))
+    if stated is None:
+        raise SubmissionCheckError("result/algorithm/report.md: states no whole-frame difference to the submitted "
+                                   "frames")
+    (models / "recipe.py").write_text(recipe_of(report))
+    out = workdir / "judge.npy"
     run = subprocess.run(
-        [sys.executable, "-c", STANDALONE_SCRIPT, str(data_path)],
-        cwd=models, capture_output=True, text=True, timeout=600,
-    )
+        [sys.executable, "-c", STANDALONE_SCRIPT, "recipe.py", str(out), json.dumps(noise), str(source.resolve())],
+        cwd=models, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
     if run.returncode != 0:
         tail = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit status {run.returncode}"
         raise SubmissionCheckError(f"network.py + model.pth failed standalone: {tail}")
-    diff = float(run.stdout.strip().splitlines()[-1])
-    if not diff <= STANDALONE_TOLERANCE:
-        raise SubmissionCheckError(f"network.py + model.pth differ from the package's model by {diff:.3g} on a crop")
+    judge = np.load(out).astype(np.int64)
+    name = f"result/data/{output_name(source)}"
+    (workdir / "submitted.dng").write_bytes(zf.read(name))
+    submitted = read_dng(workdir / "submitted.dng").mosaic.astype(np.int64)
+    if judge.shape != submitted.shape:
+        raise SubmissionCheckError(f"network.py + model.pth made a {judge.shape} mosaic, {name} is {submitted.shape}")
+    diff = int(np.abs(judge - submitted).max())
+    if diff > int(stated.group(1)) + 1:
+        raise SubmissionCheckError(f"network.py + model.pth differ from {name} by {diff} DN on the whole frame, over "
+                                   f"the {stated.group(1)} DN the report states")  # fmt: skip
     return diff
 
 
-def check_submission(zip_path: Path, inputs: Sequence[Path], cfg: Config) -> list[str]:
-    """Run every check on the zip; returns a line per check passed, raises on the first failure."""
+def check_submission(zip_path: Path, inputs: Sequence[Path], noise_source: str = "auto") -> list[str]:
+    """Run every check on the zip; returns a line per check passed, raises on the first failure. ``noise_source``
+    is the submission's: "auto" gave a frame with a NoiseProfile its profile's level."""
     with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(prefix="submit-check-") as tmp:
         names = zf.namelist()
         check_entry_names(names)
         lines = [f"{zip_path}: {len(names)} entries, all relative under result/"]
         lines += check_dngs(zf, inputs, Path(tmp))
-        diff = check_standalone(zf, cfg, reference_crop(inputs[0]), Path(tmp))
-        lines.append(f"network.py + model.pth in a fresh process reproduce the model to {diff:.2g} (<= 1e-5)")
+        profile = read_dng(inputs[0]).noise_profile if noise_source == "auto" else None
+        noise = None if profile is None else profile_noise(profile)
+        diff = check_standalone(zf, inputs[0], None if noise is None else (noise.a, noise.b), Path(tmp))
+        lines.append(f"the report's recipe (network.py + model.pth, whole frame, fresh process) reproduces "
+                     f"{output_name(inputs[0])} to {diff} DN")  # fmt: skip
     return lines

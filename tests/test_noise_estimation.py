@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from denoise.raw.nelder_mead import nelder_mead
 from denoise.raw.noise_estimation import (
     NoiseParams,
     block_dof,
@@ -48,10 +49,10 @@ def std_errors(est: NoiseParams, true: NoiseParams, clean: np.ndarray) -> np.nda
 def test_high_pass_cancels_additive_separable_images_and_has_unit_gain():
     rng = np.random.default_rng(1)
     rows, cols = rng.standard_normal(40), rng.standard_normal(50)
-    assert np.abs(high_pass(rows[:, None] + cols[None, :])).max() < 1e-12
+    assert high_pass(rows[:, None] + cols[None, :]).abs().max() < 1e-12
     delta = np.zeros((5, 5))
     delta[2, 2] = 1.0
-    assert np.sum(high_pass(delta) ** 2) == pytest.approx(1.0)
+    assert float((high_pass(delta) ** 2).sum()) == pytest.approx(1.0)
 
 
 def test_block_dof_matches_monte_carlo_spread_of_white_noise_blocks():
@@ -59,6 +60,7 @@ def test_block_dof_matches_monte_carlo_spread_of_white_noise_blocks():
     noise = np.random.default_rng(2).standard_normal((block * 96 + 2, block * 96 + 2))
     _, variances, touched = block_statistics(0.5 + 0.01 * noise, block)  # stays inside (0, 1): nothing clipped
     assert not touched.any()
+    variances = variances.numpy()
     rel_var = np.var(variances) / np.mean(variances) ** 2
     assert rel_var == pytest.approx(2.0 / block_dof(block), rel=0.1)
     assert np.mean(variances) == pytest.approx(1e-4, rel=0.02)
@@ -177,3 +179,18 @@ def test_accepts_torch_and_rejects_wrong_layout():
         estimate_noise(noisy[:3])
     with pytest.raises(ValueError, match="not mostly clipped"):
         estimate_noise(np.zeros((4, 64, 64), dtype=np.float32))  # everything clipped at black
+
+
+@pytest.mark.parametrize("start", [[-1.2, 1.0], [0.5, -0.3], [-8.0, -12.0]])
+def test_nelder_mead_takes_scipys_steps(start):
+    """The simplex search the clipped fit runs (torch only, for network.py) ends where SciPy's Nelder-Mead does."""
+    from scipy.optimize import minimize
+
+    def rosenbrock(p):
+        return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+
+    ours = nelder_mead(rosenbrock, start, xatol=1e-8, fatol=1e-10, max_iterations=2000)
+    theirs = minimize(rosenbrock, start, method="Nelder-Mead",
+                      options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000, "maxfev": 10**6}).x  # fmt: skip
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours, [1.0, 1.0], atol=1e-6)

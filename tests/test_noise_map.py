@@ -12,7 +12,7 @@ from denoise.config import ConfigError, DataConfig, ModelConfig, load_config
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
 from denoise.dataset.synthetic_pairs import fit_pair_noise
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, read_noise_share, removed_structure
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
 from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
 from denoise.inference.tta import denoise_mosaic, transforms_for
 from denoise.model import NAFNet, build_model
@@ -20,7 +20,12 @@ from denoise.model.nafnet import NOISE_MAP_GAIN, noise_level_map
 from denoise.raw.bayer import normalize, pack_bayer
 from denoise.raw.dng import RawFrame
 from denoise.raw.noise import add_gaussian_noise
-from denoise.raw.noise_estimation import NoiseParams, estimate_frame_noise, estimate_noise
+from denoise.raw.noise_estimation import (
+    NoiseParams,
+    estimate_frame_noise,
+    estimate_noise,
+)
+from denoise.raw.texture_check import read_noise_share, removed_structure
 
 TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)}
 

@@ -76,7 +76,7 @@ def _load_network(path: Path):
 
 def test_submission_tree_zip_and_standalone_network(built) -> None:
     root, _, test_dir, ckpt, printed = built
-    assert "reproduce the model" in printed
+    assert "recipe (network.py + model.pth, whole frame, fresh process) reproduces denoise0.dng to 0 DN" in printed
     result = root / "result"
     files = sorted(p.relative_to(result).as_posix() for p in result.rglob("*") if p.is_file())
     assert files == [submit.MARKER, "algorithm/models/model.pth", "algorithm/models/network.py",
@@ -222,7 +222,7 @@ def test_self_check_catches_a_network_that_does_not_reproduce(tmp_path: Path, bu
         for entry, data in entries.items():
             zf.writestr(entry, data)
     with pytest.raises(SubmissionCheckError, match=message):
-        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")), tiny_config())
+        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")))
 
 
 def test_zip_failing_its_checks_is_removed(tmp_path: Path, setup, monkeypatch, capsys) -> None:

@@ -159,8 +159,9 @@ class InferConfig:
     # write it) and estimates the level from the noisy frame otherwise; "estimate" always estimates, for files
     # whose noise was added after capture, so that a profile they carry no longer describes it.
     noise_source: Literal["auto", "estimate"] = "auto"
-    # A blind estimate reads fine texture as noise, and the network then wipes the texture out. When what it
-    # removed follows the structure of what it kept (``removed_structure`` above ``texture_threshold``; 0 = off)
+    # A blind estimate reads fine texture as noise, and the network then wipes the texture out (texture_check.py in
+    # denoise/raw). When what it removed follows the structure of what it kept (``removed_structure`` above
+    # ``texture_threshold``; 0 = off)
     # and the estimate leaves read noise under ``texture_read_share`` of the noise at the frame's mean level, the
     # frame is denoised again at ``texture_scale`` times the estimated noise std. Texture's variance grows with the
     # square of the brightness, so a level read off texture has its read noise fitted near zero; at a truly high

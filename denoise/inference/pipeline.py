@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from denoise.config import Config, InferConfig
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise, read_noise_share, removed_structure
+from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
+from denoise.raw.texture_check import read_texture_as_noise
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,9 @@ def denoise_frame(
     y = run(net, progress)  # (H, W) float32, normalised
     # A residual that follows the image's structure, where the estimate left little room for read noise, says the
     # estimate read texture as noise: denoise again lower.
-    check = noise is None and isinstance(net, NoiseConditioned) and settings.texture_threshold > 0
-    check = check and read_noise_share(net.params, float(packed.mean())) < settings.texture_read_share
-    if check and removed_structure(packed.numpy(), pack_bayer(y, frame.pattern).numpy()) > settings.texture_threshold:
+    check = noise is None and isinstance(net, NoiseConditioned)
+    if check and read_texture_as_noise(packed, pack_bayer(y, frame.pattern), net.params, settings.texture_threshold,
+                                       settings.texture_read_share):  # fmt: skip
         scale = settings.texture_scale**2  # on the variance
         y = run(NoiseConditioned(model, NoiseParams(net.params.a * scale, net.params.b * scale)), None)
     out = mosaic.copy()

@@ -21,20 +21,32 @@ Clipping matters: a dark, noisy frame clipped at black has hardly a block withou
 limits clipping lowers the variance and shifts the mean. The model therefore predicts each block's mean and
 variance as those of a clipped Gaussian (``clipped_moments``). The limits are read off the frame
 (``clip_range``), as files differ: some clip noisy values at black, others keep them below.
+
+The module imports only torch and the standard library: a submission's ``network.py`` carries it verbatim, so a
+judge's run of a noise-aware network estimates exactly as the project does. Arrays may be numpy or torch; the work
+is done in float64 on the CPU.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-from scipy.optimize import minimize
-from scipy.special import gammainc, ndtr
+import torch
+from torch import Tensor
 
-_HIGH_PASS_1D = np.array([1.0, -2.0, 1.0])  # 2-D kernel is its outer product; L2 norm 6
+from denoise.raw.nelder_mead import nelder_mead
+
+_HIGH_PASS_1D = (1.0, -2.0, 1.0)  # 2-D kernel is its outer product; L2 norm 6
 _CLIP_MARGIN = 1e-6  # a noisy value this close to a clipping limit is taken as clipped
-_LEVELS = np.linspace(0.0, 1.0, 1024) ** 2  # clean levels at which the clipped model is tabulated, dense near 0
+_LEVEL_COUNT = 1024  # clean levels at which the clipped model is tabulated, (0..1)^2: dense near 0
 WINDOW = 3.0  # default: blocks up to 3 sigmas of a smooth block's spread above the fit still count as noise
+
+
+def _f64(x: Any) -> Tensor:
+    """``x`` (numpy array, tensor or number) as a float64 CPU tensor."""
+    return torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -44,16 +56,17 @@ class NoiseParams:
     a: float
     b: float
 
-    def variance(self, x: np.ndarray | float) -> np.ndarray | float:
-        """Noise variance at clean level ``x`` (floored at 0)."""
-        return np.maximum(self.a * np.asarray(x, dtype=np.float64) + self.b, 0.0)
+    def variance(self, x: Any) -> Any:
+        """Noise variance at clean level ``x`` (a number, numpy array or tensor), floored at 0."""
+        v = self.a * x + self.b
+        return v.clamp(min=0.0) if isinstance(v, Tensor) else v * (v > 0)
 
     def as_dict(self) -> dict[str, float]:
         """The parameters as a plain dict, for JSON."""
         return {"a": self.a, "b": self.b}
 
 
-def clip_range(packed: np.ndarray) -> tuple[float, float]:
+def clip_range(packed: Any) -> tuple[float, float]:
     """Where a normalised noisy frame's values were clipped: (min(0, frame min), max(1, frame max)).
 
     A file that clips at black has no value below 0, so the low limit is 0; one that keeps noise below black
@@ -62,14 +75,14 @@ def clip_range(packed: np.ndarray) -> tuple[float, float]:
     return min(0.0, float(packed.min())), max(1.0, float(packed.max()))
 
 
-def high_pass(channel: np.ndarray) -> np.ndarray:
+def high_pass(channel: Any) -> Tensor:
     """Unit-gain separable second difference of an (h, w) channel; output (h-2, w-2), 'valid' positions only."""
-    assert channel.ndim == 2 and min(channel.shape) >= 3, f"expected (h>=3, w>=3), got {channel.shape}"
-    x = channel.astype(np.float64)
-    k = _HIGH_PASS_1D
-    rows = k[0] * x[:-2] + k[1] * x[1:-1] + k[2] * x[2:]  # (h-2, w)
-    both = k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]  # (h-2, w-2)
-    return both / float(np.sum(np.outer(k, k) ** 2) ** 0.5)
+    assert channel.ndim == 2 and min(channel.shape) >= 3, f"expected (h>=3, w>=3), got {tuple(channel.shape)}"
+    x = _f64(channel)
+    k0, k1, k2 = _HIGH_PASS_1D
+    rows = k0 * x[:-2] + k1 * x[1:-1] + k2 * x[2:]  # (h-2, w)
+    both = k0 * rows[:, :-2] + k1 * rows[:, 1:-1] + k2 * rows[:, 2:]  # (h-2, w-2)
+    return both / math.sqrt(sum((p * q) ** 2 for p in _HIGH_PASS_1D for q in _HIGH_PASS_1D))
 
 
 def block_dof(block: int) -> float:
@@ -78,9 +91,10 @@ def block_dof(block: int) -> float:
     Neighbouring high-pass outputs are correlated (their supports overlap), so a block of n outputs carries
     fewer than n independent squares: n^2 / (sum over all pairs in the block of their squared correlation).
     """
-    auto = np.correlate(_HIGH_PASS_1D, _HIGH_PASS_1D, mode="full") / np.sum(_HIGH_PASS_1D**2)  # lags -2..2
-    lags = np.arange(block)[:, None] - np.arange(block)[None, :]
-    pairs_1d = float(np.sum(np.where(np.abs(lags) <= 2, auto[np.clip(lags + 2, 0, 4)], 0.0) ** 2))
+    k = _HIGH_PASS_1D
+    norm = sum(v * v for v in k)
+    auto = {lag: sum(k[i] * k[i + lag] for i in range(3 - lag)) / norm for lag in range(3)}  # lags 0..2
+    pairs_1d = sum(auto.get(abs(i - j), 0.0) ** 2 for i in range(block) for j in range(block))
     return float(block * block) ** 2 / pairs_1d**2  # the 2-D correlation is separable
 
 
@@ -91,85 +105,88 @@ def kept_mean(window: float, dof: float) -> float:
     kept ones average E[X | X <= t] = P(chi2(dof + 2) <= t dof) / P(chi2(dof) <= t dof), below 1 for a tight
     window. Fits divide the kept variances by it, which keeps them unbiased on pure noise.
     """
-    t = (1.0 + window * (2.0 / dof) ** 0.5) * dof
-    return float(gammainc(dof / 2 + 1, t / 2) / gammainc(dof / 2, t / 2))
+    t = _f64((1.0 + window * (2.0 / dof) ** 0.5) * dof / 2)
+    return float(torch.special.gammainc(_f64(dof / 2 + 1), t) / torch.special.gammainc(_f64(dof / 2), t))
 
 
 def block_statistics(
-    channel: np.ndarray, block: int = 16, clip: tuple[float, float] = (0.0, 1.0)
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    channel: Any, block: int = 16, clip: tuple[float, float] = (0.0, 1.0)
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per-block mean of noisy values, mean square of the high-pass, and fraction of outputs touching clipping.
 
     Blocks are block x block high-pass outputs of an (h, w) channel; the mean is over the same samples' centres.
     An output "touches" clipping when a sample of its 3x3 support lies within a hair of the ``clip`` limits.
+    All three are float64 tensors of one value per block.
     """
-    assert channel.ndim == 2, f"expected (h, w), got {channel.shape}"
-    d = high_pass(channel)  # (h-2, w-2), d[i, j] centred on channel[i+1, j+1]
-    centre = channel[1:-1, 1:-1].astype(np.float64)
+    assert channel.ndim == 2, f"expected (h, w), got {tuple(channel.shape)}"
+    full = _f64(channel)
+    d = high_pass(full)  # (h-2, w-2), d[i, j] centred on channel[i+1, j+1]
     hb, wb = d.shape[0] // block, d.shape[1] // block
     if hb == 0 or wb == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
+        empty = torch.zeros(0, dtype=torch.float64)
+        return empty, empty, empty
 
-    def blocks(x: np.ndarray) -> np.ndarray:  # (hb * wb, block * block)
+    def blocks(x: Tensor) -> Tensor:  # (hb * wb, block * block)
         x = x[: hb * block, : wb * block].reshape(hb, block, wb, block)
-        return x.transpose(0, 2, 1, 3).reshape(hb * wb, block * block)
+        return x.permute(0, 2, 1, 3).reshape(hb * wb, block * block)
 
-    full = channel.astype(np.float64)[: hb * block + 2, : wb * block + 2]
+    full = full[: hb * block + 2, : wb * block + 2]
     clipped = (full <= clip[0] + _CLIP_MARGIN) | (full >= clip[1] - _CLIP_MARGIN)
-    touched = np.zeros((hb * block, wb * block), dtype=bool)
+    touched = torch.zeros((hb * block, wb * block), dtype=torch.bool)
     for dy in range(3):
         for dx in range(3):
             touched |= clipped[dy : dy + hb * block, dx : dx + wb * block]
-    return blocks(centre).mean(axis=-1), (blocks(d) ** 2).mean(axis=-1), blocks(touched).mean(axis=-1)
+    centre = full[1:-1, 1:-1]
+    return blocks(centre).mean(dim=-1), (blocks(d) ** 2).mean(dim=-1), blocks(touched.double()).mean(dim=-1)
 
 
-def clipped_moments(
-    x: np.ndarray, params: NoiseParams, clip: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+def clipped_moments(x: Any, params: NoiseParams, clip: tuple[float, float]) -> tuple[Tensor, Tensor]:
     """Mean and variance of clip(z) for z ~ N(x, a x + b), in closed form (truncated-normal moments)."""
-    x = np.asarray(x, dtype=np.float64)
-    std = np.sqrt(np.maximum(params.variance(x), 1e-30))
+    x = _f64(x)
+    std = params.variance(x).clamp(min=1e-30).sqrt()
     lo, hi = (clip[0] - x) / std, (clip[1] - x) / std
-    p_lo, p_hi = ndtr(lo), ndtr(hi)
-    phi_lo, phi_hi = np.exp(-0.5 * lo**2) / np.sqrt(2 * np.pi), np.exp(-0.5 * hi**2) / np.sqrt(2 * np.pi)
+    p_lo, p_hi = torch.special.ndtr(lo), torch.special.ndtr(hi)
+    phi_lo, phi_hi = torch.exp(-0.5 * lo**2) / math.sqrt(2 * math.pi), torch.exp(-0.5 * hi**2) / math.sqrt(2 * math.pi)
     inside = p_hi - p_lo
     # Within the limits, E[z 1{in}] and E[z^2 1{in}] of the unclipped normal; outside, the limit itself.
     first = x * inside + std * (phi_lo - phi_hi)
     second = x * x * inside + 2 * x * std * (phi_lo - phi_hi) + std**2 * (inside + lo * phi_lo - hi * phi_hi)
     mean = clip[0] * p_lo + clip[1] * (1 - p_hi) + first
     square = clip[0] ** 2 * p_lo + clip[1] ** 2 * (1 - p_hi) + second
-    return mean, np.maximum(square - mean**2, 0.0)
+    return mean, (square - mean**2).clamp(min=0.0)
 
 
-def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+def _weighted_line(x: Tensor, y: Tensor, w: Tensor) -> tuple[float, float]:
     """Weighted least-squares (slope, intercept) of y on x, constrained to slope >= 0 and intercept >= 0."""
-    sw, sx, sy = w.sum(), (w * x).sum(), (w * y).sum()
-    sxx, sxy = (w * x * x).sum(), (w * x * y).sum()
+    sw, sx, sy = float(w.sum()), float((w * x).sum()), float((w * y).sum())
+    sxx, sxy = float((w * x * x).sum()), float((w * x * y).sum())
     det = sw * sxx - sx * sx
     if det > 1e-30 * max(sw * sxx, 1e-300):
         slope = (sw * sxy - sx * sy) / det
         intercept = (sy - slope * sx) / sw
         if slope >= 0 and intercept >= 0:
-            return float(slope), float(intercept)
+            return slope, intercept
     # On the boundary of the constraint: the better of a line through the origin and a constant.
     slope0 = max(sxy / sxx, 0.0) if sxx > 0 else 0.0
     const = max(sy / sw, 0.0)
-    err_slope = (w * (y - slope0 * x) ** 2).sum()
-    err_const = (w * (y - const) ** 2).sum()
-    return (float(slope0), 0.0) if err_slope <= err_const else (0.0, float(const))
+    err_slope = float((w * (y - slope0 * x) ** 2).sum())
+    err_const = float((w * (y - const) ** 2).sum())
+    return (slope0, 0.0) if err_slope <= err_const else (0.0, const)
 
 
-def _initial_fit(means: np.ndarray, variances: np.ndarray, bins: int = 12) -> tuple[float, float]:
+def _initial_fit(means: Tensor, variances: Tensor, bins: int = 12) -> tuple[float, float]:
     """Starting line through the lower quartile of block variance in equal-count brightness bins."""
-    order = np.argsort(means)
-    groups = [g for g in np.array_split(order, min(bins, len(order))) if len(g)]
-    x = np.array([np.median(means[g]) for g in groups])
-    y = np.array([np.percentile(variances[g], 25) for g in groups])
-    return _weighted_line(x, y, np.ones_like(x))
+    order = torch.argsort(means, stable=True)
+    count = min(bins, len(order))
+    sizes = [len(order) // count + (i < len(order) % count) for i in range(count)]  # the first ones one longer
+    groups = [g for g in torch.split(order, sizes) if len(g)]
+    x = torch.stack([torch.quantile(means[g], 0.5) for g in groups])
+    y = torch.stack([torch.quantile(variances[g], 0.25) for g in groups])
+    return _weighted_line(x, y, torch.ones_like(x))
 
 
 def fit_noise_params(
-    means: np.ndarray, variances: np.ndarray, dof: float, iterations: int = 8, window: float = WINDOW
+    means: Any, variances: Any, dof: float, iterations: int = 8, window: float = WINDOW
 ) -> NoiseParams:
     """Robust fit of ``variance = a * mean + b`` to block statistics whose noise-only spread has ``dof`` dof.
 
@@ -179,30 +196,39 @@ def fit_noise_params(
     more texture, which only ever adds variance, at the price of fewer blocks; the default (3) keeps nearly all
     noise-only blocks.
     """
+    means, variances = _f64(means), _f64(variances)
     assert means.shape == variances.shape and means.ndim == 1, f"bad shapes {means.shape}, {variances.shape}"
     if len(means) < 2:
         raise ValueError(f"need at least 2 blocks to fit noise, got {len(means)}")
     a, b = _initial_fit(means, variances)
     limit, kept = 1.0 + window * (2.0 / dof) ** 0.5, kept_mean(window, dof)
     for _ in range(iterations):
-        fit = np.maximum(a * means + b, 1e-12)
+        fit = (a * means + b).clamp(min=1e-12)
         keep = variances <= fit * limit
-        if keep.sum() < 2:
+        if int(keep.sum()) < 2:
             break
         a, b = _weighted_line(means[keep], variances[keep] / kept, 1.0 / fit[keep] ** 2)
     return NoiseParams(a=a, b=b)
 
 
-def _predicted_variance(params: NoiseParams, means: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
+def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """Piecewise-linear interpolation of (xp, fp) at x, xp non-decreasing; constant beyond either end."""
+    i = torch.searchsorted(xp, x, right=True).clamp(1, len(xp) - 1)
+    x0, span = xp[i - 1], xp[i] - xp[i - 1]
+    t = torch.where(span > 0, (x - x0) / torch.where(span > 0, span, 1.0), 0.0).clamp(0.0, 1.0)
+    return fp[i - 1] + t * (fp[i] - fp[i - 1])
+
+
+def _predicted_variance(params: NoiseParams, means: Tensor, clip: tuple[float, float]) -> Tensor:
     """Variance the clipped model predicts for blocks of observed ``means`` (each mapped back to its level)."""
-    mean, var = clipped_moments(_LEVELS, params, clip)
-    levels = np.interp(means, np.maximum.accumulate(mean), _LEVELS)
-    return np.maximum(np.interp(levels, _LEVELS, var), 1e-14)
+    levels = torch.linspace(0.0, 1.0, _LEVEL_COUNT, dtype=torch.float64) ** 2
+    mean, var = clipped_moments(levels, params, clip)
+    return _interp(_interp(means, torch.cummax(mean, 0).values, levels), levels, var).clamp(min=1e-14)
 
 
 def fit_noise_params_clipped(
-    means: np.ndarray,
-    variances: np.ndarray,
+    means: Any,
+    variances: Any,
     dof: float,
     clip: tuple[float, float],
     start: NoiseParams,
@@ -215,35 +241,34 @@ def fit_noise_params_clipped(
     log-likelihood is sum(observed / v + log v) up to constants; it is minimised over (log a, log b). Blocks are
     kept and scaled as in ``fit_noise_params``.
     """
-    log_ab = np.log([max(start.a, 1e-8), max(start.b, 1e-10)])
+    means, variances = _f64(means), _f64(variances)
+    log_ab = [math.log(max(start.a, 1e-8)), math.log(max(start.b, 1e-10))]
     limit, kept = 1.0 + window * (2.0 / dof) ** 0.5, kept_mean(window, dof)
     for _ in range(rounds):
-        predicted = _predicted_variance(NoiseParams(*np.exp(log_ab)), means, clip)
+        predicted = _predicted_variance(NoiseParams(*(math.exp(p) for p in log_ab)), means, clip)
         keep = variances <= predicted * limit
-        if keep.sum() < 2:
+        if int(keep.sum()) < 2:
             break
         m, v = means[keep], variances[keep] / kept
 
-        def nll(p: np.ndarray, m: np.ndarray = m, v: np.ndarray = v) -> float:
-            pred = _predicted_variance(NoiseParams(*np.exp(p)), m, clip)
-            return float(np.sum(v / pred + np.log(pred)))
+        def nll(p: list[float], m: Tensor = m, v: Tensor = v) -> float:
+            pred = _predicted_variance(NoiseParams(math.exp(p[0]), math.exp(p[1])), m, clip)
+            return float((v / pred + pred.log()).sum())
 
-        log_ab = minimize(nll, log_ab, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6}).x
-    a, b = np.exp(log_ab)
-    return NoiseParams(a=float(a), b=float(b))
+        log_ab = nelder_mead(nll, log_ab)
+    return NoiseParams(a=math.exp(log_ab[0]), b=math.exp(log_ab[1]))
 
 
-def _check_packed(packed: np.ndarray) -> np.ndarray:
-    if hasattr(packed, "detach"):  # a torch tensor
-        packed = packed.detach().cpu().numpy()
-    assert packed.ndim == 3 and packed.shape[0] == 4, f"expected a packed (4, h, w) frame, got {packed.shape}"
-    return packed
+def _check_packed(packed: Any) -> Tensor:
+    packed = torch.as_tensor(packed).detach()
+    assert packed.ndim == 3 and packed.shape[0] == 4, f"expected a packed (4, h, w) frame, got {tuple(packed.shape)}"
+    return packed.to(device="cpu", dtype=torch.float64)
 
 
 def fit_blocks(
-    means: np.ndarray,
-    variances: np.ndarray,
-    touched: np.ndarray,
+    means: Tensor,
+    variances: Tensor,
+    touched: Tensor,
     dof: float,
     clip: tuple[float, float],
     window: float = WINDOW,
@@ -253,18 +278,19 @@ def fit_blocks(
     Blocks mostly made of clipped samples say little and are dropped; when too few blocks are free of clipping
     for a line, the line is fitted to all remaining blocks and only serves as a start.
     """
+    means, variances, touched = _f64(means), _f64(variances), _f64(touched)
     usable = touched <= 0.5
     clean = touched == 0
-    if usable.sum() < 2:
+    if int(usable.sum()) < 2:
         raise ValueError(f"need at least 2 blocks not mostly clipped to estimate noise, got {int(usable.sum())}")
-    line_set = clean if clean.sum() >= 8 else usable
+    line_set = clean if int(clean.sum()) >= 8 else usable
     start = fit_noise_params(means[line_set], variances[line_set], dof, window=window)
-    if not (touched[usable] > 0).any():
+    if not bool((touched[usable] > 0).any()):
         return start
     return fit_noise_params_clipped(means[usable], variances[usable], dof, clip, start, window=window)
 
 
-def estimate_noise(packed: np.ndarray, block: int = 16, window: float = WINDOW) -> NoiseParams:
+def estimate_noise(packed: Any, block: int = 16, window: float = WINDOW) -> NoiseParams:
     """One (a, b) for a normalised (4, h, w) noisy frame, fitted to the blocks of all 4 channels pooled.
 
     ``window``: see ``fit_noise_params``.
@@ -272,11 +298,11 @@ def estimate_noise(packed: np.ndarray, block: int = 16, window: float = WINDOW) 
     packed = _check_packed(packed)
     clip = clip_range(packed)
     stats = [block_statistics(c, block, clip) for c in packed]
-    means, variances, touched = (np.concatenate([s[i] for s in stats]) for i in range(3))
+    means, variances, touched = (torch.cat([s[i] for s in stats]) for i in range(3))
     return fit_blocks(means, variances, touched, block_dof(block), clip, window)
 
 
-def estimate_frame_noise(packed: np.ndarray, window: float = WINDOW) -> NoiseParams:
+def estimate_frame_noise(packed: Any, window: float = WINDOW) -> NoiseParams:
     """``estimate_noise`` of a normalised (4, h, w) frame, with smaller blocks when the frame is too small for 16."""
     for block in (16, 8, 4):
         try:
@@ -294,7 +320,8 @@ def profile_noise(profile: tuple[float, ...]) -> NoiseParams:
     their planes equally.
     """
     assert len(profile) >= 2 and len(profile) % 2 == 0, f"NoiseProfile holds (S, O) pairs, got {len(profile)} values"
-    pairs = np.asarray(profile, dtype=np.float64).reshape(-1, 2)  # (planes, 2)
-    weights = np.array([1.0, 2.0, 1.0]) if len(pairs) == 3 else np.ones(len(pairs))
-    a, b = (weights[:, None] * pairs).sum(axis=0) / weights.sum()
-    return NoiseParams(a=float(a), b=float(b))
+    pairs = [(float(profile[i]), float(profile[i + 1])) for i in range(0, len(profile), 2)]
+    weights = [1.0, 2.0, 1.0] if len(pairs) == 3 else [1.0] * len(pairs)
+    a = sum(w * s for w, (s, _) in zip(weights, pairs, strict=True)) / sum(weights)
+    b = sum(w * o for w, (_, o) in zip(weights, pairs, strict=True)) / sum(weights)
+    return NoiseParams(a=a, b=b)
