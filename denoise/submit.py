@@ -131,10 +131,11 @@ Test-time augmentation: {tta if settings.tta else "none"}.
 
 # Reproducing the frames with network.py alone
 
-`Network()` takes the normalised packed planes (N, 4, H, W) of whole frames and returns the denoised planes. Run
-on a whole frame without test-time augmentation, {reproduced} The
-recipe below (rawpy, numpy, torch; run beside `network.py` and `model.pth`) makes the denoised mosaic, to be
-written into a copy of the input DNG; the submission's own check runs it as shown, in a fresh process.
+`Network()` takes the normalised packed planes (N, 4, H, W) of whole frames and returns the denoised planes.
+Run on a whole frame without test-time augmentation, {reproduced}
+The recipe below (rawpy, numpy, torch; run beside `network.py` and `model.pth`) makes the denoised mosaic, to be
+written into a copy of the input DNG (the competition's files hold one uncompressed strip: replace its bytes);
+the submission's own check runs it as shown, in a fresh process that cannot import raw-denoise.
 
 ```python
 {RECIPE}```

@@ -14,10 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 from denoise.raw.noise import add_noise, quantize
-from denoise.raw.noise_estimation import estimate_noise
+from denoise.raw.noise_estimation import ArrayOps, estimate_noise
 
+# The blind estimate on NumPy arrays: the same code as inference's, five times faster for the grid's many small
+# frames (denoise/raw/noise_estimation.py, ArrayOps); the two agree to about 1e-8 (tested).
+NUMPY_OPS = ArrayOps(
+    asarray=lambda x: np.asarray(x, dtype=np.float64), sqrt=np.sqrt, exp=np.exp, log=np.log, ndtr=ndtr,
+    floor=np.maximum, interp=np.interp, cummax=np.maximum.accumulate,
+)  # fmt: skip
 POINTS_PER_DECADE = 2  # grid density in log10 of a and of b: the excess varies smoothly at this scale
 
 
@@ -95,7 +102,7 @@ def measure_grid(
             if steps is not None:
                 noisy = quantize(noisy, steps)
             try:
-                params = estimate_noise(noisy, window=window)
+                params = estimate_noise(noisy, window=window, ops=NUMPY_OPS)
             except ValueError:
                 continue
             excess[i, j] = params.a - a, params.b - b
