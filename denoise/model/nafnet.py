@@ -1,7 +1,8 @@
 """NAFNet U-Net ("Simple Baselines for Image Restoration", Chen et al., ECCV 2022) for packed Bayer frames.
 
 Self-contained: this file imports only torch and the standard library, because the competition submission
-ships it verbatim as ``network.py``. Parameter names follow the published network so its checkpoints load.
+ships it verbatim inside ``network.py`` (``denoise.model.standalone``). Parameter names follow the published
+network so its checkpoints load.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import inspect
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -72,15 +73,15 @@ def network_source(model_cfg: ModelConfig, noise_settings: dict[str, float] | No
     signature = "".join(f"        {k}={v!r},\n" for k, v in {**defaults, **extra}.items())
     forward = "".join(f"            {k}={k},\n" for k in {**defaults, **extra})
     base = "SelfEstimatingNAFNet" if aware else "NAFNet"
-    what = ("takes the normalised packed planes (N, 4, H, W) and estimates each frame's noise level itself"
-            if aware else "takes the normalised packed planes (N, 4, H, W)")  # fmt: skip
+    what = " and estimates each frame's noise level itself" if aware else ""
     # Test-time local statistics are a setting, not a constructor argument; build_model applies it after.
     window = model_cfg.local_window
-    header = (
-        f'"""A submission\'s network: ``Network()`` matches model.pth and {what}.\n\n'
-        f"Made by raw-denoise from {', '.join(m.__name__ for m in modules)}; imports only torch.\n"
-        '"""\n\nfrom __future__ import annotations\n'
-    )
+    text = (f"A submission's network: ``Network()`` matches model.pth; it takes the normalised packed planes (N, 4, "
+            f"H, W){what}.\n\nMade by raw-denoise of its modules {', '.join(m.__name__ for m in modules)}, one after "
+            "another; imports only torch.")  # fmt: skip
+    wrapped = "\n".join(textwrap.fill(part, 116) for part in text.split("\n"))
+    header = f'"""{wrapped}\n"""\n\nfrom __future__ import annotations\n'
+
     return (
         header
         + "".join(f"\n\n# ---- {m.__name__} ----\n\n{_module_body(m)}\n" for m in modules)
