@@ -8,6 +8,7 @@ source plus a ``Network`` class whose defaults are the checkpoint's hyper-parame
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -93,7 +94,7 @@ def report_text(
 ) -> str:
     """report.md: method, model size, inference settings, how to reproduce the frames with network.py alone,
     validation scores and the full training config. ``whole``: (test frame, max DN difference of a whole-frame run
-    without TTA to the submitted frame), as ``whole_frame_difference`` measures it."""
+    without TTA, fp32 on the CPU, to the submitted frame), measured on ``whole_frame_reference``."""
     params = sum(p.numel() for p in model.parameters())
     tiling = f"{settings.tile}-pixel tiles overlapping by {settings.overlap}" if settings.tile else "whole frames"
     tta = "x8 Bayer-preserving flips/transposes of the mosaic, each inverted before averaging"
@@ -115,7 +116,8 @@ def report_text(
                 f"denoised again with the noise standard deviation scaled by {settings.texture_scale:g}.\n\n"
             )
         if settings.noise_source == "auto":
-            noise += "A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead.\n\n"
+            noise += ("A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead (R, G, B\n"
+                      "planes weighted 1:2:1): pass `noise=(a, b)` to the recipe's `denoise` for such a frame.\n\n")
     reproduced = "it reproduces the submitted frames up to the tiling and augmentation."
     if whole is not None:
         reproduced = f"it differs from the submitted frame by at most {whole[1]} DN ({whole[0]}, measured)."
@@ -229,11 +231,10 @@ def _move_into_place(staging: Path, out: Path) -> None:
     (out / MARKER).write_text("made by python -m denoise.submit; replaced whole by the next submission into here\n")
 
 
-def whole_frame_difference(model: torch.nn.Module, source: Path, written: Path, settings: InferSettings) -> int:
-    """Max DN difference between ``source`` denoised whole, without TTA (what network.py does), and the frame
-    ``written`` with ``settings``: the bound a judge's run of network.py is held to."""
-    whole = denoise_frame(model, read_dng(source), replace(settings, tile=0, tta=False))
-    return int(np.abs(whole.astype(np.int64) - read_dng(written).mosaic.astype(np.int64)).max())
+def whole_frame_reference(model: torch.nn.Module, source: Path, settings: InferSettings) -> np.ndarray:
+    """``source`` denoised as network.py does: the whole frame, no TTA, fp32 on the CPU (a copy of ``model``)."""
+    cpu = copy.deepcopy(model).float().to("cpu")
+    return denoise_frame(cpu, read_dng(source), replace(settings, tile=0, tta=False, precision="fp32", device="cpu"))
 
 
 def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
@@ -272,7 +273,9 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         models_dir.mkdir(parents=True)
         (models_dir / "network.py").write_text(source)
         (models_dir / "model.pth").write_bytes(weights)
-        whole = whole_frame_difference(model, inputs[0], staging / "data" / output_name(inputs[0]), settings)
+        reference = whole_frame_reference(model, inputs[0], settings)
+        written = read_dng(staging / "data" / output_name(inputs[0])).mosaic
+        whole = int(np.abs(reference.astype(np.int64) - written.astype(np.int64)).max())
         report = report_text(ckpt, cfg, model, len(weights), settings, half, (inputs[0].name, whole))
         (staging / "algorithm" / "report.md").write_text(report)
         write_zip(staging, zip_path)
@@ -282,8 +285,8 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
     if len(inputs) != TEST_FRAMES:
         print(f"note: {len(inputs)} test frame(s); the competition's test set has {TEST_FRAMES}")
     try:
-        lines = check_submission(zip_path, inputs, settings.noise_source)
-    except SubmissionCheckError as err:
+        lines = check_submission(zip_path, inputs, settings.noise_source, cfg.model.noise_channels > 0, reference)
+    except (SubmissionCheckError, DngError, OSError, ValueError) as err:
         zip_path.unlink(missing_ok=True)  # a zip that fails its own checks must not be uploaded by mistake
         raise SubmissionCheckError(f"{err}; removed {zip_path}, kept {out} for inspection") from err
     for line in lines:

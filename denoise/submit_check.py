@@ -123,10 +123,15 @@ def recipe_of(report: str) -> str:
     return match.group(1)
 
 
-def check_standalone(zf: zipfile.ZipFile, source: Path, noise: tuple[float, float] | None, workdir: Path) -> int:
+def check_standalone(
+    zf: zipfile.ZipFile, source: Path, noise: tuple[float, float] | None, workdir: Path,
+    reference: np.ndarray | None = None,
+) -> int:  # fmt: skip
     """Runs the report's recipe on the test frame ``source``, whole, with network.py and model.pth in a fresh
-    process that cannot import this project; the DN difference to the submitted frame must be within what the
-    report states for a whole frame against the submitted (tiled, maybe x8 TTA) one, plus 1 for rounding."""
+    process that cannot import this project. Its mosaic must be within 1 DN (a rounding step: float order differs)
+    of ``reference``, the package's own whole-frame output when the caller has it, and within what the report
+    states (whole frame against the submitted, tiled and maybe x8 TTA, frame) plus 1 of the submitted frame.
+    Returns the DN difference to the submitted frame."""
     models = workdir / "models"
     models.mkdir()
     for name in ("network.py", "model.pth"):
@@ -138,19 +143,26 @@ def check_standalone(zf: zipfile.ZipFile, source: Path, noise: tuple[float, floa
                                    "frames")
     (models / "recipe.py").write_text(recipe_of(report))
     out = workdir / "judge.npy"
-    run = subprocess.run(
-        [sys.executable, "-c", STANDALONE_SCRIPT, "recipe.py", str(out), json.dumps(noise), str(source.resolve())],
-        cwd=models, capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-    if run.returncode != 0:
-        tail = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit status {run.returncode}"
+    command = [sys.executable, "-c", STANDALONE_SCRIPT, "recipe.py", str(out), json.dumps(noise), str(source.resolve())]
+    try:
+        run = subprocess.run(command, cwd=models, capture_output=True, text=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        raise SubmissionCheckError("network.py + model.pth: the recipe ran over an hour on one frame") from None
+    if run.returncode != 0 or not out.is_file():
+        tail = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit status {run.returncode}, no output"
         raise SubmissionCheckError(f"network.py + model.pth failed standalone: {tail}")
     judge = np.load(out).astype(np.int64)
     name = f"result/data/{output_name(source)}"
     (workdir / "submitted.dng").write_bytes(zf.read(name))
-    submitted = read_dng(workdir / "submitted.dng").mosaic.astype(np.int64)
+    try:
+        submitted = read_dng(workdir / "submitted.dng").mosaic.astype(np.int64)
+    except DngError as err:
+        raise SubmissionCheckError(f"{name}: unreadable ({err})") from err
     if judge.shape != submitted.shape:
         raise SubmissionCheckError(f"network.py + model.pth made a {judge.shape} mosaic, {name} is {submitted.shape}")
+    if reference is not None and (own := int(np.abs(judge - reference.astype(np.int64)).max())) > 1:
+        raise SubmissionCheckError(f"network.py + model.pth differ from the package's whole-frame output for "
+                                   f"{source.name} by {own} DN")  # fmt: skip
     diff = int(np.abs(judge - submitted).max())
     if diff > int(stated.group(1)) + 1:
         raise SubmissionCheckError(f"network.py + model.pth differ from {name} by {diff} DN on the whole frame, over "
@@ -158,17 +170,21 @@ def check_standalone(zf: zipfile.ZipFile, source: Path, noise: tuple[float, floa
     return diff
 
 
-def check_submission(zip_path: Path, inputs: Sequence[Path], noise_source: str = "auto") -> list[str]:
+def check_submission(
+    zip_path: Path, inputs: Sequence[Path], noise_source: str = "auto", noise_aware: bool = False,
+    reference: np.ndarray | None = None,
+) -> list[str]:  # fmt: skip
     """Run every check on the zip; returns a line per check passed, raises on the first failure. ``noise_source``
-    is the submission's: "auto" gave a frame with a NoiseProfile its profile's level."""
+    is the submission's ("auto" gave a noise-aware model a frame's NoiseProfile level when it has one);
+    ``reference`` is the package's whole-frame output for the first frame, when known (see ``check_standalone``)."""
     with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(prefix="submit-check-") as tmp:
         names = zf.namelist()
         check_entry_names(names)
         lines = [f"{zip_path}: {len(names)} entries, all relative under result/"]
         lines += check_dngs(zf, inputs, Path(tmp))
-        profile = read_dng(inputs[0]).noise_profile if noise_source == "auto" else None
+        profile = read_dng(inputs[0]).noise_profile if noise_aware and noise_source == "auto" else None
         noise = None if profile is None else profile_noise(profile)
-        diff = check_standalone(zf, inputs[0], None if noise is None else (noise.a, noise.b), Path(tmp))
+        diff = check_standalone(zf, inputs[0], None if noise is None else (noise.a, noise.b), Path(tmp), reference)
         lines.append(f"the report's recipe (network.py + model.pth, whole frame, fresh process) reproduces "
                      f"{output_name(inputs[0])} to {diff} DN")  # fmt: skip
     return lines

@@ -20,7 +20,8 @@ from skimage import data
 
 from denoise.config import CliParser
 from denoise.dataset.estimate_grid import NUMPY_OPS
-from denoise.raw.noise_estimation import TORCH_OPS, estimate_noise
+from denoise.raw.array_ops import TORCH_OPS
+from denoise.raw.noise_estimation import estimate_noise
 
 REGIMES = {"bright, unclipped": (1.0, 1e-3, 1e-5), "dark, clipped at black": (0.1, 8e-3, 1e-4)}
 

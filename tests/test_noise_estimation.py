@@ -181,16 +181,30 @@ def test_accepts_torch_and_rejects_wrong_layout():
         estimate_noise(np.zeros((4, 64, 64), dtype=np.float32))  # everything clipped at black
 
 
-@pytest.mark.parametrize("start", [[-1.2, 1.0], [0.5, -0.3], [-8.0, -12.0]])
-def test_nelder_mead_takes_scipys_steps(start):
-    """The simplex search the clipped fit runs (torch only, for network.py) ends where SciPy's Nelder-Mead does."""
+def _rosenbrock(p):
+    return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+
+
+def _flat_in_b(p):  # a likelihood that no longer depends on b once b underflows beside a
+    return (p[0] + 3.0) ** 2 + 1e-300 * p[1]
+
+
+@pytest.mark.parametrize(
+    ("f", "start", "options"),
+    [
+        (_rosenbrock, [-1.2, 1.0], {}),
+        (_rosenbrock, [0.5, -0.3], {"xatol": 1e-8, "fatol": 1e-10}),
+        (_rosenbrock, [-30.0, 40.0], {}),  # runs out of evaluations (400) mid-step
+        (_flat_in_b, [-6.5, -20.0], {}),
+        (lambda p: 1.0, [0.0, 2.0], {}),  # ties everywhere: inside contractions fail, the simplex shrinks
+    ],
+)
+def test_nelder_mead_takes_scipys_steps(f, start, options):
+    """The simplex search the clipped fit runs (plain Python, for network.py) evaluates the same points as SciPy's
+    Nelder-Mead and ends on the same point, bit for bit."""
     from scipy.optimize import minimize
 
-    def rosenbrock(p):
-        return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
-
-    ours = nelder_mead(rosenbrock, start, xatol=1e-8, fatol=1e-10, max_iterations=2000)
-    theirs = minimize(rosenbrock, start, method="Nelder-Mead",
-                      options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000, "maxfev": 10**6}).x  # fmt: skip
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(ours, [1.0, 1.0], atol=1e-6)
+    ours_calls, theirs_calls = [], []
+    ours = nelder_mead(lambda p: ours_calls.append(list(p)) or f(p), start, **options)
+    theirs = minimize(lambda p: theirs_calls.append(list(p)) or f(p), start, method="Nelder-Mead", options=options).x
+    assert ours == list(theirs) and ours_calls == theirs_calls

@@ -3,6 +3,7 @@ inference does, so the four packed planes alone reproduce the project's whole-fr
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,10 +102,38 @@ def test_network_py_imports_torch_only_and_refuses_other_models() -> None:
     source = network_source(MODEL, CHECK_ON)
     check_standalone_imports(source)
     assert "def estimate_frame_noise" in source and "def nelder_mead" in source and "class Network(" in source
-    assert "texture_threshold=1e-09" in source
+    assert "texture_threshold=1e-09" in source and "def _interp" in source
     blind = network_source(replace(MODEL, noise_channels=0, scale_residual=False))
     assert "estimate_frame_noise" not in blind
     with pytest.raises(StandaloneError, match="import only torch"):
         check_standalone_imports("import numpy as np\n")
     with pytest.raises(StandaloneError, match="only NAFNet"):
         network_source(replace(MODEL, name="unet"))
+
+
+def test_network_py_loads_by_path_without_being_registered(tmp_path: Path) -> None:
+    """A judge may load the file by path or exec it: nothing in it may need ``sys.modules`` to know it (dataclasses
+    under postponed annotations do)."""
+    path = tmp_path / "network.py"
+    path.write_text(network_source(MODEL, CHECK_ON))
+    spec = importlib.util.spec_from_file_location("judges_network", path)
+    module = importlib.util.module_from_spec(spec)  # not put in sys.modules
+    spec.loader.exec_module(module)
+    namespace: dict = {"__name__": "exec_network"}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    for network in (module.Network, namespace["Network"]):
+        net = network().eval()
+        with torch.no_grad():
+            assert net(torch.rand(1, 4, 24, 32)).shape == (1, 4, 24, 32)
+
+
+def test_two_modules_defining_one_name_are_refused(monkeypatch) -> None:
+    from denoise.model import standalone
+
+    def body(module):
+        return "def estimate_frame_noise():\n    pass\n" if module.__name__.endswith("blind") else real(module)
+
+    real = standalone._module_body
+    monkeypatch.setattr(standalone, "_module_body", body)
+    with pytest.raises(StandaloneError, match="both define 'estimate_frame_noise'"):
+        network_source(MODEL, CHECK_ON)

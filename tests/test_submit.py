@@ -249,3 +249,26 @@ def test_the_report_states_the_texture_check_with_its_gate() -> None:
     assert "exceeds 0.3" in text and "under 0.1 of the variance" in text and "scaled by 0.125" in text
     off = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferSettings(), False).split())
     assert "Texture check" not in off
+
+
+def test_a_blind_model_ignores_a_noise_profile_and_bf16_frames_keep_their_bound(tmp_path: Path, setup, make_dng,
+                                                                                capsys) -> None:  # fmt: skip
+    """noisy0 carries a NoiseProfile: a blind model's check must not hand the level to its network. In bf16 the
+    stated whole-frame difference is measured against the fp32 run network.py makes, so the check still passes."""
+    checkpoint, test_dir, _ = setup
+    mosaic = read_dng(test_dir / "noisy0.dng").mosaic
+    (test_dir / "noisy0.dng").unlink()
+    make_dng("test/noisy0.dng", mosaic, black=BLACK, white=WHITE, noise_profile=(1e-3, 1e-5))
+    assert read_dng(test_dir / "noisy0.dng").noise_profile is not None
+    for extra in ((), ("--precision", "bf16")):
+        assert _run(tmp_path, checkpoint, test_dir, *extra) == 0, capsys.readouterr().err
+        assert "reproduces denoise0.dng to" in capsys.readouterr().out
+
+
+def test_the_check_holds_network_py_to_the_packages_whole_frame_output(tmp_path: Path, built) -> None:
+    root, _, test_dir, _, _ = built
+    inputs = sorted(test_dir.glob("noisy*.dng"))
+    own = read_dng(root / "result" / "data" / "denoise0.dng").mosaic  # tile 0, no TTA: the whole-frame output
+    assert check_submission(root / "result.zip", inputs, reference=own)
+    with pytest.raises(SubmissionCheckError, match=r"package's whole-frame output for noisy0\.dng by 2 DN"):
+        check_submission(root / "result.zip", inputs, reference=own.astype(np.int64) + 2)

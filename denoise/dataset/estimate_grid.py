@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from denoise.raw.array_ops import ArrayOps
 from denoise.raw.noise import add_noise, quantize
-from denoise.raw.noise_estimation import ArrayOps, estimate_noise
+from denoise.raw.noise_estimation import estimate_noise
 
 # The blind estimate on NumPy arrays: the same code as inference's, five times faster for the grid's many small
 # frames (denoise/raw/noise_estimation.py, ArrayOps); the two agree to about 1e-8 (tested).

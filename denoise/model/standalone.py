@@ -2,8 +2,9 @@
 texture check, in one file that imports only torch and the standard library; ``Network()`` needs no arguments.
 
 It is made from this project's own modules, not a copy kept beside them: ``nafnet.py`` alone for a blind network;
-for a noise-aware one also ``raw/nelder_mead.py``, ``raw/noise_estimation.py``, ``raw/texture_check.py`` and
-``model/blind.py``, each with its imports of this project removed (what they import is defined earlier in the file).
+for a noise-aware one also ``raw/nelder_mead.py``, ``raw/array_ops.py``, ``raw/noise_estimation.py``,
+``raw/texture_check.py`` and ``model/blind.py``, each with its imports of this project removed (what they import
+is defined earlier in the file).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from denoise.config import ModelConfig
 from denoise.model import blind, nafnet
-from denoise.raw import nelder_mead, noise_estimation, texture_check
+from denoise.raw import array_ops, nelder_mead, noise_estimation, texture_check
 
 
 class StandaloneError(ValueError):
@@ -62,13 +63,38 @@ def _module_body(module: ModuleType) -> str:
     return body
 
 
+def defined_names(source: str) -> set[str]:
+    """The names a module's top level defines (functions, classes, assignments), imports aside."""
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _joined(modules: tuple[ModuleType, ...]) -> str:
+    """The modules' bodies one after another; a name two of them define would silently shadow the first."""
+    bodies, seen = [], {}
+    for module in modules:
+        body = _module_body(module)
+        for name in sorted(defined_names(body)):
+            if name in seen:
+                raise StandaloneError(f"network.py: {module.__name__} and {seen[name]} both define {name!r}")
+            seen[name] = module.__name__
+        bodies.append(f"\n\n# ---- {module.__name__} ----\n\n{body}\n")
+    return "".join(bodies)
+
+
 def network_source(model_cfg: ModelConfig, noise_settings: dict[str, float] | None = None) -> str:
     """network.py for ``model_cfg``: the modules it needs, then ``Network``, whose defaults are the model's
     hyper-parameters and, for a noise-aware model, ``noise_settings`` (``SelfEstimatingNAFNet``'s keywords:
     noise_window, texture_threshold, texture_scale, texture_read_share)."""
     defaults = constructor_defaults(model_cfg)
     aware = model_cfg.noise_channels > 0
-    modules = (nafnet, nelder_mead, noise_estimation, texture_check, blind) if aware else (nafnet,)
+    modules = (nafnet, nelder_mead, array_ops, noise_estimation, texture_check, blind) if aware else (nafnet,)
     extra = dict(noise_settings or {}) if aware else {}
     signature = "".join(f"        {k}={v!r},\n" for k, v in {**defaults, **extra}.items())
     forward = "".join(f"            {k}={k},\n" for k in {**defaults, **extra})
@@ -84,7 +110,7 @@ def network_source(model_cfg: ModelConfig, noise_settings: dict[str, float] | No
 
     return (
         header
-        + "".join(f"\n\n# ---- {m.__name__} ----\n\n{_module_body(m)}\n" for m in modules)
+        + _joined(modules)
         + "\n\nclass Network("
         + base
         + "):\n"

@@ -29,13 +29,12 @@ exactly as the project does. Arrays may be NumPy or torch; the work is done in f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from denoise.raw.array_ops import TORCH_OPS, ArrayOps, to_float64
 from denoise.raw.nelder_mead import nelder_mead
 
 _HIGH_PASS_1D = (1.0, -2.0, 1.0)  # 2-D kernel is its outer product; L2 norm 6
@@ -44,14 +43,12 @@ _LEVELS = torch.linspace(0.0, 1.0, 1024, dtype=torch.float64) ** 2  # where the 
 WINDOW = 3.0  # default: blocks up to 3 sigmas of a smooth block's spread above the fit still count as noise
 
 
-def _f64(x: Any) -> Tensor:
-    """``x`` (numpy array, tensor or number) as a float64 CPU tensor."""
-    return torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64)
+class NoiseParams(NamedTuple):
+    """Noise variance ``a * x + b`` of a normalised value whose clean level is ``x``.
 
-
-@dataclass(frozen=True)
-class NoiseParams:
-    """Noise variance ``a * x + b`` of a normalised value whose clean level is ``x``."""
+    A named tuple rather than a dataclass, here and for ``ArrayOps``: a dataclass under ``from __future__ import
+    annotations`` looks its module up in ``sys.modules``, which a ``network.py`` loaded by path is not in.
+    """
 
     a: float
     b: float
@@ -78,7 +75,7 @@ def clip_range(packed: Any) -> tuple[float, float]:
 def high_pass(channel: Any) -> Tensor:
     """Unit-gain separable second difference of an (h, w) channel; output (h-2, w-2), 'valid' positions only."""
     assert channel.ndim == 2 and min(channel.shape) >= 3, f"expected (h>=3, w>=3), got {tuple(channel.shape)}"
-    x = _f64(channel)
+    x = to_float64(channel)
     k0, k1, k2 = _HIGH_PASS_1D
     rows = k0 * x[:-2] + k1 * x[1:-1] + k2 * x[2:]  # (h-2, w)
     both = k0 * rows[:, :-2] + k1 * rows[:, 1:-1] + k2 * rows[:, 2:]  # (h-2, w-2)
@@ -98,15 +95,27 @@ def block_dof(block: int) -> float:
     return float(block * block) ** 2 / pairs_1d**2  # the 2-D correlation is separable
 
 
+def _gamma_series(a: float, x: float) -> float:
+    """sum over n >= 0 of x^n / ((a + 1)(a + 2)...(a + n)): the regularised lower incomplete gamma function is
+    P(a, x) = x^a e^-x / Gamma(a + 1) times this sum."""
+    total, term, n = 1.0, 1.0, 0
+    while term > 1e-17 * total:
+        n += 1
+        term *= x / (a + n)
+        total += term
+    return total
+
+
 def kept_mean(window: float, dof: float) -> float:
     """Mean of a smooth block's variance estimate, in units of the true variance, given that it was kept.
 
     The estimate is ~ chi2(dof) / dof; blocks above ``1 + window * sqrt(2 / dof)`` are dropped as texture, so the
     kept ones average E[X | X <= t] = P(chi2(dof + 2) <= t dof) / P(chi2(dof) <= t dof), below 1 for a tight
-    window. Fits divide the kept variances by it, which keeps them unbiased on pure noise.
+    window. Fits divide the kept variances by it, which keeps them unbiased on pure noise. In plain Python from the
+    series of the incomplete gamma function: torch's ``gammainc`` is off by 1e-8 here, SciPy's by 1e-16.
     """
-    t = _f64((1.0 + window * (2.0 / dof) ** 0.5) * dof / 2)
-    return float(torch.special.gammainc(_f64(dof / 2 + 1), t) / torch.special.gammainc(_f64(dof / 2), t))
+    a, x = dof / 2, (1.0 + window * (2.0 / dof) ** 0.5) * dof / 2
+    return x / (a + 1) * _gamma_series(a + 1, x) / _gamma_series(a, x)
 
 
 def block_statistics(
@@ -119,7 +128,7 @@ def block_statistics(
     All three are float64 tensors of one value per block.
     """
     assert channel.ndim == 2, f"expected (h, w), got {tuple(channel.shape)}"
-    full = _f64(channel)
+    full = to_float64(channel)
     d = high_pass(full)  # (h-2, w-2), d[i, j] centred on channel[i+1, j+1]
     hb, wb = d.shape[0] // block, d.shape[1] // block
     if hb == 0 or wb == 0:
@@ -138,36 +147,6 @@ def block_statistics(
             touched |= clipped[dy : dy + hb * block, dx : dx + wb * block]
     centre = full[1:-1, 1:-1]
     return blocks(centre).mean(dim=-1), (blocks(d) ** 2).mean(dim=-1), blocks(touched.double()).mean(dim=-1)
-
-
-def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
-    """Piecewise-linear interpolation of (xp, fp) at x, xp non-decreasing; constant beyond either end (np.interp)."""
-    i = torch.searchsorted(xp, x, right=True).clamp(1, len(xp) - 1)
-    x0, span = xp[i - 1], xp[i] - xp[i - 1]
-    t = torch.where(span > 0, (x - x0) / torch.where(span > 0, span, 1.0), 0.0).clamp(0.0, 1.0)
-    return fp[i - 1] + t * (fp[i] - fp[i - 1])
-
-
-@dataclass(frozen=True)
-class ArrayOps:
-    """The array functions the clipped model's likelihood needs, so that one implementation runs on torch tensors
-    (inference; network.py has nothing else) or on NumPy arrays, whose calls cost a fifth as much on the thousand
-    values the likelihood takes a few hundred times per estimate: the training data's grids run thousands."""
-
-    asarray: Callable[[Any], Any]  # to a float64 array of this kind
-    sqrt: Callable[[Any], Any]
-    exp: Callable[[Any], Any]
-    log: Callable[[Any], Any]
-    ndtr: Callable[[Any], Any]  # the standard normal CDF
-    floor: Callable[[Any, float], Any]  # elementwise max(x, value)
-    interp: Callable[[Any, Any, Any], Any]  # interp(x, xp, fp) as np.interp: xp non-decreasing, constant beyond
-    cummax: Callable[[Any], Any]  # running maximum of a 1-D array
-
-
-TORCH_OPS = ArrayOps(
-    asarray=_f64, sqrt=torch.sqrt, exp=torch.exp, log=torch.log, ndtr=torch.special.ndtr,
-    floor=lambda x, value: x.clamp(min=value), interp=_interp, cummax=lambda x: torch.cummax(x, 0).values,
-)  # fmt: skip
 
 
 def clipped_moments(x: Any, params: NoiseParams, clip: tuple[float, float], ops: ArrayOps = TORCH_OPS) -> tuple:
@@ -226,7 +205,7 @@ def fit_noise_params(
     more texture, which only ever adds variance, at the price of fewer blocks; the default (3) keeps nearly all
     noise-only blocks.
     """
-    means, variances = _f64(means), _f64(variances)
+    means, variances = to_float64(means), to_float64(variances)
     assert means.shape == variances.shape and means.ndim == 1, f"bad shapes {means.shape}, {variances.shape}"
     if len(means) < 2:
         raise ValueError(f"need at least 2 blocks to fit noise, got {len(means)}")
@@ -284,7 +263,7 @@ def fit_noise_params_clipped(
 
 def _check_packed(packed: Any) -> Tensor:
     assert packed.ndim == 3 and packed.shape[0] == 4, f"expected a packed (4, h, w) frame, got {tuple(packed.shape)}"
-    return _f64(packed)
+    return to_float64(packed)
 
 
 def fit_blocks(
@@ -301,7 +280,7 @@ def fit_blocks(
     Blocks mostly made of clipped samples say little and are dropped; when too few blocks are free of clipping
     for a line, the line is fitted to all remaining blocks and only serves as a start.
     """
-    means, variances, touched = _f64(means), _f64(variances), _f64(touched)
+    means, variances, touched = to_float64(means), to_float64(variances), to_float64(touched)
     usable = touched <= 0.5
     clean = touched == 0
     if int(usable.sum()) < 2:
