@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from denoise.infer import output_name
-from denoise.raw.bayer import cfa_black
+from denoise.raw.bayer import clip_to_levels
 from denoise.raw.dng import DngError, read_dng
 from denoise.raw.noise_estimation import profile_noise
 
@@ -86,9 +86,8 @@ def check_entry_names(names: Sequence[str], root: str = "result") -> None:
 
 
 def _in_range(mosaic: np.ndarray, black_level: np.ndarray, white_level: int) -> bool:
-    height, width = mosaic.shape
-    black = np.tile(cfa_black(black_level, np.float64), ((height + 1) // 2, (width + 1) // 2))[:height, :width]
-    return bool((mosaic >= black).all() and (mosaic <= white_level).all())
+    """Whether clipping to the levels, as inference does, leaves the integer mosaic unchanged."""
+    return bool(np.array_equal(clip_to_levels(mosaic, black_level, white_level), mosaic))
 
 
 def check_dngs(zf: zipfile.ZipFile, inputs: Sequence[Path], workdir: Path) -> list[str]:

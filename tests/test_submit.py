@@ -272,3 +272,20 @@ def test_the_check_holds_network_py_to_the_packages_whole_frame_output(tmp_path:
     assert check_submission(root / "result.zip", inputs, reference=own)
     with pytest.raises(SubmissionCheckError, match=r"package's whole-frame output for noisy0\.dng by 2 DN"):
         check_submission(root / "result.zip", inputs, reference=own.astype(np.int64) + 2)
+
+
+@pytest.mark.parametrize("value", [BLACK - 1, WHITE + 1])
+def test_the_check_refuses_a_frame_outside_black_and_white(tmp_path: Path, built, value) -> None:
+    root, _, test_dir, _, _ = built
+    with zipfile.ZipFile(root / "result.zip") as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    mosaic = read_dng(root / "result" / "data" / "denoise0.dng").mosaic.copy()
+    mosaic[3, 5] = value
+    write_new_dng(tmp_path / "bad.dng", mosaic, "BGGR", BLACK, WHITE)
+    entries["result/data/denoise0.dng"] = (tmp_path / "bad.dng").read_bytes()
+    zip_path = tmp_path / "result.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for entry, data in entries.items():
+            zf.writestr(entry, data)
+    with pytest.raises(SubmissionCheckError, match=r"denoise0\.dng: values outside \[black, white\]"):
+        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")))

@@ -89,8 +89,7 @@ def denoise_frame(
     check = noise is None and isinstance(net, NoiseConditioned)
     if check and read_texture_as_noise(packed, pack_bayer(y, frame.pattern), net.params, settings.texture_threshold,
                                        settings.texture_read_share):  # fmt: skip
-        scale = settings.texture_scale**2  # on the variance
-        y = run(NoiseConditioned(model, NoiseParams(net.params.a * scale, net.params.b * scale)), None)
+        y = run(NoiseConditioned(model, net.params.std_scaled(settings.texture_scale)), None)
     out = mosaic.copy()
     out[:height, :width] = denormalize(y, black, frame.white_level)
     return clip_to_levels(out, black, frame.white_level)  # an odd last row or column too

@@ -53,7 +53,6 @@ class SelfEstimatingNAFNet(NAFNet):
             y = self.at_level(frame[None], params)
             if noise is None and read_texture_as_noise(frame, y[0], params, self.texture_threshold,
                                                        self.texture_read_share):  # fmt: skip
-                scale = self.texture_scale**2  # on the variance
-                y = self.at_level(frame[None], NoiseParams(params.a * scale, params.b * scale))
+                y = self.at_level(frame[None], params.std_scaled(self.texture_scale))
             outputs.append(y)
         return torch.cat(outputs)

@@ -58,6 +58,10 @@ class NoiseParams(NamedTuple):
         v = self.a * x + self.b
         return v.clamp(min=0.0) if isinstance(v, Tensor) else v * (v > 0)
 
+    def std_scaled(self, factor: float) -> NoiseParams:
+        """The level whose noise std is ``factor`` times this one's (both terms of the variance times factor^2)."""
+        return NoiseParams(self.a * factor**2, self.b * factor**2)
+
     def as_dict(self) -> dict[str, float]:
         """The parameters as a plain dict, for JSON."""
         return {"a": self.a, "b": self.b}

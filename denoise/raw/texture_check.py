@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
+from denoise.raw.array_ops import to_float64
 from denoise.raw.noise_estimation import NoiseParams
 
 
@@ -21,7 +20,7 @@ def removed_structure(noisy: Any, denoised: Any) -> float:
     the network removes texture too, and the residual follows the image's edges. On the demo's validation set the
     first stays below 0.25 on every frame read right and exceeds 0.35 on each textured frame read 1.5-4x too high.
     """
-    n, d = (torch.as_tensor(v).detach().to(device="cpu", dtype=torch.float64) for v in (noisy, denoised))
+    n, d = to_float64(noisy), to_float64(denoised)
     assert n.shape == d.shape and n.ndim == 3 and min(n.shape[1:]) >= 3, f"bad shapes {n.shape}, {d.shape}"
     residual = (n - d)[:, 1:-1, 1:-1]
     core = d[:, 1:-1, 1:-1]
