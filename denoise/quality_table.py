@@ -12,16 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from denoise.raw.metrics import ImageScores, mean_scores
+from denoise.raw.noise import LEVEL_NAMES
 from denoise.raw.noise_estimation import NoiseParams
-
-# Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
-LEVEL_EDGES = (10**-3.333, 10**-2.667)
-LEVEL_NAMES = ("low", "mid", "high")
-
-
-def noise_level(a: float) -> str:
-    """low / mid / high by the shot-noise gain ``a``."""
-    return LEVEL_NAMES[int(np.searchsorted(LEVEL_EDGES, a))]
 
 
 def summarise(records: list[dict], methods: Sequence[str], key: Callable[[dict], str]) -> dict[str, dict]:

@@ -1,16 +1,22 @@
-"""Ablation table: train one config several ways and score each run on the same validation frames.
+"""Ablation table: train one config several ways, over seeds, and score each run on the same frames.
 
     python scripts/ablate.py scripts/ablations/levers.yaml [--out runs/ablation] [--only NAME ...]
+        [--seeds N [--only-seed K ...]]
 
 The plan file names a base config, overrides common to every variant, and the variants themselves, each a list
 of ``key.sub=value`` overrides. Every variant trains with ``python -m denoise.train`` into its own folder under
 ``--out`` (its output in train.log there) and is scored by ``scripts/compare_baselines.py --methods model`` on
 the plan's frames (the demo's validation set, ``data/demo/val``, by default: recipes are chosen there, never on
-the benchmark) from its checkpoint (``last.pth`` by default: equal compute, no selection). A variant
-whose scores are already there is not trained again, so an interrupted ablation goes on where it stopped.
-Prints a Markdown table: score, PSNR, competition SSIM, the score per noise level, the worst frame's score gain
-over its noisy input, parameters, and training wall seconds (which depend on machine load; the scores do not,
-since training is deterministic for a seed).
+the benchmark) from its checkpoint (``last.pth`` by default: equal compute, no selection; ``checkpoint`` may
+list several, e.g. ``[best.pth, last.pth]``). A variant whose scores are already there is not trained again, so
+an interrupted ablation goes on where it stopped. Prints a Markdown table: score, PSNR, competition SSIM, the
+score per noise level, the worst frame's score gain over its noisy input, parameters, training wall seconds and
+the seconds of them spent validating (both depend on machine load; the scores do not, since training is
+deterministic for a seed).
+
+``--seeds N`` trains every variant with ``train.seed`` 0 .. N-1 (folders ``<variant>/seed<k>``) and adds a table
+over the seeds: the mean score, its spread (max - min), each seed's score, the mean per noise level and the worst
+frame of any seed. A gain smaller than the spread is not a gain.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ def load_plan(path: Path) -> dict:
     variants = plan.get("variants")
     if not isinstance(plan.get("base"), str) or not isinstance(variants, dict) or not variants:
         raise PlanError(f"{path}: needs 'base' (a config path) and a non-empty 'variants' mapping")
+    names = plan.get("checkpoint", "last.pth")
+    names = [names] if isinstance(names, str) else names
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise PlanError(f"{path}: 'checkpoint' must be a file name or a list of them (e.g. [best.pth, last.pth])")
     for name, overrides in {"common": plan.get("common", []), **variants}.items():
         if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
             raise PlanError(f"{path}: '{name}' must be a list of key.sub=value strings")
@@ -79,14 +89,38 @@ def train_variant(plan: dict, overrides: list[str], folder: Path) -> tuple[Path,
     return run_dirs[-1], seconds
 
 
+def checkpoints(plan: dict) -> list[str]:
+    """The checkpoint file names the plan scores, e.g. ["last.pth"]."""
+    names = plan.get("checkpoint", "last.pth")
+    return [names] if isinstance(names, str) else list(names)
+
+
 def score_variant(plan: dict, run_dir: Path, folder: Path) -> dict:
-    """compare_baselines' JSON for the model on the plan's frames."""
-    out = folder / "scores.json"
-    cmd = [sys.executable, str(SCRIPTS / "compare_baselines.py"), "--methods", "model", "--json", str(out),
-           "--checkpoint", str(run_dir / "checkpoints" / plan.get("checkpoint", "last.pth")),
-           "--test", plan.get("test", "data/demo/val"), "--gt", plan.get("gt", "data/demo/val_gt")]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return json.loads(out.read_text())
+    """{checkpoint name: compare_baselines' JSON for it on the plan's frames}."""
+    scores = {}
+    for name in checkpoints(plan):
+        out = folder / f"scores-{Path(name).stem}.json"
+        cmd = [sys.executable, str(SCRIPTS / "compare_baselines.py"), "--methods", "model", "--json", str(out),
+               "--checkpoint", str(run_dir / "checkpoints" / name),
+               "--test", plan.get("test", "data/demo/val"), "--gt", plan.get("gt", "data/demo/val_gt")]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        scores[name] = json.loads(out.read_text())
+    return scores
+
+
+def scores_by_checkpoint(plan: dict, result: dict) -> dict:
+    """A result's scores per checkpoint; a result written before several were scored holds the plan's first."""
+    scores = result["scores"]
+    return {checkpoints(plan)[0]: scores} if "mean" in scores else scores
+
+
+def validation_seconds(run_dir: Path) -> float:
+    """Seconds the run spent validating, summed from its TensorBoard log (time/val_s)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    return sum(e.value for e in events.Scalars("time/val_s")) if "time/val_s" in events.Tags()["scalars"] else 0.0
 
 
 def parameters(run_dir: Path) -> int:
@@ -97,12 +131,29 @@ def parameters(run_dir: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def table_row(name: str, result: dict) -> str:
-    mean, levels = result["scores"]["mean"]["model"], result["scores"]["per_level"]
+def table_row(name: str, result: dict, scores: dict) -> str:
+    mean, levels = scores["mean"]["model"], scores["per_level"]
     per_level = " | ".join(f"{levels[g]['model']['score']:.2f}" if g in levels else "-" for g in ("low", "mid", "high"))
     worst = f"{mean['worst']:+.2f} (frame {mean['worst_frame']})" if "worst" in mean else "-"
+    val = f"{result['val_seconds']:.0f}" if "val_seconds" in result else "-"
     return (f"| {name} | {mean['score']:.2f} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {per_level} | {worst} | "
-            f"{result['parameters']:,} | {result['train_seconds']:.0f} |")
+            f"{result['parameters']:,} | {result['train_seconds']:.0f} | {val} |")
+
+
+def seed_row(name: str, runs: list[dict]) -> str:
+    """One row over a variant's seeds (each a compare_baselines JSON): mean, spread, scores, levels, worst."""
+    means = [r["mean"]["model"]["score"] for r in runs]
+    levels = " | ".join(
+        f"{sum(r['per_level'][g]['model']['score'] for r in runs) / len(runs):.2f}"
+        if all(g in r["per_level"] for r in runs) else "-"
+        for g in ("low", "mid", "high")
+    )  # fmt: skip
+    worst_seed = min(range(len(runs)), key=lambda k: runs[k]["mean"]["model"].get("worst", float("inf")))
+    worst = runs[worst_seed]["mean"]["model"]
+    worst = f"{worst['worst']:+.2f} (seed {worst_seed}, frame {worst['worst_frame']})" if "worst" in worst else "-"
+    each = ", ".join(f"{m:.2f}" for m in means)
+    return (f"| {name} | {len(runs)} | {sum(means) / len(means):.2f} | {max(means) - min(means):.2f} | {each} | "
+            f"{levels} | {worst} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("plan", type=Path, help="YAML plan: base, common, variants (see the module docstring)")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="one folder per variant in here")
     parser.add_argument("--only", nargs="+", help="run just these variants (the table lists all that are done)")
+    parser.add_argument("--seeds", type=int, default=1, help="train each variant with train.seed 0 .. N-1")
+    parser.add_argument("--only-seed", type=int, nargs="+", metavar="K",
+                        help="train just these seeds (e.g. one per process, side by side; the table lists all done)")
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.plan)
@@ -120,19 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --only names no variant of the plan: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    to_train = [name for name in plan["variants"] if not (args.out / slug(name) / "result.json").is_file()
-                and (args.only is None or name in args.only)]  # fmt: skip
+    if args.seeds < 1:
+        print("error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    runs = [(name, seed) for name in plan["variants"] for seed in range(args.seeds)]
+    to_train = [(name, seed) for name, seed in runs if not (run_folder(args.out, name, seed, args.seeds)
+                / "result.json").is_file() and (args.only is None or name in args.only)
+                and (args.only_seed is None or seed in args.only_seed)]  # fmt: skip
     try:
-        check_variants(plan, to_train)
+        check_variants(plan, sorted({name for name, _ in to_train}))
     except PlanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = ["| variant | score | PSNR | SSIM | low | mid | high | worst | parameters | train s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, overrides in plan["variants"].items():
-        folder = args.out / slug(name)
+    rows = ["| variant | score | PSNR | SSIM | low | mid | high | worst | parameters | train s | of it validating |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    done: dict[tuple[str, str], list[dict]] = {}
+    for name, seed in runs:
+        folder = run_folder(args.out, name, seed, args.seeds)
         result_path = folder / "result.json"
-        if name in to_train:
+        overrides = plan["variants"][name] + ([f"train.seed={seed}"] if args.seeds > 1 else [])
+        if (name, seed) in to_train:
             folder.mkdir(parents=True, exist_ok=True)
             print(f"training {name}: {' '.join(overrides) or '(base)'}", file=sys.stderr, flush=True)
             try:
@@ -143,13 +204,34 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 1
             result = {"overrides": overrides, "run_dir": str(run_dir), "train_seconds": seconds,
-                      "parameters": parameters(run_dir), "scores": scores}
+                      "val_seconds": validation_seconds(run_dir), "parameters": parameters(run_dir), "scores": scores}
             write_text_atomic(result_path, json.dumps(result, indent=1) + "\n")
         if result_path.is_file():
-            rows.append(table_row(name, json.loads(result_path.read_text())))
-            print(rows[-1], file=sys.stderr, flush=True)
+            result = json.loads(result_path.read_text())
+            for checkpoint, scores in scores_by_checkpoint(plan, result).items():
+                label = row_label(name, seed, checkpoint, args.seeds, len(checkpoints(plan)))
+                rows.append(table_row(label, result, scores))
+                print(rows[-1], file=sys.stderr, flush=True)
+                done.setdefault((name, checkpoint), []).append(scores)
     print("\n".join(rows))
+    if args.seeds > 1:
+        print("\n| variant | seeds | mean score | spread | each seed | low | mid | high | worst |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for (name, checkpoint), results in done.items():
+            print(seed_row(name if len(checkpoints(plan)) == 1 else f"{name}, {checkpoint}", results))
     return 0
+
+
+def run_folder(out: Path, name: str, seed: int, seeds: int) -> Path:
+    """Where one run of a variant lives: ``<out>/<variant>``, or ``<out>/<variant>/seed<k>`` over seeds."""
+    return out / slug(name) / f"seed{seed}" if seeds > 1 else out / slug(name)
+
+
+def row_label(name: str, seed: int, checkpoint: str, seeds: int, checkpoint_count: int) -> str:
+    """A run's row name: the variant, then its seed and checkpoint where there are several."""
+    parts = [f"seed {seed}"] if seeds > 1 else []
+    parts += [checkpoint] if checkpoint_count > 1 else []
+    return f"{name} ({', '.join(parts)})" if parts else name
 
 
 if __name__ == "__main__":

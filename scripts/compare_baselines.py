@@ -33,7 +33,7 @@ from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.classical import METHODS as BASELINES
 from denoise.inference.pipeline import InferSettings, noise_source, settings_for_model
 from denoise.inference.tta import self_ensemble
-from denoise.quality_table import LEVEL_EDGES, format_markdown, format_noise, format_summary, noise_level, summarise
+from denoise.quality_table import format_markdown, format_noise, format_summary, summarise
 from denoise.raw.bayer import (
     all_transforms,
     cfa_black,
@@ -45,6 +45,7 @@ from denoise.raw.bayer import (
 )
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import score_image
+from denoise.raw.noise import LEVEL_EDGES, noise_level
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise, profile_noise
 from denoise.raw.tiles import centre_box
 

@@ -18,10 +18,10 @@ python3 -m denoise.train --config configs/demo.yaml "$@"
 run=$(ls -td runs/demo-*/ | head -n 1)
 echo "trained in $(( $(date +%s) - start )) s: ${run}"
 
-# The last weights, not best.pth: the demo validates on 2 held-out pairs, too few to choose among epochs (one run's
-# best.pth was its epoch 4, 55.03 on the benchmark against 59.96 for its last; docs/experiments.md), and the
-# schedule decays to its floor, so the last weights are the model.
-python3 -m denoise.submit --checkpoint "${run}checkpoints/last.pth" --test-dir data/demo/test --out result --any-count
+# best.pth, the checkpoint every command uses by default: validation scored the EMA weights on 15 frames of the
+# validation split after every second epoch and kept the best (docs/experiments.md: over seeds it scores within
+# 0.2 of last.pth on the benchmark).
+python3 -m denoise.submit --checkpoint "${run}checkpoints/best.pth" --test-dir data/demo/test --out result --any-count
 python3 -m denoise.sheet --noisy data/demo/test --pred result/data --gt data/demo/test_gt \
   --frames 0 13 29 --out "${run}comparison.png"
 python3 -m denoise.evaluate --pred result/data --gt data/demo/test_gt --noisy data/demo/test \

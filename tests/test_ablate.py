@@ -19,7 +19,7 @@ def test_shipped_plans_load_and_their_overrides_resolve():
     # Every variant of the shipped plan must be a config the trainer accepts (strict config: typos are errors).
     from denoise.config import load_config
 
-    for name in ("levers.yaml", "content.yaml"):
+    for name in ("levers.yaml", "content.yaml", "seeds-demo.yaml", "seeds-quality.yaml"):
         plan = _ablate().load_plan(REPO / "scripts" / "ablations" / name)
         for overrides in plan["variants"].values():
             load_config(REPO / plan["base"], [*plan.get("common", []), *overrides])
@@ -34,6 +34,7 @@ def test_shipped_plans_load_and_their_overrides_resolve():
         ("base: a.yaml\nvariants: {x: model.width}\n", "'x' must be a list"),
         ("base: a.yaml\ncommon: [nonsense]\nvariants: {x: []}\n", "'common' must be a list"),
         ("base: [unclosed\n", "cannot read the plan"),
+        ("base: a.yaml\ncheckpoint: [1]\nvariants: {x: []}\n", "'checkpoint' must be"),
     ],
 )
 def test_bad_plans_are_refused_with_the_reason(tmp_path, capsys, text, message):
@@ -75,4 +76,52 @@ def test_finished_variants_are_not_trained_again_and_are_tabled(tmp_path, capsys
     assert _ablate().main([str(plan), "--out", str(tmp_path / "out")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| variant | score |")
-    assert table[2] == "| lr 4e-3 | 61.23 | 45.68 | 0.9877 | 70.12 | - | 40.00 | -1.23 (frame 7) | 1,234,567 | 12 |"
+    assert table[2] == "| lr 4e-3 | 61.23 | 45.68 | 0.9877 | 70.12 | - | 40.00 | -1.23 (frame 7) | 1,234,567 | 12 | - |"
+
+
+def _scores(score: float, low: float, worst: float, frame: int) -> dict:
+    return {"mean": {"model": {"score": score, "psnr": 45.0, "ssim": 0.98, "worst": worst, "worst_frame": frame}},
+            "per_level": {"low": {"model": {"score": low}}}}
+
+
+def test_seeds_table_gives_mean_spread_each_seed_and_the_worst_frame_of_any(tmp_path, capsys):
+    # Finished seeds are tabled from their result.json, one row per (variant, checkpoint) over the seeds.
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("base: missing.yaml\ncheckpoint: [best.pth, last.pth]\nvariants: {demo: []}\n")
+    for seed, (best, last) in enumerate([(60.0, 60.5), (59.0, 59.25), (59.5, 59.75)]):
+        folder = tmp_path / "out" / "demo" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        scores = {"best.pth": _scores(best, 80.0 + seed, -0.5 * seed, seed),
+                  "last.pth": _scores(last, 81.0, 0.25, 3)}
+        result = {"overrides": [], "run_dir": "x", "train_seconds": 1.0, "parameters": 10, "scores": scores}
+        (folder / "result.json").write_text(json.dumps(result))
+    assert _ablate().main([str(plan), "--out", str(tmp_path / "out"), "--seeds", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| demo (seed 0, best.pth) | 60.00 |")
+    assert lines[3].startswith("| demo (seed 0, last.pth) | 60.50 |")
+    assert ("| demo, best.pth | 3 | 59.50 | 1.00 | 60.00, 59.00, 59.50 | 81.00 | - | - | -1.00 (seed 2, frame 2) |"
+            in lines)
+    assert ("| demo, last.pth | 3 | 59.83 | 1.25 | 60.50, 59.25, 59.75 | 81.00 | - | - | +0.25 (seed 0, frame 3) |"
+            in lines)
+
+
+def test_only_seed_trains_just_those_seeds_with_their_seed_override(tmp_path, capsys, monkeypatch):
+    ablate = _ablate()
+    trained = []
+
+    def fake_train(plan, overrides, folder):  # the real training is exercised by the training tests
+        trained.append((folder.name, overrides))
+        (folder / "runs").mkdir()
+        return folder / "runs", 1.0
+
+    monkeypatch.setattr(ablate, "train_variant", fake_train)
+    monkeypatch.setattr(ablate, "score_variant", lambda plan, run_dir, folder: {"last.pth": _scores(60, 80, 0.5, 1)})
+    monkeypatch.setattr(ablate, "validation_seconds", lambda run_dir: 0.0)
+    monkeypatch.setattr(ablate, "parameters", lambda run_dir: 1)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"base: {REPO / 'configs' / 'demo.yaml'}\nvariants: {{demo: [train.lr=1.0e-3]}}\n")
+    out = tmp_path / "out"
+    assert ablate.main([str(plan), "--out", str(out), "--seeds", "3", "--only-seed", "2"]) == 0
+    assert trained == [("seed2", ["train.lr=1.0e-3", "train.seed=2"])]
+    assert sorted(p.name for p in (out / "demo").iterdir()) == ["seed2"]
+    assert "| demo | 1 | 60.00 | 0.00 | 60.00 |" in capsys.readouterr().out

@@ -142,3 +142,21 @@ def test_clean_only_dataset_has_no_noisy_frames(tmp_path):
     write_pairs(tmp_path, count=2, shape=(24, 32))
     train, _ = load_split(_config(tmp_path, noisy_glob="", synthetic_fraction=1.0))
     assert [p.noisy for p in train] == [None, None]
+
+
+def test_a_validation_root_keeps_every_training_pair_and_picks_its_own(tmp_path):
+    write_pairs(tmp_path / "data", count=3)
+    for key in ("0", "1", "2", "3"):  # the demo's validation layout: noisy{N}.dng beside val_gt/gt{N}.dng
+        write_frame(tmp_path / "val" / "val" / f"noisy{key}.dng", np.full((24, 32), 2000, np.uint16))
+        write_frame(tmp_path / "val" / "val_gt" / f"gt{key}.dng", np.full((24, 32), 2100, np.uint16))
+    layout = dict(val_root=str(tmp_path / "val"), val_noisy_glob="val/noisy*.dng", val_clean_glob="val_gt/gt*.dng",
+                  val_key_regex=r"^(?:noisy|gt)(\d+)\.dng$")
+    train, val = load_split(_config(tmp_path / "data", **layout))
+    assert [p.key for p in train] == ["0", "1", "2"]  # nothing held out of the training folder
+    assert [p.key for p in val] == ["0", "1", "2", "3"] and val[3].clean.source.name == "gt3.dng"
+    train, val = load_split(_config(tmp_path / "data", val_keys=["3", "1"], **layout))
+    assert len(train) == 3 and [p.key for p in val] == ["1", "3"]
+    with pytest.raises(DatasetError, match="val_keys not in the dataset: 7"):
+        load_split(_config(tmp_path / "data", val_keys=["7"], **layout))
+    with pytest.raises(DatasetError, match="val: no pairs found"):  # the training globs find nothing there
+        load_split(_config(tmp_path / "data", val_root=str(tmp_path / "val")))

@@ -37,8 +37,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run("denoise.dataset.synth", "--out", "demo", "--train", "3", "--test", "2",
          "--train-size", "96", "128", "--test-size", "64", "96", cwd=work, strict=True)
     _run("denoise.train", "--config", str(REPO / "configs" / "demo.yaml"), "name=pipe", "train.runs_dir=runs",
-         "data.root=demo/train", "data.val_count=1", "data.patch_size=16", "data.batch_size=2",
-         "data.samples_per_epoch=8", "data.num_workers=0", "data.procedural_scenes=2", "train.epochs=2",
+         "data.root=demo/train", "data.val_root=demo", "data.val_keys=['0', '30']", "data.patch_size=16",
+         "data.batch_size=2", "data.samples_per_epoch=8", "data.num_workers=0", "data.procedural_scenes=2",
+         "train.epochs=2",
          "train.val_every=1", "train.warmup_steps=0", "train.log_every=1", "train.image_crop=32", "model.width=8",
          "model.enc_blocks=[1]", "model.middle_blocks=1", "model.dec_blocks=[1]", "infer.tile=0", cwd=work)
     (checkpoint,) = work.glob("runs/pipe-*/checkpoints/best.pth")

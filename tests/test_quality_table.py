@@ -10,10 +10,11 @@ import pytest
 from conftest import load_module
 
 from denoise.inference.classical import METHODS
-from denoise.quality_table import format_markdown, format_summary, noise_level, summarise
+from denoise.quality_table import format_markdown, format_summary, summarise
 from denoise.raw.bayer import denormalize, normalize, pack_bayer, unpack_bayer
 from denoise.raw.dng import read_dng, write_new_dng
 from denoise.raw.metrics import score_image
+from denoise.raw.noise import noise_level
 from denoise.raw.noise_estimation import NoiseParams
 
 

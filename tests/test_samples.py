@@ -16,6 +16,7 @@ from denoise.dataset.loader import PairDataset, build_train_loader
 from denoise.dataset.pairs import DatasetError
 from denoise.dataset.samples import random_crop, tile_crops, tile_origins
 from denoise.raw.bayer import normalize, pack_bayer
+from denoise.raw.noise import add_noise
 
 
 @pytest.mark.parametrize(("height", "width", "size", "overlap"), [(20, 20, 8, 2), (37, 16, 16, 5), (9, 30, 9, 0)])
@@ -166,3 +167,21 @@ def test_an_unwritable_cache_folder_is_a_dataset_error(dataset_root, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(DatasetError, match="cache"):
         load_split(_cfg(root, cache_dir=str(tmp_path / "file/cache")))
+
+
+@pytest.mark.parametrize(("a", "level"), [(1e-4, "low"), (1.5e-3, "mid"), (8e-3, "high")])
+def test_val_frames_know_their_noise_level_paired_or_synthesised(tmp_path, a, level):
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(0.05, 0.9, 128)[None, :] * np.ones((128, 1))
+    clean = ramp * (WHITE - BLACK) + BLACK
+    noisy = add_noise(ramp, a, a / 50, rng) * (WHITE - BLACK) + BLACK
+    write_frame(tmp_path / "data/noisy/0_noise.dng", np.clip(np.rint(noisy), 0, WHITE).astype(np.uint16))
+    write_frame(tmp_path / "data/ground truth/0_gt.dng", np.rint(clean).astype(np.uint16))
+    write_frame(tmp_path / "data/noisy/1_noise.dng", np.rint(clean).astype(np.uint16))
+    write_frame(tmp_path / "data/ground truth/1_gt.dng", np.rint(clean).astype(np.uint16))
+    (frame,) = build_val_frames(_cfg(tmp_path / "data", val_keys=["0"]))
+    assert frame.level == level
+    # A clean-only frame's level is that of the noise it was given, drawn from noise_a_range.
+    (frame,) = build_val_frames(_cfg(tmp_path / "data", noisy_glob="", synthetic_fraction=1.0, val_keys=["0"],
+                                     noise_a_range=(a, a)))
+    assert frame.level == level

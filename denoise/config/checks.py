@@ -61,6 +61,10 @@ def data_rules(d: DataConfig) -> list[Rule]:
     return [
         ("clean_glob", bool(d.clean_glob), "a glob of the clean frames"),
         ("key_regex", key_regex_problem(d.key_regex) is None, "a regular expression with a group capturing the key"),
+        ("val_key_regex", not d.val_key_regex or key_regex_problem(d.val_key_regex) is None,
+         "'' (the training key_regex) or a regular expression with a group capturing the key"),
+        ("val_root", bool(d.val_root) or not (d.val_noisy_glob or d.val_clean_glob or d.val_key_regex),
+         "set when data.val_noisy_glob, val_clean_glob or val_key_regex is (they describe its pairs)"),
         ("synthetic_fraction", 0 <= d.synthetic_fraction <= 1, "in [0, 1]"),
         ("synthetic_fraction", bool(d.noisy_glob) or d.synthetic_fraction == 1,
          "1 for a clean-only dataset (data.noisy_glob '')"),

@@ -53,9 +53,16 @@ class DataConfig:
     clean_glob: str = "ground truth/*_gt.dng"
     key_regex: str = r"^(\d+)_(?:noise|gt)\.dng$"
 
-    # Validation split: ``val_keys`` if given, else ``val_count`` keys spread evenly over the sorted keys.
+    # Validation split: ``val_keys`` if given, else ``val_count`` keys spread evenly over the sorted keys, held out
+    # of ``root``. With ``val_root`` set, validation pairs come from that folder instead (its globs and key regex;
+    # "" means the training ones), every pair is trained on, and ``val_keys`` picks a subset of the validation
+    # pairs (empty: all of them); ``val_count`` is then unused.
     val_count: int = 5
     val_keys: list[str] = field(default_factory=list)
+    val_root: str = ""
+    val_noisy_glob: str = ""
+    val_clean_glob: str = ""
+    val_key_regex: str = ""
 
     # Batches.
     patch_size: int = 256

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.config import DataConfig
+from denoise.dataset import calibrate
 from denoise.dataset.cache import (
     CachedFrame,
     cache_frame,
@@ -24,7 +25,7 @@ from denoise.dataset.cache import (
     normalized_region,
     source_digest,
 )
-from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, split_pairs
+from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, pick_keys, split_pairs
 from denoise.raw import dng, metrics, noise
 from denoise.raw.bayer import cfa_black, normalize
 from denoise.raw.metrics import ImageScores, score_image
@@ -60,6 +61,7 @@ class ValFrame:
     noisy: dng.RawFrame
     clean_mosaic: np.ndarray  # (H, W) uint16 DN
     noisy_scores: ImageScores  # the noisy input's own scores: the baseline a denoiser must beat
+    level: str  # "low", "mid" or "high": the noise level of the pair (raw.noise.noise_level of its shot gain)
 
 
 def cache_dir_for(cfg: DataConfig) -> Path:
@@ -93,9 +95,15 @@ def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePai
 
 
 def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
-    """Discover, split and cache the dataset: (train, val) pairs."""
+    """Discover, split and cache the dataset: (train, val) pairs; val from ``val_root`` when it is set."""
     pairs = discover_pairs(cfg.root, cfg.noisy_glob, cfg.clean_glob, cfg.key_regex)
-    train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
+    if cfg.val_root:
+        train = pairs
+        val_pairs = discover_pairs(cfg.val_root, cfg.val_noisy_glob or cfg.noisy_glob,
+                                   cfg.val_clean_glob or cfg.clean_glob, cfg.val_key_regex or cfg.key_regex)
+        val = pick_keys(val_pairs, cfg.val_keys) if cfg.val_keys else val_pairs
+    else:
+        train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
     cached = cache_pairs(train + val, cache_dir_for(cfg), cfg.cache_dtype)
     return cached[: len(train)], cached[len(train) :]
 
@@ -105,8 +113,9 @@ def whole_frame(frame: CachedFrame, shape: tuple[int, int]) -> np.ndarray:
     return normalized_region(frame, frame.load(), 0, 0, *shape)
 
 
-def _val_noisy(frame: FramePair, clean_mosaic: np.ndarray, cfg: DataConfig) -> np.ndarray:
-    """A clean-only frame's noisy twin, with noise seeded by its key so every run validates on the same input."""
+def _val_noisy(frame: FramePair, clean_mosaic: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, float]:
+    """A clean-only frame's noisy twin, with noise seeded by its key so every run validates on the same input, and
+    the shot gain ``a`` it was drawn with."""
     rng = np.random.default_rng(int(hashlib.sha1(frame.key.encode()).hexdigest()[:8], 16))
     clean = frame.clean
     x = normalize(clean_mosaic, clean.black_level, clean.white_level)
@@ -115,7 +124,7 @@ def _val_noisy(frame: FramePair, clean_mosaic: np.ndarray, cfg: DataConfig) -> n
     black = np.tile(cfa_black(clean.black_level, np.float64), (x.shape[0] // 2 + 1, x.shape[1] // 2 + 1))
     black = black[: x.shape[0], : x.shape[1]]
     dn = np.rint(noisy * (clean.white_level - black) + black)
-    return np.clip(dn, 0, clean.white_level).astype(np.uint16)
+    return np.clip(dn, 0, clean.white_level).astype(np.uint16), a
 
 
 def _full_mosaic(frame: CachedFrame) -> np.ndarray:
@@ -134,6 +143,14 @@ def _input_scores(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray
     return ImageScores(**stored)
 
 
+def _measured_gain(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray) -> float:
+    """The shot gain ``a`` of a real pair's noise, fitted to its residual (``calibrate``'s fit), cached."""
+    made = digest("shot gain", pair.noisy.array_path.name, source_digest(calibrate))
+    fit = derived(pair.clean, f"gain-{made}", lambda: calibrate.calibrate_frames(
+        noisy.mosaic, clean_mosaic, noisy.pattern, noisy.black_level, noisy.white_level)["all"])
+    return float(fit[0])
+
+
 def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
     """The validation split, whole frames, in key order."""
     _, val = load_split(cfg)
@@ -141,7 +158,10 @@ def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
     for pair in val:
         clean = pair.clean
         clean_mosaic = _full_mosaic(clean)
-        noisy_mosaic = _val_noisy(pair, clean_mosaic, cfg) if pair.noisy is None else _full_mosaic(pair.noisy)
+        if pair.noisy is None:
+            noisy_mosaic, gain = _val_noisy(pair, clean_mosaic, cfg)
+        else:
+            noisy_mosaic, gain = _full_mosaic(pair.noisy), None
         noisy = dng.RawFrame(
             mosaic=noisy_mosaic,
             pattern=clean.pattern,
@@ -152,5 +172,7 @@ def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
             iso=None,
             path=(pair.noisy or clean).source,
         )
-        frames.append(ValFrame(pair.key, noisy, clean_mosaic, _input_scores(pair, noisy, clean_mosaic, cfg)))
+        gain = _measured_gain(pair, noisy, clean_mosaic) if gain is None else gain
+        scores = _input_scores(pair, noisy, clean_mosaic, cfg)
+        frames.append(ValFrame(pair.key, noisy, clean_mosaic, scores, noise.noise_level(gain)))
     return frames

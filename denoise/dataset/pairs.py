@@ -82,17 +82,23 @@ def discover_pairs(root: str | Path, noisy_glob: str, clean_glob: str, key_regex
     return [Pair(k, noisy.get(k), clean[k]) for k in keys]
 
 
+def pick_keys(pairs: list[Pair], keys: list[str]) -> list[Pair]:
+    """The pairs named by ``keys``, in the pairs' order; a key the pairs lack is an error."""
+    by_key = {p.key: p for p in pairs}
+    missing = [k for k in keys if k not in by_key]
+    if missing:
+        raise DatasetError(f"val_keys not in the dataset: {', '.join(missing)}")
+    chosen = set(keys)
+    return [p for p in pairs if p.key in chosen]
+
+
 def split_pairs(pairs: list[Pair], val_count: int, val_keys: list[str]) -> tuple[list[Pair], list[Pair]]:
     """(train, val): the named ``val_keys``, else ``val_count`` keys spread evenly over the sorted keys.
 
     Evenly spread keys sample every noise family when families are consecutive (as in the ZTE data).
     """
-    by_key = {p.key: p for p in pairs}
     if val_keys:
-        missing = [k for k in val_keys if k not in by_key]
-        if missing:
-            raise DatasetError(f"val_keys not in the dataset: {', '.join(missing)}")
-        chosen = set(val_keys)
+        chosen = {p.key for p in pick_keys(pairs, val_keys)}
     else:
         if not 0 <= val_count < len(pairs):
             raise DatasetError(f"val_count {val_count} must be in [0, {len(pairs) - 1}] for {len(pairs)} pairs")

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
+LEVEL_EDGES = (10**-3.333, 10**-2.667)
+LEVEL_NAMES = ("low", "mid", "high")
+
+
+def noise_level(a: float) -> str:
+    """low / mid / high by the shot-noise gain ``a``."""
+    return LEVEL_NAMES[int(np.searchsorted(LEVEL_EDGES, a))]
+
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     """A value whose logarithm is uniform on [log low, log high]."""

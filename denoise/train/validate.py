@@ -7,6 +7,7 @@ GPU, equal to scikit-image's), and rank 0 gathers the scores, so no GPU idles wh
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,9 +17,41 @@ from tqdm import tqdm
 from denoise.dataset.frames import ValFrame
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.raw.metrics import ImageScores, mean_scores, score_image, score_image_torch
+from denoise.raw.noise import LEVEL_NAMES
 from denoise.raw.render import auto_exposure, render_srgb
 from denoise.raw.tiles import centre_box
 from denoise.train import distributed as dd
+
+
+@dataclass(frozen=True)
+class ValSummary:
+    """What one validation pass measured: the mean metrics, the mean score per noise level, the worst frame."""
+
+    mean: ImageScores
+    levels: dict[str, float]  # mean score of the frames at each level present, low to high
+    worst_gain: float  # the lowest score gain over the noisy input: negative where a frame got worse
+    worst_frame: str  # that frame's key
+
+    @property
+    def score(self) -> float:
+        return self.mean.score
+
+    def line(self) -> str:
+        """One line for the log."""
+        levels = ", ".join(f"{name} {score:.2f}" for name, score in self.levels.items())
+        return (f"val score {self.mean.score:.3f} ({levels}; worst {self.worst_gain:+.2f}, frame {self.worst_frame}), "
+                f"PSNR {self.mean.psnr:.3f} dB, SSIM {self.mean.ssim:.4f} (2-D {self.mean.ssim_2d:.4f})")
+
+
+def summarise_frames(frames: list[ValFrame], scores: list[ImageScores]) -> ValSummary:
+    """The summary of ``scores``, one per frame of ``frames`` in order."""
+    assert len(frames) == len(scores), f"{len(scores)} scores for {len(frames)} frames"
+    pairs = list(zip(frames, scores, strict=True))
+    levels = {name: float(np.mean([s.score for f, s in pairs if f.level == name]))
+              for name in LEVEL_NAMES if any(f.level == name for f in frames)}  # fmt: skip
+    gains = [s.score - f.noisy_scores.score for f, s in pairs]
+    worst = int(np.argmin(gains))
+    return ValSummary(mean_scores(scores), levels, gains[worst], frames[worst].key)
 
 
 def score_on(device: torch.device, clean: np.ndarray, pred: np.ndarray, white_level: int) -> ImageScores:
@@ -32,8 +65,8 @@ def score_on(device: torch.device, clean: np.ndarray, pred: np.ndarray, white_le
 
 def validate(
     model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings, info: dd.DistInfo | None = None
-) -> tuple[ImageScores | None, np.ndarray | None]:
-    """Mean metrics over ``frames`` and the first frame's denoised mosaic (for the pictures), on rank 0.
+) -> tuple[ValSummary | None, np.ndarray | None]:
+    """The scores' summary over ``frames`` and the first frame's denoised mosaic (for the pictures), on rank 0.
 
     Each frame is denoised exactly as ``denoise.infer`` would (a noise-aware model gets the level estimated from
     the noisy frame alone), one pass without TTA. Rank r takes frames r, r + world, ...; ranks other than 0
@@ -55,26 +88,28 @@ def validate(
     if rank != 0:
         return None, None
     merged = {i: ImageScores(**s) for part in gathered for i, s in part.items()}
-    return mean_scores(merged[i] for i in range(len(frames))), first
+    return summarise_frames(frames, [merged[i] for i in range(len(frames))]), first
 
 
 def validate_and_log(
     model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings, info: dd.DistInfo,
     writer: SummaryWriter | None, step: int, epoch: int, image_crop: int,
-) -> ImageScores | None:  # fmt: skip
+) -> ValSummary | None:  # fmt: skip
     """``validate``, then on rank 0 the scalars (val/*, time/val_s), pictures and a line; returns rank 0's scores."""
     started = time.perf_counter()
     scores, denoised = validate(model, frames, settings, info)
     if scores is None or writer is None:
         return scores
     writer.add_scalar("time/val_s", time.perf_counter() - started, step)
-    for key, value in scores.as_dict().items():
+    for key, value in scores.mean.as_dict().items():
         writer.add_scalar(f"val/{key}", value, step)
+    for name, value in scores.levels.items():
+        writer.add_scalar(f"val/score_{name}", value, step)
+    writer.add_scalar("val/worst_gain", scores.worst_gain, step)
     if image_crop > 0:
         for key, picture in crop_pictures(frames[0], denoised, image_crop).items():
             writer.add_image(f"images/{key}", picture, step, dataformats="HWC")
-    tqdm.write(f"epoch {epoch}: val PSNR {scores.psnr:.3f} dB, SSIM {scores.ssim:.4f} (2-D {scores.ssim_2d:.4f}), "
-               f"score {scores.score:.3f}")
+    tqdm.write(f"epoch {epoch}: {scores.line()}")
     return scores
 
 
