@@ -108,10 +108,17 @@ def score_variant(plan: dict, run_dir: Path, folder: Path) -> dict:
     return scores
 
 
-def scores_by_checkpoint(plan: dict, result: dict) -> dict:
-    """A result's scores per checkpoint; a result written before several were scored holds the plan's first."""
+def scores_by_checkpoint(plan: dict, result: dict, folder: Path) -> dict:
+    """A result's scores per checkpoint the plan names. A result written before several could be scored holds one
+    checkpoint's, named by no field: it is tabled only while the plan names a single checkpoint."""
     scores = result["scores"]
-    return {checkpoints(plan)[0]: scores} if "mean" in scores else scores
+    if "mean" not in scores:
+        return {name: scores[name] for name in checkpoints(plan) if name in scores}
+    if len(checkpoints(plan)) == 1:
+        return {checkpoints(plan)[0]: scores}
+    print(f"note: {folder / 'result.json'} holds one checkpoint's scores: delete it to score {checkpoints(plan)}",
+          file=sys.stderr)
+    return {}
 
 
 def validation_seconds(run_dir: Path) -> float:
@@ -156,6 +163,29 @@ def seed_row(name: str, runs: list[dict]) -> str:
             f"{levels} | {worst} |")
 
 
+def usage_problem(args, plan: dict) -> str | None:
+    """Why the command line cannot run this plan, or None."""
+    unknown = set(args.only or ()) - set(plan["variants"])
+    if unknown:
+        return f"--only names no variant of the plan: {', '.join(sorted(unknown))}"
+    if args.seeds < 1:
+        return "--seeds must be at least 1"
+    if args.only_seed and not all(0 <= k < args.seeds for k in args.only_seed):
+        return f"--only-seed takes seeds in [0, {args.seeds - 1}] (--seeds {args.seeds})"
+    return None
+
+
+def run_variant(plan: dict, name: str, overrides: list[str], folder: Path) -> None:
+    """Train and score one run of a variant into ``folder`` and write its result.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"training {name}: {' '.join(overrides) or '(base)'}", file=sys.stderr, flush=True)
+    run_dir, seconds = train_variant(plan, overrides, folder)
+    scores = score_variant(plan, run_dir, folder)
+    result = {"overrides": overrides, "run_dir": str(run_dir), "train_seconds": seconds,
+              "val_seconds": validation_seconds(run_dir), "parameters": parameters(run_dir), "scores": scores}
+    write_text_atomic(folder / "result.json", json.dumps(result, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = CliParser(prog="scripts/ablate.py", description=__doc__.splitlines()[0])
     parser.add_argument("plan", type=Path, help="YAML plan: base, common, variants (see the module docstring)")
@@ -167,21 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.plan)
-    except PlanError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    unknown = set(args.only or ()) - set(plan["variants"])
-    if unknown:
-        print(f"error: --only names no variant of the plan: {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
-    if args.seeds < 1:
-        print("error: --seeds must be at least 1", file=sys.stderr)
-        return 2
-    runs = [(name, seed) for name in plan["variants"] for seed in range(args.seeds)]
-    to_train = [(name, seed) for name, seed in runs if not (run_folder(args.out, name, seed, args.seeds)
-                / "result.json").is_file() and (args.only is None or name in args.only)
-                and (args.only_seed is None or seed in args.only_seed)]  # fmt: skip
-    try:
+        problem = usage_problem(args, plan)
+        if problem:
+            raise PlanError(problem)
+        runs = [(name, seed) for name in plan["variants"] for seed in range(args.seeds)]
+        to_train = [(name, seed) for name, seed in runs if not (run_folder(args.out, name, seed, args.seeds)
+                    / "result.json").is_file() and (args.only is None or name in args.only)
+                    and (args.only_seed is None or seed in args.only_seed)]  # fmt: skip
         check_variants(plan, sorted({name for name, _ in to_train}))
     except PlanError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -191,26 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[tuple[str, str], list[dict]] = {}
     for name, seed in runs:
         folder = run_folder(args.out, name, seed, args.seeds)
-        result_path = folder / "result.json"
-        overrides = plan["variants"][name] + ([f"train.seed={seed}"] if args.seeds > 1 else [])
         if (name, seed) in to_train:
-            folder.mkdir(parents=True, exist_ok=True)
-            print(f"training {name}: {' '.join(overrides) or '(base)'}", file=sys.stderr, flush=True)
             try:
-                run_dir, seconds = train_variant(plan, overrides, folder)
-                scores = score_variant(plan, run_dir, folder)
+                run_variant(plan, name, plan["variants"][name] + ([f"train.seed={seed}"] if args.seeds > 1 else []),
+                            folder)
             except subprocess.CalledProcessError as err:
                 print(f"error: variant '{name}' failed (exit status {err.returncode}): {' '.join(err.cmd)}",
                       file=sys.stderr)
                 return 1
-            result = {"overrides": overrides, "run_dir": str(run_dir), "train_seconds": seconds,
-                      "val_seconds": validation_seconds(run_dir), "parameters": parameters(run_dir), "scores": scores}
-            write_text_atomic(result_path, json.dumps(result, indent=1) + "\n")
-        if result_path.is_file():
-            result = json.loads(result_path.read_text())
-            for checkpoint, scores in scores_by_checkpoint(plan, result).items():
-                label = row_label(name, seed, checkpoint, args.seeds, len(checkpoints(plan)))
-                rows.append(table_row(label, result, scores))
+        if (folder / "result.json").is_file():
+            result = json.loads((folder / "result.json").read_text())
+            for checkpoint, scores in scores_by_checkpoint(plan, result, folder).items():
+                rows.append(table_row(row_label(name, seed, checkpoint, args.seeds, len(checkpoints(plan))), result,
+                                      scores))
                 print(rows[-1], file=sys.stderr, flush=True)
                 done.setdefault((name, checkpoint), []).append(scores)
     print("\n".join(rows))

@@ -125,3 +125,10 @@ def test_only_seed_trains_just_those_seeds_with_their_seed_override(tmp_path, ca
     assert trained == [("seed2", ["train.lr=1.0e-3", "train.seed=2"])]
     assert sorted(p.name for p in (out / "demo").iterdir()) == ["seed2"]
     assert "| demo | 1 | 60.00 | 0.00 | 60.00 |" in capsys.readouterr().out
+
+
+def test_a_seed_outside_the_seeds_is_refused(tmp_path, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("base: a.yaml\nvariants: {first: []}\n")
+    assert _ablate().main([str(plan), "--out", str(tmp_path / "out"), "--seeds", "2", "--only-seed", "2"]) == 2
+    assert "--only-seed takes seeds in [0, 1]" in capsys.readouterr().err and not (tmp_path / "out").exists()

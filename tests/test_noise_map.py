@@ -11,7 +11,6 @@ from dataset_fixtures import BLACK, WHITE, write_frame
 from denoise.config import ConfigError, DataConfig, ModelConfig, load_config
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
-from denoise.dataset.synthetic_pairs import fit_pair_noise
 from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
 from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
 from denoise.inference.tta import denoise_mosaic, transforms_for
@@ -19,7 +18,7 @@ from denoise.model import NAFNet, build_model
 from denoise.model.nafnet import NOISE_MAP_GAIN, noise_level_map
 from denoise.raw.bayer import normalize, pack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise import add_gaussian_noise
+from denoise.raw.noise import add_gaussian_noise, fit_pair_noise
 from denoise.raw.noise_estimation import (
     NoiseParams,
     estimate_frame_noise,

@@ -7,7 +7,7 @@ import pytest
 from dataset_fixtures import write_frame, write_pairs
 
 from denoise.config import DataConfig
-from denoise.dataset.frames import load_split
+from denoise.dataset.frames import build_val_frames, load_split
 from denoise.dataset.pairs import DatasetError, Pair, discover_pairs, split_pairs
 
 DEFAULTS = DataConfig()
@@ -158,5 +158,9 @@ def test_a_validation_root_keeps_every_training_pair_and_picks_its_own(tmp_path)
     assert len(train) == 3 and [p.key for p in val] == ["1", "3"]
     with pytest.raises(DatasetError, match="val_keys not in the dataset: 7"):
         load_split(_config(tmp_path / "data", val_keys=["7"], **layout))
+    (frame,) = build_val_frames(_config(tmp_path / "data", val_keys=["2"], **layout))
+    assert frame.key == "2" and frame.noisy.path.name == "noisy2.dng" and (frame.clean_mosaic == 2100).all()
+    with pytest.raises(DatasetError, match=r"1_noise\.dng: a validation frame is also a training frame .* 2 shared"):
+        load_split(_config(tmp_path / "data", val_root=str(tmp_path / "data"), val_keys=["1"]))
     with pytest.raises(DatasetError, match="val: no pairs found"):  # the training globs find nothing there
         load_split(_config(tmp_path / "data", val_root=str(tmp_path / "val")))

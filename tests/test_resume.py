@@ -161,3 +161,21 @@ def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
     first = train(tiny_config(data, tmp_path / "runs", "train.max_steps=1", "train.val_every=0"))
     with pytest.raises(ConfigError, match=r"model\.width=4"):
         train(tiny_config(data, tmp_path / "runs", "model.width=8"), resume=str(first.run_dir / "checkpoints/last.pth"))
+
+
+def test_a_best_score_from_other_validation_frames_is_not_kept(tmp_path: Path, monkeypatch, capsys) -> None:
+    # A run validated on one held-out pair, resumed validating on two: its old best (2.0) was measured on other
+    # frames, so the next score (0.5) makes best.pth even though it is lower.
+    data = make_pairs(tmp_path / "data", count=4, size=48)
+    settings = ("train.val_every=1", "train.image_crop=0")
+    monkeypatch.setattr(train_loop, "validate_and_log", _rising_scores())
+    first = train(tiny_config(data, tmp_path / "runs", *settings, "train.epochs=2"))
+    assert first.best_score == 2.0
+    monkeypatch.setattr(train_loop, "validate_and_log", lambda *a, **k: types.SimpleNamespace(score=0.5))
+    same = train(tiny_config(data, tmp_path / "runs", *settings, "train.epochs=3"), resume="auto")
+    assert same.best_score == 2.0  # the same frames: 0.5 is no improvement
+    other = train(tiny_config(data, tmp_path / "runs", *settings, "train.epochs=4", "data.val_count=2"),
+                  resume="auto")
+    assert other.best_score == 0.5 and "best.pth is chosen afresh" in capsys.readouterr().out
+    best = torch.load(other.run_dir / "checkpoints" / "best.pth", weights_only=True)
+    assert (best["epoch"], best["best_score"]) == (4, 0.5)

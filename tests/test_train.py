@@ -95,7 +95,8 @@ def test_tensorboard_has_the_expected_tags(fixed_batch_run) -> None:
     assert len(events.Images("images/denoised")) == 2  # validated after epochs 2 and 4
     assert any(t.startswith("config") for t in tags["tensors"])  # add_text stores a tensor summary
     assert len(events.Scalars("val/score")) == 2
-    assert any(t in tags["scalars"] for t in ("val/score_low", "val/score_mid", "val/score_high"))
+    # One validation frame: one level's score (which level is tested with known noise in test_samples.py).
+    assert len([t for t in tags["scalars"] if t.startswith("val/score_")]) == 1
 
 
 def test_checkpoint_reloads_with_weights_only(fixed_batch_run) -> None:

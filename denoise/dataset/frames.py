@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.config import DataConfig
-from denoise.dataset import calibrate
+from denoise.dataset import cache
 from denoise.dataset.cache import (
     CachedFrame,
     cache_frame,
@@ -33,6 +33,8 @@ from denoise.raw.noise import add_noise, log_uniform
 
 # The noisy inputs' own scores are cached with the frames, keyed by the code that makes and scores them.
 SCORING = source_digest(metrics, noise, sys.modules[__name__])
+# A validation pair's measured noise level likewise, keyed by the code that normalises and fits it.
+GAIN = source_digest(noise, cache, sys.modules[__name__])
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,11 @@ def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
         val_pairs = discover_pairs(cfg.val_root, cfg.val_noisy_glob or cfg.noisy_glob,
                                    cfg.val_clean_glob or cfg.clean_glob, cfg.val_key_regex or cfg.key_regex)
         val = pick_keys(val_pairs, cfg.val_keys) if cfg.val_keys else val_pairs
+        trained = {p.resolve() for pair in train for p in (pair.noisy, pair.clean) if p is not None}
+        shared = [p for pair in val for p in (pair.noisy, pair.clean) if p is not None and p.resolve() in trained]
+        if shared:
+            raise DatasetError(f"{shared[0]}: a validation frame is also a training frame (data.val_root and its "
+                               f"globs must find other files than data.root's; {len(shared)} shared)")
     else:
         train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
     cached = cache_pairs(train + val, cache_dir_for(cfg), cfg.cache_dtype)
@@ -143,12 +150,11 @@ def _input_scores(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray
     return ImageScores(**stored)
 
 
-def _measured_gain(pair: FramePair, noisy: dng.RawFrame, clean_mosaic: np.ndarray) -> float:
-    """The shot gain ``a`` of a real pair's noise, fitted to its residual (``calibrate``'s fit), cached."""
-    made = digest("shot gain", pair.noisy.array_path.name, source_digest(calibrate))
-    fit = derived(pair.clean, f"gain-{made}", lambda: calibrate.calibrate_frames(
-        noisy.mosaic, clean_mosaic, noisy.pattern, noisy.black_level, noisy.white_level)["all"])
-    return float(fit[0])
+def _measured_gain(pair: FramePair) -> float:
+    """The shot gain ``a`` of a real pair's noise, fitted to its residual against the clean frame, cached."""
+    made = digest("shot gain", pair.noisy.array_path.name, GAIN)
+    return derived(pair.clean, f"gain-{made}", lambda: noise.fit_pair_noise(
+        whole_frame(pair.noisy, pair.packed_shape), whole_frame(pair.clean, pair.packed_shape))[0])
 
 
 def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
@@ -172,7 +178,7 @@ def build_val_frames(cfg: DataConfig) -> list[ValFrame]:
             iso=None,
             path=(pair.noisy or clean).source,
         )
-        gain = _measured_gain(pair, noisy, clean_mosaic) if gain is None else gain
+        gain = _measured_gain(pair) if gain is None else gain
         scores = _input_scores(pair, noisy, clean_mosaic, cfg)
         frames.append(ValFrame(pair.key, noisy, clean_mosaic, scores, noise.noise_level(gain)))
     return frames

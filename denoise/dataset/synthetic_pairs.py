@@ -19,7 +19,7 @@ from denoise.dataset.cache import CachedFrame, derived, digest, source_digest
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.frames import FramePair, whole_frame
 from denoise.raw import array_ops, bayer, nelder_mead, noise, noise_estimation
-from denoise.raw.noise import add_noise, log_uniform, quantize
+from denoise.raw.noise import add_noise, fit_pair_noise, log_uniform, quantize
 from denoise.raw.noise_estimation import WINDOW, estimate_noise
 
 GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
@@ -81,22 +81,6 @@ def synthesize(
     if grid is not None:
         a, b = grid.reported(a, b, gain)
     return noisy, clean, a, b
-
-
-def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """(a, b) of a pair by least squares of the squared residual on the clean value.
-
-    Only samples whose clean value lies 3 noise std inside [0, 1] count, so clipping does not bias the fit; the
-    std comes from a first fit over the samples not clipped.
-    """
-    x, r2 = clean.astype(np.float64).ravel(), ((noisy.astype(np.float64) - clean) ** 2).ravel()
-    inside = (noisy.ravel() > 0.0) & (noisy.ravel() < 1.0)
-    for _ in range(2):
-        a, b = np.linalg.lstsq(np.stack([x[inside], np.ones(int(inside.sum()))], axis=1), r2[inside], rcond=None)[0]
-        a, b = max(float(a), 1e-8), max(float(b), 1e-10)
-        std = np.sqrt(a * np.clip(x, 0.0, None) + b)
-        inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
-    return a, b
 
 
 def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:

@@ -63,3 +63,19 @@ def quantize(noisy: np.ndarray, steps: np.ndarray) -> np.ndarray:
     assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
     scale = np.asarray(steps, dtype=np.float64).reshape(4, 1, 1)
     return (np.clip(np.rint(noisy * scale), 0.0, scale) / scale).astype(np.float32)
+
+
+def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """(a, b) of a pair by least squares of the squared residual on the clean value.
+
+    Only samples whose clean value lies 3 noise std inside [0, 1] count, so clipping does not bias the fit; the
+    std comes from a first fit over the samples not clipped.
+    """
+    x, r2 = clean.astype(np.float64).ravel(), ((noisy.astype(np.float64) - clean) ** 2).ravel()
+    inside = (noisy.ravel() > 0.0) & (noisy.ravel() < 1.0)
+    for _ in range(2):
+        a, b = np.linalg.lstsq(np.stack([x[inside], np.ones(int(inside.sum()))], axis=1), r2[inside], rcond=None)[0]
+        a, b = max(float(a), 1e-8), max(float(b), 1e-10)
+        std = np.sqrt(a * np.clip(x, 0.0, None) + b)
+        inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
+    return a, b

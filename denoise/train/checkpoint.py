@@ -2,8 +2,9 @@
 read back by ``denoise.model.checkpoint.read_checkpoint`` (``torch.load(..., weights_only=True)``).
 
 Keys: model, ema (or None), optimizer, scheduler, scaler, epoch (the epoch to continue with), batch (batches of
-that epoch already done; 0 at an epoch boundary), step (optimiser steps done), best_score, rng (a list: each
-rank's generator states at the start of that epoch), config.
+that epoch already done; 0 at an epoch boundary), step (optimiser steps done), best_score, val_frames (the
+identity of the validation set best_score was measured on), rng (a list: each rank's generator states at the start
+of that epoch), config.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
+from denoise.config import Config, ConfigError, config_from_dict, to_dict
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -59,3 +61,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def check_model_matches(cfg: Config, ckpt: dict, path: Path) -> None:
+    """Refuse to resume into a differently shaped model, naming the first differing key."""
+    saved = to_dict(config_from_dict(ckpt["config"]).model)
+    for key, value in to_dict(cfg.model).items():
+        if saved.get(key) != value:
+            raise ConfigError(f"{path}: checkpoint has model.{key}={saved.get(key)!r}, the config says {value!r}")

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from denoise.atomic import remove_stale_temps, write_text_atomic
-from denoise.config import Config, ConfigError, config_from_dict, dump_config, to_dict, validate_config
+from denoise.config import Config, ConfigError, dump_config, to_dict, validate_config
 from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
 from denoise.inference.pipeline import InferSettings, settings_for_model
@@ -25,7 +25,7 @@ from denoise.model import autocast, build_model, prepare_input, prepare_model
 from denoise.model.checkpoint import read_checkpoint
 from denoise.model.nafnet import noise_level_map
 from denoise.train import distributed as dd
-from denoise.train.checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state
+from denoise.train.checkpoint import check_model_matches, rng_state, save_checkpoint, seed_everything, set_rng_state
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import RunProgress, StepClock, log_window, new_window
@@ -37,7 +37,7 @@ from denoise.train.schedule import (
     scale_for_processes,
     step_unless,
 )
-from denoise.train.validate import noisy_scores, validate_and_log
+from denoise.train.validate import frames_id, noisy_scores, validate_and_log
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,14 +71,6 @@ def _stop_on_signals() -> tuple[list[str], dict]:
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     return requested, previous
-
-
-def _check_model_matches(cfg: Config, ckpt: dict, path: Path) -> None:
-    """Refuse to resume into a differently shaped model, naming the first differing key."""
-    saved = to_dict(config_from_dict(ckpt["config"]).model)
-    for key, value in to_dict(cfg.model).items():
-        if saved.get(key) != value:
-            raise ConfigError(f"{path}: checkpoint has model.{key}={saved.get(key)!r}, the config says {value!r}")
 
 
 def resolve_resume(cfg: Config, resume: str | None) -> Path | None:
@@ -117,7 +109,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
         ckpt = dd.read_on_every_rank(ckpt_path, info, read_checkpoint) if ckpt_path else None
         if ckpt is not None:
-            _check_model_matches(cfg, ckpt, Path(ckpt_path))
+            check_model_matches(cfg, ckpt, Path(ckpt_path))
 
         # The model's initial weights depend on the seed alone; data randomness also on the rank.
         torch.manual_seed(tc.seed)
@@ -168,6 +160,9 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         val_settings = settings_for_model(InferSettings(infer.tile, infer.overlap, False, infer.batch_size, device,
                                                         infer.precision), cfg)  # fmt: skip
         val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []  # every rank scores its share
+        if ckpt is not None and best_score is not None and ckpt.get("val_frames") != frames_id(val_frames):
+            best_score = None  # measured on other frames: the next validation's score becomes the best
+            print("validation frames differ from the checkpoint's: best.pth is chosen afresh", flush=True)
         if info.is_main:
             again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
             run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
@@ -196,6 +191,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                 "batch": batch,
                 "step": step,
                 "best_score": best_score,
+                "val_frames": frames_id(val_frames),
                 "rng": dd.gather_objects(epoch_rng, info),
                 "config": to_dict(cfg),
             }

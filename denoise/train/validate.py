@@ -6,6 +6,7 @@ GPU, equal to scikit-image's), and rank 0 gathers the scores, so no GPU idles wh
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -52,6 +53,11 @@ def summarise_frames(frames: list[ValFrame], scores: list[ImageScores]) -> ValSu
     gains = [s.score - f.noisy_scores.score for f, s in pairs]
     worst = int(np.argmin(gains))
     return ValSummary(mean_scores(scores), levels, gains[worst], frames[worst].key)
+
+
+def frames_id(frames: list[ValFrame]) -> str:
+    """An identity of the validation set (keys and files): a best score is only comparable within one set."""
+    return hashlib.sha1("|".join(f"{f.key}={f.noisy.path}" for f in frames).encode()).hexdigest()[:16]
 
 
 def score_on(device: torch.device, clean: np.ndarray, pred: np.ndarray, white_level: int) -> ImageScores:
