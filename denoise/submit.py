@@ -47,6 +47,7 @@ from denoise.model.checkpoint import (
 )
 from denoise.model.standalone import network_source
 from denoise.raw.dng import DngError, read_dng
+from denoise.raw.texture_check import HEDGE
 from denoise.submit_check import RECIPE, SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
@@ -113,7 +114,9 @@ def report_text(
                 f"exceeds {settings.texture_threshold:g} (what was removed follows the image's structure) and the "
                 f"estimate's b is under\n{settings.texture_read_share:g} of the variance a*m + b at the frame's mean m "
                 "(a line fitted to texture leaves no read noise),\nthe estimate read texture as noise: the frame is "
-                f"denoised again with the noise standard deviation scaled by {settings.texture_scale:g}.\n\n"
+                f"denoised again with the noise standard deviation scaled by {settings.texture_scale:g}. Under that\n"
+                f"read-noise gate with a correlation at or below the threshold, it is denoised again at {HEDGE:g}\n"
+                "times the std.\n\n"
             )
         if settings.noise_source == "auto":
             noise += ("A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead (R, G, B\n"

@@ -24,7 +24,7 @@ from denoise.raw.noise_estimation import (
     estimate_frame_noise,
     estimate_noise,
 )
-from denoise.raw.texture_check import read_noise_share, removed_structure
+from denoise.raw.texture_check import HEDGE, read_noise_share, removed_structure, texture_std_scale
 
 TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)}
 
@@ -246,12 +246,31 @@ def test_texture_check_denoises_again_at_the_scaled_level():
     lowered = NoiseParams(estimate.a * 0.25, estimate.b * 0.25)  # half the std
     np.testing.assert_array_equal(denoise_frame(model, frame, always),
                                   denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=lowered))
-    never = InferSettings(tile=16, overlap=4, texture_threshold=0.999)
-    np.testing.assert_array_equal(denoise_frame(model, frame, never), plain)
+    off = InferSettings(tile=16, overlap=4, texture_threshold=0.0, texture_read_share=1.0)
+    np.testing.assert_array_equal(denoise_frame(model, frame, off), plain)
+    # Under the read-noise gate with a residual that does not follow the image: denoised again at HEDGE.
+    never = InferSettings(tile=16, overlap=4, texture_threshold=0.999, texture_read_share=1.0)
+    np.testing.assert_array_equal(denoise_frame(model, frame, never),
+                                  denoise_frame(model, frame, InferSettings(tile=16, overlap=4),
+                                                noise=estimate.std_scaled(HEDGE)))  # fmt: skip
     assert not np.array_equal(denoise_frame(model, frame, always), plain)  # so the checks above can fail
     given = NoiseParams(estimate.a * 2, estimate.b * 2)  # a given level (NoiseProfile, truth) is not second-guessed
     np.testing.assert_array_equal(denoise_frame(model, frame, always, noise=given),
                                   denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=given))
+
+
+def test_texture_std_scale_keeps_hedges_or_lowers_the_level():
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:96, 0:128]
+    scene = (0.3 + 0.2 * np.sin(xx / 9.0) * np.cos(yy / 13.0))[None] + 0.05 * rng.standard_normal((4, 96, 128))
+    noisy = scene + rng.normal(0, 0.01, scene.shape)
+    blurred = (scene + np.roll(scene, 1, 1) + np.roll(scene, -1, 1) + np.roll(scene, 1, 2) + np.roll(scene, -1, 2)) / 5
+    no_read, read = NoiseParams(1e-3, 0.0), NoiseParams(1e-3, 1e-3)  # read shares 0 and about 0.77 at the mean
+    assert texture_std_scale(noisy, blurred, no_read, 0.3, 0.1, 0.125) == 0.125  # texture read as noise
+    assert texture_std_scale(noisy, scene, no_read, 0.3, 0.1, 0.125) == HEDGE  # little read noise, plain residual
+    assert texture_std_scale(noisy, blurred, read, 0.3, 0.1, 0.125) == 1.0  # a level with read noise is trusted
+    assert texture_std_scale(noisy, blurred, no_read, 0.0, 0.1, 0.125) == 1.0  # the check off
+    assert 0.125 < HEDGE < 1.0
 
 
 def test_read_noise_share_is_b_over_the_variance_at_the_level():

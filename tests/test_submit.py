@@ -247,6 +247,7 @@ def test_the_report_states_the_texture_check_with_its_gate() -> None:
     settings = InferSettings(texture_threshold=0.3, texture_scale=0.125, texture_read_share=0.1)
     text = " ".join(submit.report_text(ckpt, cfg, model, 1000, settings, False).split())
     assert "exceeds 0.3" in text and "under 0.1 of the variance" in text and "scaled by 0.125" in text
+    assert "denoised again at 0.85 times the std" in text
     off = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferSettings(), False).split())
     assert "Texture check" not in off
 

@@ -14,7 +14,7 @@ from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
 from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
-from denoise.raw.texture_check import read_texture_as_noise
+from denoise.raw.texture_check import texture_std_scale
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,12 @@ def denoise_frame(
     y = run(net, progress)  # (H, W) float32, normalised
     # A residual that follows the image's structure, where the estimate left little room for read noise, says the
     # estimate read texture as noise: denoise again lower.
-    check = noise is None and isinstance(net, NoiseConditioned)
-    if check and read_texture_as_noise(packed, pack_bayer(y, frame.pattern), net.params, settings.texture_threshold,
-                                       settings.texture_read_share):  # fmt: skip
-        y = run(NoiseConditioned(model, net.params.std_scaled(settings.texture_scale)), None)
+    factor = 1.0
+    if noise is None and isinstance(net, NoiseConditioned):
+        factor = texture_std_scale(packed, pack_bayer(y, frame.pattern), net.params, settings.texture_threshold,
+                                   settings.texture_read_share, settings.texture_scale)  # fmt: skip
+    if factor != 1.0:
+        y = run(NoiseConditioned(model, net.params.std_scaled(factor)), None)
     out = mosaic.copy()
     out[:height, :width] = denormalize(y, black, frame.white_level)
     return clip_to_levels(out, black, frame.white_level)  # an odd last row or column too

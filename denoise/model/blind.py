@@ -14,14 +14,15 @@ from torch import Tensor
 
 from denoise.model.nafnet import NAFNet, noise_level_map
 from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_frame_noise
-from denoise.raw.texture_check import read_texture_as_noise
+from denoise.raw.texture_check import texture_std_scale
 
 
 class SelfEstimatingNAFNet(NAFNet):
     """NAFNet that takes the normalised packed planes (N, 4, H, W) alone and, when noise-aware, estimates each
     frame's noise level from that frame (``estimate_frame_noise`` with ``noise_window``), runs the network with
-    that level's noise map, and applies the texture check (``read_texture_as_noise``): a frame whose estimate read
-    texture as noise is denoised again with the noise std scaled by ``texture_scale``.
+    that level's noise map, and applies the texture check (``texture_std_scale``): a frame whose estimate read
+    texture as noise is denoised again with the noise std scaled by ``texture_scale`` (or by ``HEDGE``, where the
+    level left little read noise but the residual does not follow the image).
 
     ``forward(x, noise=(a, b))`` uses a known level instead (a DNG's NoiseProfile), with no texture check. An input
     that already holds the noise map (N, 4 + noise_channels, H, W) goes straight to the network.
@@ -51,8 +52,9 @@ class SelfEstimatingNAFNet(NAFNet):
         for frame in x:  # one level per frame
             params = NoiseParams(*noise) if noise is not None else estimate_frame_noise(frame, self.noise_window)
             y = self.at_level(frame[None], params)
-            if noise is None and read_texture_as_noise(frame, y[0], params, self.texture_threshold,
-                                                       self.texture_read_share):  # fmt: skip
-                y = self.at_level(frame[None], params.std_scaled(self.texture_scale))
+            factor = 1.0 if noise is not None else texture_std_scale(
+                frame, y[0], params, self.texture_threshold, self.texture_read_share, self.texture_scale)
+            if factor != 1.0:
+                y = self.at_level(frame[None], params.std_scaled(factor))
             outputs.append(y)
         return torch.cat(outputs)

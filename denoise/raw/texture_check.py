@@ -11,6 +11,12 @@ from typing import Any
 from denoise.raw.array_ops import to_float64
 from denoise.raw.noise_estimation import NoiseParams
 
+# The std factor for a level with little read noise whose residual does not follow the image: such a level is
+# still often read partly off fine texture (1.4-3x too high in a on the demo's validation set). Chosen there: two
+# scene frames at the lowest level lost 0.8 and 1.2 points against their input at the full level and gained 0.3
+# and 0.8 at this factor; over the 12 frames it applied to it cost 0.4 at most (docs/experiments.md).
+HEDGE = 0.85
+
 
 def removed_structure(noisy: Any, denoised: Any) -> float:
     """How closely what a denoiser removed follows the structure of what it kept, for packed (4, h, w) frames.
@@ -45,14 +51,16 @@ def read_noise_share(params: NoiseParams, level: float) -> float:
     return params.b / total if total > 0 else 1.0
 
 
-def read_texture_as_noise(
-    noisy: Any, denoised: Any, params: NoiseParams, threshold: float, read_share: float
-) -> bool:
-    """Whether the blind level ``params`` of the packed (4, h, w) ``noisy`` frame read texture as noise, judged
-    from its ``denoised`` result: the estimate left little room for read noise (``read_noise_share`` at the frame's
-    mean under ``read_share``) and what was removed follows the image (``removed_structure`` above ``threshold``).
-    ``threshold`` 0 turns the check off. A frame for which it holds is denoised again at a lower level.
+def texture_std_scale(noisy: Any, denoised: Any, params: NoiseParams, threshold: float, read_share: float,
+                      scale: float) -> float:
+    """The factor for the blind level ``params``'s noise std at which the packed (4, h, w) ``noisy`` frame is to be
+    denoised, judged from its ``denoised`` result at that level: 1 keeps the result.
+
+    When the estimate left little room for read noise (``read_noise_share`` at the frame's mean under
+    ``read_share``), part of what it read may be texture: if what was removed follows the image
+    (``removed_structure`` above ``threshold``) the estimate read texture as noise, and the factor is ``scale``;
+    otherwise it is ``HEDGE``. ``threshold`` 0 turns the check off (factor 1).
     """
     if threshold <= 0 or read_noise_share(params, float(noisy.mean())) >= read_share:
-        return False
-    return removed_structure(noisy, denoised) > threshold
+        return 1.0
+    return scale if removed_structure(noisy, denoised) > threshold else HEDGE
