@@ -12,9 +12,9 @@ from denoise.raw.array_ops import to_float64
 from denoise.raw.noise_estimation import NoiseParams
 
 # The std factor for a level with little read noise whose residual does not follow the image: such a level is
-# still often read partly off fine texture (1.4-3x too high in a on the demo's validation set). Chosen there: two
-# scene frames at the lowest level lost 0.8 and 1.2 points against their input at the full level and gained 0.3
-# and 0.8 at this factor; over the 12 frames it applied to it cost 0.4 at most (docs/experiments.md).
+# still often read partly off fine texture, and no threshold on the residual tells those frames from the others.
+# Chosen on the demo's validation set, where it lifted the two frames that fell below their input at the full
+# level above it and cost any frame at most half a point (docs/experiments.md).
 HEDGE = 0.85
 
 
