@@ -147,17 +147,18 @@ def table_row(name: str, result: dict, scores: dict) -> str:
             f"{result['parameters']:,} | {result['train_seconds']:.0f} | {val} |")
 
 
-def seed_row(name: str, runs: list[dict]) -> str:
-    """One row over a variant's seeds (each a compare_baselines JSON): mean, spread, scores, levels, worst."""
+def seed_row(name: str, runs: list[dict], seeds: list[int]) -> str:
+    """One row over a variant's ``seeds`` (``runs``: their compare_baselines JSONs): mean, spread, scores, levels,
+    worst."""
     means = [r["mean"]["model"]["score"] for r in runs]
     levels = " | ".join(
         f"{sum(r['per_level'][g]['model']['score'] for r in runs) / len(runs):.2f}"
         if all(g in r["per_level"] for r in runs) else "-"
         for g in ("low", "mid", "high")
     )  # fmt: skip
-    worst_seed = min(range(len(runs)), key=lambda k: runs[k]["mean"]["model"].get("worst", float("inf")))
-    worst = runs[worst_seed]["mean"]["model"]
-    worst = f"{worst['worst']:+.2f} (seed {worst_seed}, frame {worst['worst_frame']})" if "worst" in worst else "-"
+    k = min(range(len(runs)), key=lambda i: runs[i]["mean"]["model"].get("worst", float("inf")))
+    worst = runs[k]["mean"]["model"]
+    worst = f"{worst['worst']:+.2f} (seed {seeds[k]}, frame {worst['worst_frame']})" if "worst" in worst else "-"
     each = ", ".join(f"{m:.2f}" for m in means)
     return (f"| {name} | {len(runs)} | {sum(means) / len(means):.2f} | {max(means) - min(means):.2f} | {each} | "
             f"{levels} | {worst} |")
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = ["| variant | score | PSNR | SSIM | low | mid | high | worst | parameters | train s | of it validating |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    done: dict[tuple[str, str], list[dict]] = {}
+    done: dict[tuple[str, str], list[tuple[int, dict]]] = {}
     for name, seed in runs:
         folder = run_folder(args.out, name, seed, args.seeds)
         if (name, seed) in to_train:
@@ -227,13 +228,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(table_row(row_label(name, seed, checkpoint, args.seeds, len(checkpoints(plan))), result,
                                       scores))
                 print(rows[-1], file=sys.stderr, flush=True)
-                done.setdefault((name, checkpoint), []).append(scores)
+                done.setdefault((name, checkpoint), []).append((seed, scores))
     print("\n".join(rows))
     if args.seeds > 1:
         print("\n| variant | seeds | mean score | spread | each seed | low | mid | high | worst |")
         print("|---|---|---|---|---|---|---|---|---|")
         for (name, checkpoint), results in done.items():
-            print(seed_row(name if len(checkpoints(plan)) == 1 else f"{name}, {checkpoint}", results))
+            print(seed_row(name if len(checkpoints(plan)) == 1 else f"{name}, {checkpoint}",
+                           [scores for _, scores in results], [seed for seed, _ in results]))
     return 0
 
 

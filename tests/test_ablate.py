@@ -124,7 +124,7 @@ def test_only_seed_trains_just_those_seeds_with_their_seed_override(tmp_path, ca
     assert ablate.main([str(plan), "--out", str(out), "--seeds", "3", "--only-seed", "2"]) == 0
     assert trained == [("seed2", ["train.lr=1.0e-3", "train.seed=2"])]
     assert sorted(p.name for p in (out / "demo").iterdir()) == ["seed2"]
-    assert "| demo | 1 | 60.00 | 0.00 | 60.00 |" in capsys.readouterr().out
+    assert "| demo | 1 | 60.00 | 0.00 | 60.00 | 80.00 | - | - | +0.50 (seed 2, frame 1) |" in capsys.readouterr().out
 
 
 def test_a_seed_outside_the_seeds_is_refused(tmp_path, capsys):
