@@ -6,7 +6,6 @@ GPU, equal to scikit-image's), and rank 0 gathers the scores, so no GPU idles wh
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from denoise.dataset.cache import digest
 from denoise.dataset.frames import ValFrame
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.raw.metrics import ImageScores, mean_scores, score_image, score_image_torch
@@ -57,7 +57,7 @@ def summarise_frames(frames: list[ValFrame], scores: list[ImageScores]) -> ValSu
 
 def frames_id(frames: list[ValFrame]) -> str:
     """An identity of the validation set (keys and files): a best score is only comparable within one set."""
-    return hashlib.sha1("|".join(f"{f.key}={f.noisy.path}" for f in frames).encode()).hexdigest()[:16]
+    return digest(*(f"{f.key}={f.noisy.path}" for f in frames))
 
 
 def score_on(device: torch.device, clean: np.ndarray, pred: np.ndarray, white_level: int) -> ImageScores:
