@@ -85,6 +85,28 @@ def resolve_resume(cfg: Config, resume: str | None) -> Path | None:
     return path
 
 
+def open_run(cfg: Config, resume: str | None, ckpt_path: str | None, step: int,
+             val_frames: list) -> tuple[Path, SummaryWriter]:
+    """Rank 0's run folder (the checkpoint's, a ``--resume auto`` run's that has none yet, or a new one) with the
+    resolved config written and a TensorBoard writer that drops what a killed attempt logged after ``step``."""
+    tc = cfg.train
+    again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
+    run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
+        remove_stale_temps(run_dir / "checkpoints" / name)
+    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)
+    writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
+    if val_frames and step == 0:
+        for key, value in noisy_scores(val_frames).as_dict().items():
+            writer.add_scalar(f"val_noisy/{key}", value, 0)
+    print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt_path else ""), flush=True)
+    if tc.loss_psnr:
+        print("note: the psnr loss is minus the PSNR in dB, negative by design", flush=True)
+    return run_dir, writer
+
+
 def train(cfg: Config, resume: str | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` as ``cfg.train`` says; resume from a checkpoint path or "auto".
 
@@ -164,20 +186,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             best_score = None  # measured on other frames: the next validation's score becomes the best
             print("validation frames differ from the checkpoint's: best.pth is chosen afresh", flush=True)
         if info.is_main:
-            again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
-            run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
-            (run_dir / "checkpoints").mkdir(exist_ok=True)
-            for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
-                remove_stale_temps(run_dir / "checkpoints" / name)
-            write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)  # drops what a killed attempt logged after
-            writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
-            if val_frames and step == 0:
-                for key, value in noisy_scores(val_frames).as_dict().items():
-                    writer.add_scalar(f"val_noisy/{key}", value, 0)
-            print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt else ""), flush=True)
-            if tc.loss_psnr:
-                print("note: the psnr loss is minus the PSNR in dB, negative by design", flush=True)
+            run_dir, writer = open_run(cfg, resume, ckpt_path, step, val_frames)
 
         def checkpoint_state(epoch: int, batch: int, epoch_rng: dict) -> dict:
             """The checkpoint dict; collective, every rank contributes its RNG state."""
