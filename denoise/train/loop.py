@@ -14,10 +14,8 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
 
-from denoise.atomic import remove_stale_temps, write_text_atomic
-from denoise.config import Config, ConfigError, dump_config, to_dict, validate_config
+from denoise.config import Config, ConfigError, to_dict, validate_config
 from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
 from denoise.inference.pipeline import InferSettings, settings_for_model
@@ -29,7 +27,7 @@ from denoise.train.checkpoint import check_model_matches, rng_state, save_checkp
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import RunProgress, StepClock, log_window, new_window
-from denoise.train.runs import latest_checkpoint, new_run_dir, newest_run, run_dir_of
+from denoise.train.runs import latest_checkpoint, open_run
 from denoise.train.schedule import (
     build_optimizer,
     build_scheduler,
@@ -83,28 +81,6 @@ def resolve_resume(cfg: Config, resume: str | None) -> Path | None:
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint to resume from")
     return path
-
-
-def open_run(cfg: Config, resume: str | None, ckpt_path: str | None, step: int,
-             val_frames: list) -> tuple[Path, SummaryWriter]:
-    """Rank 0's run folder (the checkpoint's, a ``--resume auto`` run's that has none yet, or a new one) with the
-    resolved config written and a TensorBoard writer that drops what a killed attempt logged after ``step``."""
-    tc = cfg.train
-    again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
-    run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
-    for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
-        remove_stale_temps(run_dir / "checkpoints" / name)
-    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)
-    writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
-    if val_frames and step == 0:
-        for key, value in noisy_scores(val_frames).as_dict().items():
-            writer.add_scalar(f"val_noisy/{key}", value, 0)
-    print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt_path else ""), flush=True)
-    if tc.loss_psnr:
-        print("note: the psnr loss is minus the PSNR in dB, negative by design", flush=True)
-    return run_dir, writer
 
 
 def train(cfg: Config, resume: str | None = None) -> TrainResult:
@@ -186,7 +162,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             best_score = None  # measured on other frames: the next validation's score becomes the best
             print("validation frames differ from the checkpoint's: best.pth is chosen afresh", flush=True)
         if info.is_main:
-            run_dir, writer = open_run(cfg, resume, ckpt_path, step, val_frames)
+            noisy = noisy_scores(val_frames).as_dict() if val_frames and step == 0 else None
+            run_dir, writer = open_run(cfg, resume, ckpt_path, step, noisy)
 
         def checkpoint_state(epoch: int, batch: int, epoch_rng: dict) -> dict:
             """The checkpoint dict; collective, every rank contributes its RNG state."""

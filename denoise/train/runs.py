@@ -8,6 +8,10 @@ import datetime
 from pathlib import Path
 
 import yaml
+from torch.utils.tensorboard import SummaryWriter
+
+from denoise.atomic import remove_stale_temps, write_text_atomic
+from denoise.config import Config, dump_config
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -58,3 +62,25 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     if parent.name == "checkpoints" and (parent.parent / "config.yaml").is_file():
         return parent.parent
     return None
+
+
+def open_run(cfg: Config, resume: str | None, ckpt_path: str | None, step: int,
+             noisy: dict[str, float] | None) -> tuple[Path, SummaryWriter]:
+    """Rank 0's run folder (the checkpoint's, a ``--resume auto`` run's that has none yet, or a new one) with the
+    resolved config written and a TensorBoard writer that drops what a killed attempt logged after ``step``; a
+    new run logs ``noisy``, the validation inputs' own scores."""
+    tc = cfg.train
+    again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
+    run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
+        remove_stale_temps(run_dir / "checkpoints" / name)
+    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)
+    writer.add_text("config", "    " + dump_config(cfg).replace("\n", "\n    "), step)
+    for key, value in (noisy or {}).items():
+        writer.add_scalar(f"val_noisy/{key}", value, 0)
+    print(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path}, step {step})" if ckpt_path else ""), flush=True)
+    if tc.loss_psnr:
+        print("note: the psnr loss is minus the PSNR in dB, negative by design", flush=True)
+    return run_dir, writer
