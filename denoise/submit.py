@@ -47,7 +47,7 @@ from denoise.model.checkpoint import (
 )
 from denoise.model.standalone import network_source
 from denoise.raw.dng import DngError, read_dng
-from denoise.raw.texture_check import HEDGE
+from denoise.raw.texture_check import HEDGE, RAMP
 from denoise.submit_check import RECIPE, SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it
@@ -110,13 +110,15 @@ def report_text(
         )
         if settings.texture_threshold > 0:
             noise += (
-                "Texture check: when the mean over the planes of |corr(noisy - denoised, Laplacian of denoised)|\n"
-                f"exceeds {settings.texture_threshold:g} (what was removed follows the image's structure) and the "
-                f"estimate's b is under\n{settings.texture_read_share:g} of the variance a*m + b at the frame's mean m "
-                "(a line fitted to texture leaves no read noise),\nthe estimate read texture as noise: the frame is "
-                f"denoised again with the noise standard deviation scaled by {settings.texture_scale:g}. Under that\n"
-                f"read-noise gate with a correlation at or below the threshold, it is denoised again at {HEDGE:g}\n"
-                "times the std.\n\n"
+                "Texture check: when the estimate's b is under "
+                f"{settings.texture_read_share:g} of the variance a*m + b at the frame's mean m (a line fitted to\n"
+                "texture leaves no read noise), the frame is denoised again with the noise standard deviation scaled "
+                "by a factor\nset by c, the mean over the planes of |corr(noisy - denoised, Laplacian of denoised)| "
+                "(what was removed\nfollows the image's structure when the estimate read texture as noise): "
+                f"{HEDGE:g} up to c = {settings.texture_threshold - RAMP:g},\n"
+                f"{settings.texture_scale:g} from c = {settings.texture_threshold:g} on, and between them "
+                f"{HEDGE:g} * ({settings.texture_scale:g} / {HEDGE:g}) ** t, with t rising\nfrom 0 to 1 "
+                "across that interval (`graded_factor` in network.py).\n\n"
             )
         if settings.noise_source == "auto":
             noise += ("A frame whose DNG carries a NoiseProfile tag is given its (S, O) as (a, b) instead (R, G, B\n"

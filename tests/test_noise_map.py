@@ -3,6 +3,9 @@ and inference that reads the level off the noisy frame alone."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -24,7 +27,7 @@ from denoise.raw.noise_estimation import (
     estimate_frame_noise,
     estimate_noise,
 )
-from denoise.raw.texture_check import HEDGE, read_noise_share, removed_structure, texture_std_scale
+from denoise.raw.texture_check import HEDGE, RAMP, graded_factor, read_noise_share, removed_structure, texture_std_scale
 
 TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)}
 
@@ -271,6 +274,20 @@ def test_texture_std_scale_keeps_hedges_or_lowers_the_level():
     assert texture_std_scale(noisy, blurred, read, 0.3, 0.1, 0.125) == 1.0  # a level with read noise is trusted
     assert texture_std_scale(noisy, blurred, no_read, 0.0, 0.1, 0.125) == 1.0  # the check off
     assert 0.125 < HEDGE < 1.0
+    # A correlation half-way up the ramp below the threshold: the geometric mean of HEDGE and the scale.
+    middle = removed_structure(noisy, blurred) + RAMP / 2
+    assert texture_std_scale(noisy, blurred, no_read, middle, 0.1, 0.125) == pytest.approx(math.sqrt(HEDGE * 0.125))
+
+
+def test_graded_factor_falls_from_the_hedge_to_the_scale_without_a_jump():
+    assert graded_factor(0.0, 0.3, 0.125) == HEDGE
+    assert graded_factor(0.3 - RAMP, 0.3, 0.125) == pytest.approx(HEDGE)
+    assert graded_factor(0.3, 0.3, 0.125) == pytest.approx(0.125)
+    assert graded_factor(0.9, 0.3, 0.125) == pytest.approx(0.125)
+    assert graded_factor(0.3 - RAMP / 4, 0.3, 0.125) == pytest.approx(HEDGE ** 0.25 * 0.125 ** 0.75)
+    steps = [graded_factor(0.2 + i * 1e-3, 0.3, 0.125) for i in range(150)]
+    assert all(b <= a for a, b in itertools.pairwise(steps))  # never rises with the evidence
+    assert max(a / b for a, b in itertools.pairwise(steps)) < 1.05  # 0.001 of correlation moves it by under 5%
 
 
 def test_read_noise_share_is_b_over_the_variance_at_the_level():

@@ -20,9 +20,9 @@ from denoise.raw.texture_check import texture_std_scale
 class SelfEstimatingNAFNet(NAFNet):
     """NAFNet that takes the normalised packed planes (N, 4, H, W) alone and, when noise-aware, estimates each
     frame's noise level from that frame (``estimate_frame_noise`` with ``noise_window``), runs the network with
-    that level's noise map, and applies the texture check (``texture_std_scale``): a frame whose estimate read
-    texture as noise is denoised again with the noise std scaled by ``texture_scale`` (or by ``HEDGE``, where the
-    level left little read noise but the residual does not follow the image).
+    that level's noise map, and applies the texture check (``texture_std_scale``): a frame whose estimate left
+    little read noise is denoised again with the noise std scaled by a factor from ``HEDGE`` down to
+    ``texture_scale``, the lower the more its residual follows the image (the estimate read texture as noise).
 
     ``forward(x, noise=(a, b))`` uses a known level instead (a DNG's NoiseProfile), with no texture check. An input
     that already holds the noise map (N, 4 + noise_channels, H, W) goes straight to the network.
