@@ -38,6 +38,7 @@ from denoise.infer import (
     summary_line,
 )
 from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
+from denoise.lock import hold_folder
 from denoise.model.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -54,6 +55,7 @@ MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabyt
 ZIP_ROOT = "result"
 TEST_FRAMES = 10  # the competition's test set: noisy0.dng ... noisy9.dng
 MARKER = ".raw-denoise-submission"  # written into --out: a folder holding it is a submission this tool made
+STAGING = ".staging-"  # inside --out: a submission being built and checked
 
 
 class SubmitError(ValueError):
@@ -213,13 +215,18 @@ def _made_before_markers(out: Path) -> bool:
     return bool(files) and all(expected.fullmatch(name) for name in files)
 
 
+def _ours(name: str) -> bool:
+    """A name submit itself puts in ``--out`` besides the submission: its marker and a killed run's staging."""
+    return name == MARKER or name.startswith(STAGING)
+
+
 def _refuse_foreign_out(out: Path, zip_path: Path) -> None:
     """Replacing ``out``'s parts and the zip beside it must never touch what another program or person made: only
     a missing or empty folder, or one a previous submission marked (or wrote before markers), is written into."""
     own = (out / MARKER).is_file() or (out.is_dir() and _made_before_markers(out))
     if out.exists() and not out.is_dir():
         raise SubmitError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not own:
+    if out.is_dir() and any(not _ours(p.name) for p in out.iterdir()) and not own:
         raise SubmitError(f"--out {out} is not empty and is not a submission made here (no {MARKER} in it): "
                           "name a new or empty folder")
     if zip_path.exists() and not own:
@@ -227,13 +234,14 @@ def _refuse_foreign_out(out: Path, zip_path: Path) -> None:
                           "--out")
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out/data`` and ``out/algorithm`` with the staged ones (other files in ``out`` stay)."""
+def _move_into_place(tree: Path, out: Path) -> None:
+    """Replace ``out/data`` and ``out/algorithm`` with ``tree``'s (other files in ``out`` stay); the marker goes
+    first, so a kill between the steps leaves a folder the next submission may replace."""
+    (out / MARKER).write_text("made by python -m denoise.submit; replaced whole by the next submission into here\n")
     for part in ("data", "algorithm"):
         if (out / part).exists():
             shutil.rmtree(out / part)
-        os.replace(staging / part, out / part)
-    (out / MARKER).write_text("made by python -m denoise.submit; replaced whole by the next submission into here\n")
+        os.replace(tree / part, out / part)
 
 
 def whole_frame_reference(model: torch.nn.Module, source: Path, settings: InferSettings) -> np.ndarray:
@@ -242,10 +250,34 @@ def whole_frame_reference(model: torch.nn.Module, source: Path, settings: InferS
     return denoise_frame(cpu, read_dng(source), replace(settings, tile=0, tta=False, precision="fp32", device="cpu"))
 
 
+def stage_submission(ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, inputs: list[Path], tree: Path,
+                     zip_path: Path, weights: bytes, settings: InferSettings, half: bool) -> np.ndarray:
+    """Write the submission's folder ``tree`` (data/, algorithm/) and its zip ``zip_path``; returns the package's
+    whole-frame output for the first input, which the check compares network.py with."""
+    summary = run_jobs(model, plan_jobs(inputs, tree / "data"), settings)
+    print(summary_line(summary, settings))
+    if summary.failures:
+        failed = ", ".join(str(path) for path, _ in summary.failures)
+        raise SubmitError(f"inference failed on {failed}; no submission written")
+    models_dir = tree / "algorithm" / "models"
+    models_dir.mkdir(parents=True)
+    (models_dir / "network.py").write_text(network_source(cfg.model, {
+        "noise_window": settings.noise_window, "texture_threshold": settings.texture_threshold,
+        "texture_scale": settings.texture_scale, "texture_read_share": settings.texture_read_share}))
+    (models_dir / "model.pth").write_bytes(weights)
+    reference = whole_frame_reference(model, inputs[0], settings)
+    written = read_dng(tree / "data" / output_name(inputs[0])).mosaic
+    whole = int(np.abs(reference.astype(np.int64) - written.astype(np.int64)).max())
+    report = report_text(ckpt, cfg, model, len(weights), settings, half, (inputs[0].name, whole))
+    (tree / "algorithm" / "report.md").write_text(report)
+    write_zip(tree, zip_path)
+    return reference
+
+
 def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
                      ckpt: dict[str, Any] | None = None, count: int | None = TEST_FRAMES) -> Path:
-    """Everything cheap is checked first; outputs are staged inside ``out`` and moved into place at the end.
-    ``ckpt`` is the checkpoint already read, if it was."""
+    """Everything cheap is checked first; the submission is built and checked in a staging folder inside ``out``
+    and replaces the previous one only once it passed. ``ckpt`` is the checkpoint already read, if it was."""
     ckpt = read_checkpoint(checkpoint) if ckpt is None else ckpt
     cfg = checkpoint_config(ckpt, checkpoint)
     weights = export_weights(inference_state_dict(ckpt), half)
@@ -262,38 +294,26 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
                 if value.is_floating_point():
                     value.copy_(value.half().float())
     settings = settings_for_model(settings, cfg)  # the noise estimate and texture check it was trained with
-    source = network_source(cfg.model, {"noise_window": settings.noise_window,
-                                        "texture_threshold": settings.texture_threshold,
-                                        "texture_scale": settings.texture_scale,
-                                        "texture_read_share": settings.texture_read_share})  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    try:
-        summary = run_jobs(model, plan_jobs(inputs, staging / "data"), settings)
-        print(summary_line(summary, settings))
-        if summary.failures:
-            failed = ", ".join(str(path) for path, _ in summary.failures)
-            raise SubmitError(f"inference failed on {failed}; no submission written")
-        models_dir = staging / "algorithm" / "models"
-        models_dir.mkdir(parents=True)
-        (models_dir / "network.py").write_text(source)
-        (models_dir / "model.pth").write_bytes(weights)
-        reference = whole_frame_reference(model, inputs[0], settings)
-        written = read_dng(staging / "data" / output_name(inputs[0])).mosaic
-        whole = int(np.abs(reference.astype(np.int64) - written.astype(np.int64)).max())
-        report = report_text(ckpt, cfg, model, len(weights), settings, half, (inputs[0].name, whole))
-        (staging / "algorithm" / "report.md").write_text(report)
-        write_zip(staging, zip_path)
-        _move_into_place(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with hold_folder(out, f"--out {out}"):
+        for old in out.glob(f"{STAGING}*"):  # a killed submission's: with the folder held, none is live
+            shutil.rmtree(old, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
+        try:
+            tree, staged_zip = staging / ZIP_ROOT, staging / zip_path.name
+            reference = stage_submission(ckpt, cfg, model, inputs, tree, staged_zip, weights, settings, half)
+            noise_aware = cfg.model.noise_channels > 0
+            try:
+                lines = check_submission(staged_zip, inputs, settings.noise_source, noise_aware, reference, staging)
+            except (SubmissionCheckError, DngError, OSError, ValueError) as err:
+                kept = "the previous submission is untouched" if (out / MARKER).is_file() else "nothing written"
+                raise SubmissionCheckError(f"{err}; {kept}") from err
+            _move_into_place(tree, out)
+            os.replace(staged_zip, zip_path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     if len(inputs) != TEST_FRAMES:
         print(f"note: {len(inputs)} test frame(s); the competition's test set has {TEST_FRAMES}")
-    try:
-        lines = check_submission(zip_path, inputs, settings.noise_source, cfg.model.noise_channels > 0, reference)
-    except (SubmissionCheckError, DngError, OSError, ValueError) as err:
-        zip_path.unlink(missing_ok=True)  # a zip that fails its own checks must not be uploaded by mistake
-        raise SubmissionCheckError(f"{err}; removed {zip_path}, kept {out} for inspection") from err
     for line in lines:
         print(f"check: {line}")
     return zip_path

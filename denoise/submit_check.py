@@ -171,15 +171,16 @@ def check_standalone(
 
 def check_submission(
     zip_path: Path, inputs: Sequence[Path], noise_source: str = "auto", noise_aware: bool = False,
-    reference: np.ndarray | None = None,
+    reference: np.ndarray | None = None, workdir: Path | None = None,
 ) -> list[str]:  # fmt: skip
     """Run every check on the zip; returns a line per check passed, raises on the first failure. ``noise_source``
     is the submission's ("auto" gave a noise-aware model a frame's NoiseProfile level when it has one);
-    ``reference`` is the package's whole-frame output for the first frame, when known (see ``check_standalone``)."""
-    with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(prefix="submit-check-") as tmp:
+    ``reference`` is the package's whole-frame output for the first frame, when known (see ``check_standalone``);
+    the check's files go in a temporary folder inside ``workdir`` (the system's when None)."""
+    with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(prefix="check-", dir=workdir) as tmp:
         names = zf.namelist()
         check_entry_names(names)
-        lines = [f"{zip_path}: {len(names)} entries, all relative under result/"]
+        lines = [f"{zip_path.name}: {len(names)} entries, all relative under result/"]
         lines += check_dngs(zf, inputs, Path(tmp))
         profile = read_dng(inputs[0]).noise_profile if noise_aware and noise_source == "auto" else None
         noise = None if profile is None else profile_noise(profile)

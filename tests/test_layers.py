@@ -1,8 +1,9 @@
 """The package's shape: each layer imports only from the layers below it, files stay small, public names unique.
 
-The layers, bottom to top (``shared/STYLE.md``): the foundation (``denoise.atomic``, ``denoise.config``), the raw
-image (``denoise.raw``), the network and the training data (``denoise.model``, ``denoise.dataset``, which do not
-import each other), inference, training, and the command-line modules at the top, which may import anything.
+The layers, bottom to top (``shared/STYLE.md``): the foundation (``denoise.atomic``, ``denoise.lock``,
+``denoise.config``), the raw image (``denoise.raw``), the network and the training data (``denoise.model``,
+``denoise.dataset``, which do not import each other), inference, training, and the command-line modules at the
+top, which may import anything.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "denoise"
 
 # What each layer may import from the package, itself included.
-FOUNDATION = {"atomic", "config"}
+FOUNDATION = {"atomic", "lock", "config"}
 ALLOWED: dict[str, set[str]] = {
     "atomic": set(),
+    "lock": set(),
     "config": {"config"},
     "raw": FOUNDATION | {"raw"},
     "model": FOUNDATION | {"raw", "model"},
@@ -31,7 +33,7 @@ MAX_LINES = 350
 
 
 def layer_of(module: str) -> str:
-    """``denoise.raw.dng`` -> "raw"; a top-level module other than atomic -> "cli"; ``__main__`` files -> "cli"."""
+    """``denoise.raw.dng`` -> "raw"; a top-level module other than atomic and lock -> "cli"; ``__main__`` files -> "cli"."""
     parts = module.split(".")
     if parts[-1] == "__main__" or len(parts) < 2:
         return "cli"

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +146,33 @@ def test_cli_refuses_a_non_empty_folder_and_bad_sizes(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "new"), "--train-size", "63", "96"]) == 2
     assert (tmp_path / "out/keep.txt").read_text() == "mine" and not (tmp_path / "new").exists()
     assert capsys.readouterr().err.count("error:") == 2
+
+
+def _synth_until_staged(out: Path, *extra: str) -> subprocess.Popen:
+    """A real ``dataset.synth`` process into ``out``, returned once a hidden build folder of its own exists."""
+    before = set(out.parent.glob(f".{out.name}.*"))
+    command = [sys.executable, "-m", "denoise.dataset.synth", "--out", str(out), "--train", "2", "--test", "1",
+               "--val", "1", "--train-size", "64", "96", "--test-size", "64", "64", *extra]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not set(out.parent.glob(f".{out.name}.*")) - before and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    return proc
+
+
+def test_a_killed_build_is_cleared_by_the_next_and_ctrl_c_says_what_was_kept(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    killed = _synth_until_staged(out)
+    killed.kill()
+    killed.wait()
+    assert list(tmp_path.glob(".demo.*")) and not out.exists()  # what kill -9 leaves ...
+    interrupted = _synth_until_staged(out)
+    interrupted.send_signal(signal.SIGINT)
+    _, err = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines() == [f"interrupted: nothing written to {out} (the partial dataset was removed)"]
+    assert not list(tmp_path.glob(".demo.*")) and not out.exists()  # ... the next run cleared
+    assert main(["--out", str(out), "--train", "2", "--test", "1", "--val", "1", "--train-size", "64", "96",
+                 "--test-size", "64", "64"]) == 0  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]

@@ -206,3 +206,27 @@ def test_compiled_training_follows_eager_training(tmp_path: Path) -> None:
     assert saved["model"].keys() == eager.model.state_dict().keys()
     for name, value in eager.model.state_dict().items():
         torch.testing.assert_close(saved["model"][name], value, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_a_second_training_of_a_held_run_is_refused_until_the_first_ends(tmp_path: Path) -> None:
+    """Two real processes: ``--resume auto`` of a run another process is training gets one line and exit 2 before
+    loading any data; once the first is killed (-9), the run can be resumed."""
+    data = make_pairs(tmp_path / "data", count=2)
+    cfg = tiny_config(data, tmp_path / "runs", "train.epochs=100000", "train.val_every=0")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(dump_config(cfg))
+    command = [sys.executable, "-m", "denoise.train", "--config", str(config)]
+    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(tmp_path / "runs", "tiny-*/tb/events.*", 60), "training did not start"
+        second = subprocess.run([*command, "--resume", "auto"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr[-2000:]
+        assert "is in use by another process" in second.stderr and "tiny-" in second.stderr
+        assert first.poll() is None  # the first goes on
+    finally:
+        first.kill()
+        first.wait()
+    third = subprocess.run([*command, "--resume", "auto", "train.max_steps=1"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # one run folder throughout

@@ -15,6 +15,7 @@ level, noisy and faint, so that a rule about texture is chosen where both of its
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 import sys
@@ -29,6 +30,7 @@ import torch
 
 from denoise.config import CliParser
 from denoise.dataset.leaves import leaves_scene
+from denoise.lock import FolderInUse, hold_folder
 from denoise.raw import dng
 from denoise.raw.bayer import channel_offsets, denormalize
 from denoise.raw.noise import add_noise, log_uniform
@@ -239,6 +241,23 @@ def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_
     return meta
 
 
+def build_in_place(out: Path, seed: int, n_train: int, n_test: int, n_val: int, train_size: tuple[int, int],
+                   test_size: tuple[int, int]) -> dict:
+    """``build_demo`` into a hidden folder beside ``out``, then moved into place, so a failure leaves no
+    half-written dataset; what a killed build left there goes first (the parent folder is held meanwhile, so no
+    other build into it is live)."""
+    with hold_folder(out.parent, f"{out.parent} (another dataset.synth writes there)"):
+        for old in out.parent.glob(f".{glob.escape(out.name)}.*"):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+            meta = build_demo(Path(tmp) / "demo", seed, n_train, n_test, n_val, train_size, test_size)
+            if out.exists():
+                shutil.rmtree(out)
+            (Path(tmp) / "demo").replace(out)
+    return meta
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = CliParser(prog="python -m denoise.dataset.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="dataset folder to create (e.g. data/demo)")
@@ -265,13 +284,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} exists and is not empty (pass --force to replace it)", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the destination and moved into place, so a failure leaves no half-written dataset.
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        meta = build_demo(Path(tmp) / "demo", args.seed, args.train, args.test, args.val,
-                          tuple(args.train_size), tuple(args.test_size))
-        if out.exists():
-            shutil.rmtree(out)
-        (Path(tmp) / "demo").replace(out)
+    try:
+        meta = build_in_place(out, args.seed, args.train, args.test, args.val, tuple(args.train_size),
+                              tuple(args.test_size))  # fmt: skip
+    except FolderInUse as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing written to {out} (the partial dataset was removed)", file=sys.stderr)
+        return 130
     print(f"wrote {len(meta['train'])} training pairs, {len(meta['val'])} validation and {len(meta['test'])} "
           f"benchmark frames to {out}")
     return 0

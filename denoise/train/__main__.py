@@ -14,11 +14,12 @@ from dataclasses import fields
 
 from denoise.config import CliParser, Config, ConfigError, dump_config, load_config
 from denoise.dataset.pairs import DatasetError
+from denoise.lock import FolderInUse
 from denoise.model.checkpoint import CheckpointError
 from denoise.raw.dng import DngError
 
 # ValueError: the model and data builders' refusal of values the config schema cannot rule out (sizes, names).
-BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError, ValueError)
+BAD_INPUT = (ConfigError, CheckpointError, DatasetError, DngError, ValueError, FolderInUse)
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:

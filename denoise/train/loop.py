@@ -6,6 +6,7 @@ batch through DistributedDataParallel, and only rank 0 logs, validates and write
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from denoise.config import Config, ConfigError, to_dict, validate_config
 from denoise.dataset.frames import build_val_frames
 from denoise.dataset.loader import build_train_loader
 from denoise.inference.pipeline import InferSettings, settings_for_model
+from denoise.lock import hold_folder
 from denoise.model import autocast, build_model, prepare_input, prepare_model
 from denoise.model.checkpoint import read_checkpoint
 from denoise.model.nafnet import noise_level_map
@@ -27,7 +29,7 @@ from denoise.train.checkpoint import check_model_matches, rng_state, save_checkp
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import RunProgress, StepClock, log_window, new_window
-from denoise.train.runs import latest_checkpoint, open_run
+from denoise.train.runs import continued_run, latest_checkpoint, open_run
 from denoise.train.schedule import (
     build_optimizer,
     build_scheduler,
@@ -99,11 +101,15 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # patch shapes are fixed: pick the fastest kernels once
     run_dir, writer, bar, previous_handlers = None, None, None, {}
+    held = contextlib.ExitStack()  # rank 0 holds its run folder for the run's life: a second process is refused
     try:
         # Rank 0 picks the checkpoint to resume from; every rank loads it.
         ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
         if info.is_main and resume == "auto" and ckpt_path is None:
             print(f"--resume auto: no checkpoint of a run named {cfg.name!r} under {tc.runs_dir}: starting", flush=True)
+        existing = continued_run(cfg, resume, ckpt_path) if info.is_main else None
+        if existing is not None:
+            held.enter_context(hold_folder(existing, f"run folder {existing}"))
         ckpt_path = dd.broadcast_str(str(ckpt_path or ""), info) or None
         ckpt = dd.read_on_every_rank(ckpt_path, info, read_checkpoint) if ckpt_path else None
         if ckpt is not None:
@@ -164,6 +170,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         if info.is_main:
             noisy = noisy_scores(val_frames).as_dict() if val_frames and step == 0 else None
             run_dir, writer = open_run(cfg, resume, ckpt_path, step, noisy)
+            if existing is None:  # a new run's folder
+                held.enter_context(hold_folder(run_dir, f"run folder {run_dir}"))
 
         def checkpoint_state(epoch: int, batch: int, epoch_rng: dict) -> dict:
             """The checkpoint dict; collective, every rank contributes its RNG state."""
@@ -328,5 +336,6 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             writer.close()
         net = None  # DDP holds the process group: let go of it first, so it is torn down here, not at exit
         dd.cleanup_distributed()
+        held.close()
     completed = epoch if interrupted else tc.epochs
     return TrainResult(run_dir, completed, step, best_score, interrupted, model)

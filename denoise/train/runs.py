@@ -64,14 +64,21 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     return None
 
 
+def continued_run(cfg: Config, resume: str | None, ckpt_path: str | None) -> Path | None:
+    """The existing run folder this training writes into (the checkpoint's, or a ``--resume auto`` run's that has
+    no checkpoint yet), or None when it starts a new one."""
+    if ckpt_path:
+        return run_dir_of(ckpt_path)
+    return newest_run(cfg.train.runs_dir, cfg.name) if resume == "auto" else None
+
+
 def open_run(cfg: Config, resume: str | None, ckpt_path: str | None, step: int,
              noisy: dict[str, float] | None) -> tuple[Path, SummaryWriter]:
     """Rank 0's run folder (the checkpoint's, a ``--resume auto`` run's that has none yet, or a new one) with the
     resolved config written and a TensorBoard writer that drops what a killed attempt logged after ``step``; a
     new run logs ``noisy``, the validation inputs' own scores."""
     tc = cfg.train
-    again = newest_run(tc.runs_dir, cfg.name) if resume == "auto" and not ckpt_path else None  # no ckpt yet
-    run_dir = (run_dir_of(ckpt_path) if ckpt_path else again) or new_run_dir(tc.runs_dir, cfg.name)
+    run_dir = continued_run(cfg, resume, ckpt_path) or new_run_dir(tc.runs_dir, cfg.name)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     for name in ("last.pth", "best.pth"):  # what a kill -9 mid-save left behind
         remove_stale_temps(run_dir / "checkpoints" / name)
