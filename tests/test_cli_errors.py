@@ -25,13 +25,22 @@ def files(tmp_path_factory) -> dict[str, Path]:
     bad_cfg["model"]["width"] = -3
     torch.save({"model": {}, "ema": None, "config": bad_cfg, "epoch": 1, "step": 1}, root / "badcfg.pth")
     (root / "junk.pth").write_bytes(b"not a checkpoint")
+    (root / "texth.pth").write_text("hello\n")  # text read as a legacy pickle: KeyError inside torch.load
+    (root / "textp.pth").write_text("(1, 2)\n")
+    torch.save({"model": {}, "ema": None, "config": [1, 2]}, root / "listcfg.pth")
+    weights = build_model(cfg.model).state_dict()
+    next(v for v in weights.values() if v.is_floating_point())[0] = float("nan")
+    torch.save({"model": weights, "ema": None, "config": to_dict(cfg), "epoch": 1, "step": 1}, root / "nan.pth")
+    (root / "dup.yaml").write_text("train:\n  lr: 1.0e-3\nmodel:\n  width: 8\ntrain:\n  epochs: 2\n")
+    (root / "blank.yaml").write_text("# nothing set\n")
     (root / "test").mkdir()
     write_new_dng(root / "test" / "noisy0.dng", np.full((32, 32), 3000, np.uint16), "BGGR", 1024, 16383)
     (root / "garbage").mkdir()
     (root / "garbage" / "noisy0.dng").write_bytes(b"II*\x00garbage")
     (root / "binary.yaml").write_bytes(bytes(range(256)))
     (root / "empty").mkdir()
-    names = {"best": "best.pth", "badcfg": "badcfg.pth", "junk": "junk.pth", "binary": "binary.yaml"}
+    names = {"binary": "binary.yaml", "dup": "dup.yaml", "blank": "blank.yaml"} | {
+        name: f"{name}.pth" for name in ("best", "badcfg", "junk", "texth", "textp", "listcfg", "nan")}
     return {key: root / name for key, name in names.items()} | {
         name: root / name for name in ("test", "garbage", "empty")} | {"root": root}
 
@@ -61,6 +70,18 @@ CASES = [
     ("denoise.dataset.synth", ["--out", "{root}/d", "--test-size", "33", "64"], "even"),
     ("denoise.dataset.calibrate", ["--data", "{root}/missing"], "missing"),
     ("denoise.model.__main__", ["model.width=0"], "model.width"),
+    ("denoise.infer", ["--checkpoint", "{texth}", "--input", "{test}"], "texth.pth"),
+    ("denoise.infer", ["--checkpoint", "{textp}", "--input", "{test}"], "textp.pth"),
+    ("denoise.infer", ["--checkpoint", "{listcfg}", "--input", "{test}"], "listcfg.pth"),
+    ("denoise.infer", ["--checkpoint", "{nan}", "--input", "{test}"], "NaN or infinite"),
+    ("denoise.submit", ["--checkpoint", "{nan}", "--test-dir", "{test}", "--out", "{root}/r4", "--any-count"],
+     "NaN or infinite"),
+    ("denoise.export", ["--checkpoint", "{nan}", "--out", "{root}/m.onnx"], "NaN or infinite"),
+    ("denoise.train.__main__", ["--config", "{dup}", "--print-config"], "'train' given twice"),
+    ("denoise.train.__main__", ["--config", "{blank}", "--print-config"], "blank.yaml: empty"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.lr=inf", "--print-config"], "train.lr"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.grad_clip=.nan", "--print-config"],
+     "train.grad_clip"),
 ]
 
 

@@ -33,7 +33,7 @@ MAX_LINES = 350
 
 
 def layer_of(module: str) -> str:
-    """``denoise.raw.dng`` -> "raw"; a top-level module other than atomic and lock -> "cli"; ``__main__`` files -> "cli"."""
+    """``denoise.raw.dng`` -> "raw"; a top-level module other than atomic and lock, or ``__main__`` -> "cli"."""
     parts = module.split(".")
     if parts[-1] == "__main__" or len(parts) < 2:
         return "cli"

@@ -230,3 +230,21 @@ def test_a_second_training_of_a_held_run_is_refused_until_the_first_ends(tmp_pat
                            text=True, timeout=120)  # fmt: skip
     assert third.returncode == 0, third.stderr[-2000:]
     assert len(list((tmp_path / "runs").iterdir())) == 1  # one run folder throughout
+
+
+def test_weights_gone_non_finite_stop_the_run_and_the_last_finite_checkpoints_stay(tmp_path: Path) -> None:
+    """A run whose step size blows up after its last checkpoint (the checkpoint's learning rate raised to 3e38,
+    as a bad schedule would) stops at its next save with one message, and writes no non-finite weights."""
+    data = make_pairs(tmp_path / "data", count=2)
+    result = train(tiny_config(data, tmp_path / "runs", "train.epochs=1"))
+    folder = result.run_dir / "checkpoints"
+    ckpt = torch.load(folder / "last.pth", weights_only=True)
+    for group in ckpt["optimizer"]["param_groups"]:
+        group["lr"] = group["initial_lr"] = 3.0e38
+    ckpt["scheduler"]["base_lrs"] = [3.0e38] * len(ckpt["scheduler"]["base_lrs"])
+    torch.save(ckpt, folder / "last.pth")
+    kept = {p.name: p.read_bytes() for p in folder.glob("*.pth")}
+    with pytest.raises(TrainingDiverged, match=r"stopped at step \d+: [\d,]+ weights are NaN or infinite") as info:
+        train(tiny_config(data, tmp_path / "runs", "train.epochs=3"), resume="auto")
+    assert f"last good checkpoints: best.pth, last.pth in {folder}" in str(info.value)
+    assert {p.name: p.read_bytes() for p in folder.glob("*.pth")} == kept

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -29,6 +30,29 @@ RETIRED: dict[tuple[str, str], object] = {
     ("data", "zoom_out"): 0.0,
 }
 RETIRED_VALUES: dict[tuple[str, str], tuple[object, ...]] = {("data", "noise_level_report"): ("estimator",)}
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line(err: yaml.YAMLError) -> str:
+    """A YAML error as one line: the problem and where it is (PyYAML's own text quotes the source over lines)."""
+    problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(err).split())
+    return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
 
 
 def _nearest(key: str, valid: list[str], prefix: str = "") -> str:
@@ -86,6 +110,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             value = _float_or_text(value)  # YAML 1.1 reads 1e-4 (no dot, no exponent sign) as text
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -157,7 +183,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
         except FileNotFoundError as err:
             raise ConfigError(f"{path}: no such config file") from err
         except IsADirectoryError as err:
@@ -167,10 +193,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except OSError as err:
             raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from err
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+            raise ConfigError(f"{path}: not valid YAML ({_one_line(err)})") from err
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-        data = loaded or {}
+        if not loaded:
+            raise ConfigError(f"{path}: empty, it sets nothing (name at least one key, e.g. name: my-run)")
+        data = loaded
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key.sub=value")

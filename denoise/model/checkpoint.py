@@ -29,7 +29,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, KeyError, IndexError,
+            TypeError, AttributeError) as err:  # a text file read as a legacy pickle fails in many ways
         # torch's own messages run to paragraphs (and suggest weights_only=False, which we never do): keep the type.
         reason = type(err).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint of tensors and plain data ({reason})") from err
@@ -40,6 +41,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Config:
     """The experiment config saved in a checkpoint."""
+    if not isinstance(ckpt["config"], dict):
+        raise CheckpointError(f"{path}: its stored config is a {type(ckpt['config']).__name__}, not a mapping")
     try:
         return config_from_dict(ckpt["config"])
     except (ConfigError, TypeError) as err:
@@ -63,6 +66,12 @@ def inference_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return clean
 
 
+def nonfinite_weights(state: dict[str, Any]) -> int:
+    """How many values of a state dict's floating-point tensors are NaN or infinite."""
+    return sum(int((~torch.isfinite(v)).sum()) for v in state.values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())  # fmt: skip
+
+
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """The model rebuilt from the checkpoint's config with its inference weights, in eval mode on ``device``."""
     ckpt = read_checkpoint(checkpoint)
@@ -75,8 +84,12 @@ def model_from_checkpoint(
 ) -> torch.nn.Module:
     """``load_model`` for a checkpoint already read (``checkpoint`` names it in errors)."""
     model = build_model(cfg.model)
+    state = inference_state_dict(ckpt)
+    if bad := nonfinite_weights(state):
+        raise CheckpointError(f"{checkpoint}: {bad:,} of its weights are NaN or infinite (the run diverged): use an "
+                              "earlier checkpoint")  # fmt: skip
     try:
-        model.load_state_dict(inference_state_dict(ckpt))
+        model.load_state_dict(state)
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{checkpoint}: weights do not match its config's model ({reason})") from err

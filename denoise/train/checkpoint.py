@@ -18,11 +18,24 @@ import torch
 
 from denoise.atomic import atomic_path
 from denoise.config import Config, ConfigError, config_from_dict, to_dict
+from denoise.model.checkpoint import nonfinite_weights
+
+
+class TrainingDiverged(RuntimeError):
+    """The run went non-finite (losses many steps in a row, or the weights); the message says where and which
+    checkpoint is the last good one."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename. Weights with a
+    NaN or infinity are never written: ``TrainingDiverged`` instead, and the checkpoints already there stay."""
     path = Path(path)
+    if bad := sum(nonfinite_weights(state[key]) for key in ("model", "ema") if state.get(key) is not None):
+        kept = sorted(p.name for p in path.parent.glob("*.pth")) if path.parent.is_dir() else []
+        raise TrainingDiverged(
+            f"stopped at step {state['step']}: {bad:,} weights are NaN or infinite, so {path.name} was not saved "
+            f"(try a lower train.lr or train.grad_clip); "
+            + (f"last good checkpoints: {', '.join(kept)} in {path.parent}" if kept else "no checkpoint was saved"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -25,7 +25,14 @@ from denoise.model import autocast, build_model, prepare_input, prepare_model
 from denoise.model.checkpoint import read_checkpoint
 from denoise.model.nafnet import noise_level_map
 from denoise.train import distributed as dd
-from denoise.train.checkpoint import check_model_matches, rng_state, save_checkpoint, seed_everything, set_rng_state
+from denoise.train.checkpoint import (
+    TrainingDiverged,
+    check_model_matches,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import RunProgress, StepClock, log_window, new_window
@@ -38,10 +45,6 @@ from denoise.train.schedule import (
     step_unless,
 )
 from denoise.train.validate import frames_id, noisy_scores, validate_and_log
-
-
-class TrainingDiverged(RuntimeError):
-    """Too many non-finite losses in a row; the message says where and which checkpoint is the last good one."""
 
 
 @dataclass
