@@ -128,6 +128,31 @@ def test_an_array_without_its_json_is_not_trusted(tmp_path, decodes):
     assert cache_frame(source, tmp_path / "cache")[1] and len(decodes) == 2
 
 
+@pytest.mark.parametrize("damage", ["truncated array", "broken json", "foreign array"])
+def test_a_damaged_entry_is_named_and_rebuilt(tmp_path, decodes, capsys, damage):
+    """A kill or a full disk outside the atomic writes (or a user's copy) can leave a damaged file: it is named on
+    stderr and the entry decoded again, here when the training loader is built, not inside a loader worker."""
+    write_pairs(tmp_path / "data", count=3, shape=(24, 32))
+    cfg = DataConfig(root=str(tmp_path / "data"), val_count=1, patch_size=4, batch_size=2, num_workers=0)
+    build_train_loader(cfg, seed=0)
+    assert len(decodes) == 6
+    victim = sorted((tmp_path / "data" / ".cache").glob("*.npy"))[0]
+    good = np.load(victim)
+    if damage == "truncated array":
+        victim.write_bytes(victim.read_bytes()[:-40])
+    elif damage == "broken json":
+        victim.with_suffix(".json").write_text('{"version": 1, "sha')
+    else:
+        np.save(victim, np.zeros((4, 3, 3), np.uint16))
+    capsys.readouterr()
+    batch = next(iter(build_train_loader(cfg, seed=0)))
+    assert len(decodes) == 7 and batch is not None
+    named = victim.with_suffix(".json") if damage == "broken json" else victim
+    err = capsys.readouterr().err
+    assert f"warning: {named}: damaged cache file" in err and "rebuilding the entry" in err
+    np.testing.assert_array_equal(np.load(victim), good)
+
+
 def test_epochs_after_the_first_pass_never_decode(tmp_path, decodes):
     write_pairs(tmp_path / "data", count=3, shape=(24, 32))
     cfg = DataConfig(root=str(tmp_path / "data"), val_count=1, patch_size=4, batch_size=2, num_workers=0)

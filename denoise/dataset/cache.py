@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,11 +159,29 @@ def store_entry(stem: Path, packed: np.ndarray, info: dict) -> CachedFrame:
 
 
 def load_entry(stem: Path) -> CachedFrame | None:
-    """The entry under ``stem``, or None when it is not (completely) there."""
+    """The entry under ``stem``, or None when it is not (completely) there or is damaged (a truncated array, a
+    broken JSON file: named on stderr, then rebuilt by the caller, as the cache is derived data)."""
     array_path, json_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    if json_path.exists() and array_path.exists():
-        return _from_json(array_path, json.loads(json_path.read_text()))
-    return None
+    if not (json_path.exists() and array_path.exists()):
+        return None
+    try:
+        entry = _from_json(array_path, json.loads(json_path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+        print(f"warning: {json_path}: damaged cache file ({type(err).__name__}: {err}); rebuilding the entry",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return None
+    expected = (4, *(n // 2 for n in even_shape(*entry.shape)))
+    try:
+        array = entry.load()  # a truncated file fails here, not later inside a loader worker
+        problem = None if array.shape == expected and array.dtype == np.dtype(entry.dtype) else \
+            f"holds {array.dtype} {array.shape}, expected {entry.dtype} {expected}"
+    except (ValueError, OSError, EOFError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    if problem is not None:
+        print(f"warning: {array_path}: damaged cache file ({problem}); rebuilding the entry", file=sys.stderr,
+              flush=True)  # fmt: skip
+        return None
+    return entry
 
 
 def cache_frame(source: str | Path, cache_dir: str | Path, dtype: str = "uint16") -> tuple[CachedFrame, bool]:
