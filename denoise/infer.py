@@ -9,6 +9,7 @@ reported and skipped; the exit status is 2 if any file failed.
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import sys
 import tempfile
@@ -49,6 +50,7 @@ class RunSummary:
     megapixels: float
     seconds: float
     failures: tuple[tuple[Path, str], ...]
+    stopped: int = 0  # files not attempted after the disk filled up
 
 
 def _natural_key(path: Path) -> list[object]:
@@ -115,19 +117,31 @@ def check_writable(folder: Path) -> None:
         raise InferError(f"{folder}: cannot write output there ({err.strerror or err})") from None
 
 
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from, says the device or the user's quota is full."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def run_jobs(
     model: torch.nn.Module,
     jobs: Sequence[Job],
     settings: InferSettings,
     log: Callable[[str], None] = print,
 ) -> RunSummary:
-    """Denoise every job with a progress bar per file; a failing file is logged and the rest still run."""
+    """Denoise every job; a failing file is logged and the rest still run, except on a full disk, where every
+    later file would fail too: the run stops there. A bar per file on a terminal, none in a log file."""
     failures: list[tuple[Path, str]] = []
-    megapixels, start = 0.0, time.perf_counter()
-    for job in jobs:
+    megapixels, start, stopped = 0.0, time.perf_counter(), 0
+    bars = sys.stderr.isatty()
+    for n, job in enumerate(jobs):
         try:
             frame = read_dng(job.source)
-            with tqdm(total=frame_tiles(frame, settings), desc=job.source.name, unit="tile", leave=False) as bar:
+            with tqdm(total=frame_tiles(frame, settings), desc=job.source.name, unit="tile", leave=False,
+                      disable=not bars) as bar:  # fmt: skip
                 mosaic = denoise_frame(model, frame, settings, progress=bar.update)
             job.dest.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(job.dest)  # an earlier run's, killed while writing this file
@@ -137,12 +151,25 @@ def run_jobs(
             reason = str(err) if str(err).startswith(str(job.source)) else f"{job.source}: {err}"
             failures.append((job.source, reason))
             log(f"FAILED {reason}")
+            if disk_full(err):
+                stopped = len(jobs) - n - 1
+                break
             continue
         megapixels += mosaic.size / 1e6
         level = f"; noise level {noise_source(frame, settings)}" if needs_noise_level(model) else ""
         log(f"{job.source.name} -> {job.dest.name} ({mode}{level})")
     seconds = time.perf_counter() - start
-    return RunSummary(len(jobs) - len(failures), megapixels, seconds, tuple(failures))
+    return RunSummary(len(jobs) - len(failures) - stopped, megapixels, seconds, tuple(failures), stopped)
+
+
+def failure_line(summary: RunSummary) -> str:
+    """The one error line for a run with failures: the failure itself when alone, else how many and the first."""
+    first = summary.failures[0][1]
+    if summary.stopped:
+        return f"{first}: out of disk space, stopped with {summary.stopped} file(s) not denoised"
+    if len(summary.failures) == 1:
+        return first
+    return f"{len(summary.failures)} files failed (each listed above as FAILED), the first: {first}"
 
 
 def settings_line(settings: InferSettings) -> str:
@@ -240,8 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     summary = run_jobs(model, jobs, settings)
     print(summary_line(summary, settings))
-    for _, reason in summary.failures:
-        print(f"error: {reason}", file=sys.stderr)
+    if summary.failures:
+        print(f"error: {failure_line(summary)}", file=sys.stderr)
     return 2 if summary.failures else 0
 
 

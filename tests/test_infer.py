@@ -271,3 +271,34 @@ def test_real_dngs(tmp_path: Path, checkpoint: Path, name: str) -> None:
     src, out = read_dng(SHARED_DNG / name), read_dng(tmp_path / f"{Path(name).stem}_denoised.dng")
     assert out.mosaic.shape == src.mosaic.shape and out.pattern == src.pattern
     assert out.white_level == src.white_level and np.array_equal(out.black_level, src.black_level)
+
+
+def test_a_full_disk_stops_the_run_at_the_first_file_it_cannot_write(tmp_path: Path, checkpoint: Path, capsys,
+                                                                     small_disk, monkeypatch) -> None:  # fmt: skip
+    """Three 256 x 256 frames (about 130 KB each as DNG) into a 192 KiB tmpfs: the first fits, the second fails
+    with ENOSPC, and the third is not attempted; the failure is reported once, and nothing partial is left."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for n in range(3):
+        write_frame(inputs / f"noisy{n}.dng", (256, 256), seed=n)
+    out = small_disk
+    if out is None:  # no tmpfs here: the write fails as a full disk makes it fail
+        import errno
+
+        from denoise import infer
+        from denoise.raw.dng import DngWriteError
+
+        out, real_write = tmp_path / "out", infer.write_dng
+
+        def write_until_full(source, dest, mosaic):
+            if list(out.glob("denoise*.dng")):
+                raise DngWriteError(f"{dest}: cannot write") from OSError(errno.ENOSPC, "No space left on device")
+            return real_write(source, dest, mosaic)
+
+        monkeypatch.setattr(infer, "write_dng", write_until_full)
+    assert main(["--checkpoint", str(checkpoint), "--input", str(inputs), "--output", str(out), "--tile", "0"]) == 2
+    printed, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "noisy1.dng" in err, err
+    assert "out of disk space, stopped with 1 file(s) not denoised" in err
+    assert printed.count("FAILED") == 1 and "noisy2.dng" not in printed
+    assert sorted(p.name for p in out.iterdir()) == ["denoise0.dng"]  # no temporary, no partial file
