@@ -42,6 +42,14 @@ class Job:
     dest: Path
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_jobs``: ``done`` files were written whole before it."""
+
+    def __init__(self, done: int) -> None:
+        super().__init__(done)
+        self.done = done
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """What a batch of files cost and which failed (path, reason)."""
@@ -146,6 +154,8 @@ def run_jobs(
             job.dest.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(job.dest)  # an earlier run's, killed while writing this file
             mode = write_dng(job.source, job.dest, mosaic)
+        except KeyboardInterrupt:
+            raise Interrupted(n - len(failures)) from None  # the files before this one are complete
         except (DngError, OSError, ValueError) as err:
             # DngError messages already start with the file; others get it prepended.
             reason = str(err) if str(err).startswith(str(job.source)) else f"{job.source}: {err}"
@@ -265,7 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = run_jobs(model, jobs, settings)
+    try:
+        summary = run_jobs(model, jobs, settings)
+    except Interrupted as stop:
+        print(f"interrupted: {stop.done} of {len(jobs)} file(s) written to {output_dir}, each complete; the rest not",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print(summary_line(summary, settings))
     if summary.failures:
         print(f"error: {failure_line(summary)}", file=sys.stderr)

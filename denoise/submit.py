@@ -334,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args, defaults_config(args.config, checkpoint_config(ckpt, args.checkpoint)))
         count = None if args.any_count else TEST_FRAMES
         zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings, ckpt, count)
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing replaced, {args.out} and its zip are as they were", file=sys.stderr)
+        return 130
     except (SubmitError, SubmissionCheckError, InferError, CheckpointError, ConfigError, DngError, ValueError,
             OSError) as err:  # fmt: skip
         print(f"error: {err}", file=sys.stderr)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -302,3 +306,27 @@ def test_a_full_disk_stops_the_run_at_the_first_file_it_cannot_write(tmp_path: P
     assert "out of disk space, stopped with 1 file(s) not denoised" in err
     assert printed.count("FAILED") == 1 and "noisy2.dng" not in printed
     assert sorted(p.name for p in out.iterdir()) == ["denoise0.dng"]  # no temporary, no partial file
+
+
+def test_ctrl_c_keeps_the_finished_files_and_says_so(tmp_path: Path, checkpoint: Path) -> None:
+    """A real SIGINT once the first output exists: exit 130, one line saying what was kept, no traceback; every
+    file left is a whole DNG and no temporary remains."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for n in range(8):
+        write_frame(inputs / f"noisy{n}.dng", (512, 512), seed=n)
+    command = [sys.executable, "-m", "denoise.infer", "--checkpoint", str(checkpoint), "--input", str(inputs),
+               "--output", str(out), "--tta"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "denoise0.dng").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    done = sorted(out.iterdir())
+    assert 1 <= len(done) < 8 and all(p.name.startswith("denoise") for p in done)
+    assert err.strip().splitlines() == [f"interrupted: {len(done)} of 8 file(s) written to {out}, each complete; "
+                                        "the rest not"]  # fmt: skip
+    for path in done:
+        assert read_dng(path).mosaic.shape == (512, 512)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import signal
 import subprocess
 import sys
 import time
@@ -278,6 +279,24 @@ def test_a_killed_submission_keeps_the_previous_one_and_its_rerun_clears_it(tmp_
     assert list(out.glob(".staging-*"))  # what the kill left ...
     assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     assert not list(out.glob(".staging-*"))  # ... the next run cleared
+
+
+def test_ctrl_c_of_a_submission_replaces_nothing_and_says_so(tmp_path: Path, setup) -> None:
+    checkpoint, test_dir, _ = setup
+    out = tmp_path / "result"
+    assert _run(tmp_path, checkpoint, test_dir) == 0
+    good = _submission_bytes(out)
+    command = [sys.executable, "-m", "denoise.submit", "--checkpoint", str(checkpoint), "--test-dir", str(test_dir),
+               "--out", str(out), "--tile", "0", "--any-count", "--tta"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob(".staging-*/check-*")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines() == [f"interrupted: nothing replaced, {out} and its zip are as they were"]
+    assert _submission_bytes(out) == good and not list(out.glob(".staging-*"))
 
 
 def test_the_report_states_the_texture_check_with_its_gate() -> None:
