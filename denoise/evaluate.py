@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,14 @@ def index_folder(folder: Path, pattern: str) -> dict[int, Path]:
     if not folder.is_dir():
         raise EvaluateError(f"{folder}: no such folder")
     regex = _pattern_regex(pattern)
-    found = {}
-    for path in folder.iterdir():
+    found: dict[int, Path] = {}
+    for path in sorted(folder.iterdir()):
         match = regex.fullmatch(path.name)
         if match:
-            found[int(match.group(1))] = path
+            n = int(match.group(1))
+            if n in found:  # denoise5.dng beside denoise05.dng: which one is frame 5?
+                raise EvaluateError(f"{path}: frame {n} again, beside {found[n].name}; keep one of them")
+            found[n] = path
     if not found:
         raise EvaluateError(f"{folder}: no files named like {pattern}.dng")
     return found
@@ -102,6 +106,9 @@ def evaluate_folders(
             rows.append(Row(preds[n].stem, _score(gt, read_dng(preds[n])), noisy))
         except (EvaluateError, DngError) as err:
             failures.append(str(err))
+    if missing := [gts[n].name for n in sorted(gts) if n not in preds]:
+        failures.append(f"{pred_dir}: no prediction for {len(missing)} of the {len(gts)} ground-truth frames "
+                        f"({', '.join(missing)}): the mean would leave them out")  # fmt: skip
     return rows, failures
 
 
@@ -111,6 +118,11 @@ def check_json_destination(path: Path) -> None:
         raise EvaluateError(f"--json {path}: is a folder; name a file")
     if not path.parent.is_dir():
         raise EvaluateError(f"--json {path}: folder {path.parent} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise EvaluateError(f"--json {path}: cannot write in {path.parent} ({err.strerror or err})") from err
 
 
 def mean_row(rows: Sequence[Row]) -> Row:
@@ -171,8 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rows:  # the frames that could be scored, even when others could not
         print(format_table(rows))
         if args.json is not None:
-            write_text_atomic(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")
-            print(f"wrote {args.json}")
+            try:
+                write_text_atomic(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")
+            except OSError as err:
+                failures.append(f"--json {args.json}: not written ({err.strerror or err})")
+            else:
+                print(f"wrote {args.json}")
     for reason in failures:
         print(f"error: {reason}", file=sys.stderr)
     return 2 if failures else 0

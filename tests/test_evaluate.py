@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,39 @@ def test_a_json_destination_that_cannot_be_written_is_refused_first(folders, cap
         assert main(["--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(dest)]) == 2
         out, err = capsys.readouterr()
         assert message in err and err.count("\n") == 1 and out == ""  # nothing scored before the refusal
+
+
+def test_a_json_destination_on_a_read_only_folder_is_refused_first(folders, capsys, tmp_path) -> None:
+    """A real read-only folder (a tmpfs mounted read-only, which even root cannot write; a folder without write
+    permission where mounting is not allowed): refused before anything is scored."""
+    pred_dir, gt_dir, _, _ = folders
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)], capture_output=True)
+    if mounted.returncode != 0:
+        locked.chmod(0o555)
+    try:
+        assert main(["--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(locked / "s.json")]) == 2
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(locked)], check=False)
+        locked.chmod(0o755)
+    out, err = capsys.readouterr()
+    assert f"--json {locked / 's.json'}: cannot write in {locked}" in err and err.count("\n") == 1 and out == ""
+
+
+def test_a_ground_truth_frame_without_a_prediction_fails_the_run(folders, capsys) -> None:
+    pred_dir, gt_dir, _, _ = folders
+    (pred_dir / "denoise10.dng").unlink()
+    assert main(["--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert "mean" in out  # the frames there are still scored ...
+    assert err.count("\n") == 1 and "no prediction for 1 of the 3 ground-truth frames (gt10.dng)" in err  # ... but
+
+
+def test_two_files_for_one_frame_number_are_refused(folders, capsys) -> None:
+    pred_dir, gt_dir, _, _ = folders
+    (pred_dir / "denoise01.dng").write_bytes((pred_dir / "denoise1.dng").read_bytes())
+    assert main(["--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "frame 1 again" in err and "denoise01.dng" in err and out == ""
