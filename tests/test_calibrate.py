@@ -56,3 +56,28 @@ def test_cli_bad_folder_exits_2_with_one_line(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing" in err and "\n" not in err
+
+
+def test_pairs_that_cannot_be_fitted_are_named_not_crashed_on(tmp_path, capsys):
+    """A 32 x 32 pair has 256 pixels a CFA channel, too few for two 64-pixel bins; a pair with no noise fits a = b
+    = 0 and used to suggest ranges of 1e-8. Alone, each is one error line; beside a good pair, a warning."""
+    small_noisy, small_clean = _pair(1e-3, 1e-5, seed=0)
+    write_frame(tmp_path / "noisy/0_noise.dng", small_noisy[:32, :32])
+    write_frame(tmp_path / "ground truth/0_gt.dng", small_clean[:32, :32])
+    assert main(["--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "0_noise.dng: too few pixels to fit a line" in err and "Traceback" not in err
+    _, clean = _pair(1e-3, 1e-5, seed=1)
+    write_frame(tmp_path / "noisy/0_noise.dng", clean)
+    write_frame(tmp_path / "ground truth/0_gt.dng", clean)
+    assert main(["--data", str(tmp_path)]) == 2
+    assert "0_noise.dng: no noise measured" in capsys.readouterr().err
+    noisy, clean = _pair(2e-3, 1e-4, seed=2)
+    write_frame(tmp_path / "noisy/1_noise.dng", noisy)
+    write_frame(tmp_path / "ground truth/1_gt.dng", clean)
+    assert main(["--data", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == f"warning: {tmp_path / 'noisy/0_noise.dng'}: no noise measured: the noisy frame equals " \
+        "its clean one; left out of the suggested ranges"
+    low, high = (float(v) for v in out.splitlines()[-1].split("noise_a_range=[")[1].split("]")[0].split(","))
+    assert low < 2e-3 < high and low > 1e-4  # from the good pair alone

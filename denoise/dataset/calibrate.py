@@ -84,12 +84,22 @@ def _clip_threshold(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def suggested_ranges(fits: list[tuple[float, float]]) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Ranges for ``noise_a_range`` / ``noise_b_range`` covering the fitted values with a 25% margin."""
-    fits = [f for f in fits if np.isfinite(f).all()]
-    assert fits, "no pair could be fitted"
+    """Ranges for ``noise_a_range`` / ``noise_b_range`` covering the fitted values with a 25% margin; ``fits``
+    holds finite fits with some noise (``usable_fit``)."""
+    assert fits, "no usable fit"
     a = np.maximum(np.array([f[0] for f in fits]), 1e-8)
     b = np.maximum(np.array([f[1] for f in fits]), 1e-8)  # a slightly negative intercept means b ~ 0
     return (float(a.min() / 1.25), float(a.max() * 1.25)), (float(b.min() / 1.25), float(b.max() * 1.25))
+
+
+def usable_fit(fit: tuple[float, float]) -> str | None:
+    """Why a pair's (a, b) cannot inform the ranges, or None when it can."""
+    if not np.isfinite(fit).all():
+        return (f"too few pixels to fit a line (a brightness bin needs {MIN_BIN_COUNT} pixels of a CFA channel, and "
+                "two bins are needed)")
+    if fit[0] <= 0 and fit[1] <= 0:
+        return "no noise measured: the noisy frame equals its clean one"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,17 +119,25 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"{args.data}: calibration needs noisy frames (noisy glob is empty)")
         pairs = pairs[: args.limit] if args.limit > 0 else pairs
         print(f"{'key':>8} {'a':>10} {'b':>10}  " + "  ".join(f"{'a_' + c:>9} {'b_' + c:>9}" for c in CHANNELS))
-        overall = []
+        overall, skipped = [], []
         for pair in pairs:
             noisy, clean = dng.read_dng(pair.noisy), dng.read_dng(pair.clean)
             if noisy.mosaic.shape != clean.mosaic.shape or noisy.pattern != clean.pattern:
                 raise DatasetError(f"{pair.noisy} vs {pair.clean}: dimensions or CFA patterns differ")
             fits = calibrate_frames(noisy.mosaic, clean.mosaic, clean.pattern, clean.black_level,
                                     clean.white_level, args.bins)
-            overall.append(fits["all"])
+            if (problem := usable_fit(fits["all"])) is not None:
+                skipped.append(f"{pair.noisy}: {problem}")
+            else:
+                overall.append(fits["all"])
             cells = "  ".join(f"{fits[c][0]:9.3g} {fits[c][1]:9.3g}" for c in CHANNELS)
             print(f"{pair.key:>8} {fits['all'][0]:10.4g} {fits['all'][1]:10.4g}  {cells}", flush=True)
-    except (DatasetError, dng.DngError, AssertionError) as err:
+        if not overall:
+            more = f" (and the {len(skipped) - 1} other pair(s) as well)" if len(skipped) > 1 else ""
+            raise DatasetError(f"{skipped[0]}{more}")
+        for line in skipped:
+            print(f"warning: {line}; left out of the suggested ranges", file=sys.stderr)
+    except (DatasetError, dng.DngError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     (a_lo, a_hi), (b_lo, b_hi) = suggested_ranges(overall)
