@@ -309,7 +309,7 @@ def test_the_report_states_the_texture_check_with_its_gate() -> None:
     settings = InferSettings(texture_threshold=0.3, texture_scale=0.125, texture_read_share=0.1)
     text = " ".join(submit.report_text(ckpt, cfg, model, 1000, settings, False).split())
     assert "under 0.1 of the variance" in text
-    assert "0.85 up to c = 0.25, 0.125 from c = 0.3 on" in text and "0.85 * (0.125 / 0.85) ** t" in text
+    assert "0.85 up to c = 0.27, 0.125 from c = 0.3 on" in text and "0.85 * (0.125 / 0.85) ** t" in text
     off = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferSettings(), False).split())
     assert "Texture check" not in off
 
