@@ -82,6 +82,12 @@ CASES = [
     ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.lr=inf", "--print-config"], "train.lr"),
     ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.grad_clip=.nan", "--print-config"],
      "train.grad_clip"),
+    ("denoise.model.__main__", ["model.width=100000"], "model.width=100000"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "model.width=100000", "train.runs_dir={root}/runs"],
+     "model.width=100000"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.runs_dir={junk}"], "junk.pth is a file"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.runs_dir={junk}/runs"], "junk.pth is a file"),
+    ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.runs_dir=/proc/runs"], "cannot write in /proc"),
 ]
 
 

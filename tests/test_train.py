@@ -248,3 +248,29 @@ def test_weights_gone_non_finite_stop_the_run_and_the_last_finite_checkpoints_st
         train(tiny_config(data, tmp_path / "runs", "train.epochs=3"), resume="auto")
     assert f"last good checkpoints: best.pth, last.pth in {folder}" in str(info.value)
     assert {p.name: p.read_bytes() for p in folder.glob("*.pth")} == kept
+
+
+def test_a_full_disk_stops_training_with_one_line_and_no_torn_checkpoint(tmp_path: Path, small_disk,
+                                                                         monkeypatch) -> None:  # fmt: skip
+    """Runs on a real 192 KiB tmpfs (where the machine allows mounting one): the first checkpoints that do not fit
+    stop the run with one line naming the file; nothing half-written is left, and what was saved loads."""
+    data = make_pairs(tmp_path / "data", count=2)
+    runs = small_disk if small_disk is not None else tmp_path / "runs"
+    cfg = tiny_config(data, runs, "train.epochs=100000", "train.val_every=0", "model.width=16")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(dump_config(cfg))
+    command = [sys.executable, "-m", "denoise.train", "--config", str(config)]
+    if small_disk is None:  # no tmpfs here: a save fails as a full disk makes it fail
+        command = [sys.executable, "-c", "import errno, pathlib, runpy, sys\n"
+                   "def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                   "pathlib.Path.write_bytes = full\nsys.argv = ['train'] + sys.argv[1:]\n"
+                   "runpy.run_module('denoise.train', run_name='__main__')", "--config", str(config)]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-2000:]
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: stopped at step") and "could not be saved (No space left on device)" in line
+    assert "Traceback" not in run.stderr
+    folder = next(runs.glob("tiny-*/checkpoints"))
+    assert not [p for p in folder.iterdir() if p.suffix == ".tmp"]  # no torn temporary
+    for saved in folder.glob("*.pth"):
+        torch.load(saved, weights_only=True)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from denoise.config import CliParser, ConfigError, load_config
-from denoise.model.build import build_model
+from denoise.model.build import build_model, check_model_fits
 
 LIMIT_BYTES = 50 * 1000 * 1000
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = load_config(args.config, args.overrides)
+        check_model_fits(cfg.model, torch.device("cpu"), 1, "its weights")
         model = build_model(cfg.model)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

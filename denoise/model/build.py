@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+import torch
 from torch import nn
 
-from denoise.config import ModelConfig
+from denoise.config import ConfigError, ModelConfig
 from denoise.model.nafnet import NAFNet
 
 MODELS: dict[str, type[nn.Module]] = {"nafnet": NAFNet}
@@ -24,3 +27,26 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     )
     model.set_local_window(cfg.local_window)
     return model
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """The network's parameter count, from a copy built on the "meta" device, so nothing is allocated."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(cfg).parameters())
+
+
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory the device has in all: the GPU's, or the machine's RAM for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_model_fits(cfg: ModelConfig, device: torch.device, copies: int, what: str) -> None:
+    """Refuse, before anything is allocated, a network whose ``copies`` fp32 copies of its weights (for training:
+    weights, gradients, Adam's two moments, maybe an average) alone exceed the device's memory."""
+    params = parameter_count(cfg)
+    need, have = params * 4 * copies, device_memory(device)
+    if need > have:
+        raise ConfigError(f"model.width={cfg.width}: {params:,} parameters need {need / 2**30:,.1f} GiB for {what}, "
+                          f"more than the {have / 2**30:,.1f} GiB of {device}")

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
+    from denoise.train.checkpoint import CheckpointSaveError
     from denoise.train.loop import TrainingDiverged, train  # imported late so that --print-config stays quick
 
     try:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except BAD_INPUT as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except TrainingDiverged as err:
+    except (TrainingDiverged, CheckpointSaveError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if result.interrupted in ("SIGINT", "SIGTERM"):

@@ -9,6 +9,7 @@ of that epoch), config.
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ class TrainingDiverged(RuntimeError):
     checkpoint is the last good one."""
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (a full disk, say); the message names it and what was kept."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename. Weights with a
     NaN or infinity are never written: ``TrainingDiverged`` instead, and the checkpoints already there stay."""
@@ -36,9 +41,19 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             f"stopped at step {state['step']}: {bad:,} weights are NaN or infinite, so {path.name} was not saved "
             f"(try a lower train.lr or train.grad_clip); "
             + (f"last good checkpoints: {', '.join(kept)} in {path.parent}" if kept else "no checkpoint was saved"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # in memory first: torch's file writer reports a full disk as an unreadable assertion
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getbuffer())
+    except OSError as err:
+        kept = sorted(p.name for p in path.parent.glob("*.pth")) if path.parent.is_dir() else []
+        reason = err.strerror or str(err)
+        raise CheckpointSaveError(
+            f"stopped at step {state['step']}: {path} could not be saved ({reason}); "
+            + (f"the checkpoints already there stay: {', '.join(kept)}" if kept else "no checkpoint was saved")
+        ) from err
     return path
 
 

@@ -22,6 +22,7 @@ from denoise.dataset.loader import build_train_loader
 from denoise.inference.pipeline import InferSettings, settings_for_model
 from denoise.lock import hold_folder
 from denoise.model import autocast, build_model, prepare_input, prepare_model
+from denoise.model.build import check_model_fits
 from denoise.model.checkpoint import read_checkpoint
 from denoise.model.nafnet import noise_level_map
 from denoise.train import distributed as dd
@@ -36,7 +37,7 @@ from denoise.train.checkpoint import (
 from denoise.train.ema import EMA
 from denoise.train.losses import combined_loss
 from denoise.train.progress import RunProgress, StepClock, log_window, new_window
-from denoise.train.runs import continued_run, latest_checkpoint, open_run
+from denoise.train.runs import check_runs_dir, continued_run, latest_checkpoint, open_run
 from denoise.train.schedule import (
     build_optimizer,
     build_scheduler,
@@ -101,6 +102,9 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     torch.set_num_threads(dd.compute_threads(tc.threads, cfg.data.num_workers))
     info = dd.setup_distributed(tc.device)
     device = info.device
+    check_model_fits(cfg.model, device, 5 if tc.ema > 0 else 4, "training")
+    if info.is_main:
+        check_runs_dir(tc.runs_dir)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # patch shapes are fixed: pick the fastest kernels once
     run_dir, writer, bar, previous_handlers = None, None, None, {}
