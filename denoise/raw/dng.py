@@ -8,6 +8,7 @@ new DNG; ``write_new_dng`` writes a DNG from scratch (one little-endian strip, s
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +126,20 @@ def _libraw_iso(raw: rawpy.RawPy) -> float | None:
     return float(iso) if iso > 0 else None
 
 
+def _libraw_open(path: Path) -> rawpy.RawPy:
+    """LibRaw on ``path``: by name, or from the file's bytes when the name is not valid UTF-8 (LibRaw takes only
+    UTF-8 names, and a Linux file name may be any bytes)."""
+    try:
+        return rawpy.imread(os.fsencode(path).decode("utf-8"))
+    except UnicodeDecodeError:
+        with open(path, "rb") as fh:
+            return rawpy.imread(io.BytesIO(fh.read()))
+
+
 def _decode(path: Path, layout: CfaLayout, keep_full: bool) -> tuple[RawFrame, np.ndarray | None, tuple[int, int]]:
     """Decode with LibRaw; returns the frame, the full raw image (if asked) and the visible window (top, left)."""
     try:
-        with rawpy.imread(str(path)) as raw:
+        with _libraw_open(path) as raw:
             pattern = _pattern(raw, path)
             sizes = raw.sizes
             mosaic = raw.raw_image_visible.copy()  # a view would dangle once LibRaw is closed
