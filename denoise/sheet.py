@@ -11,6 +11,7 @@ from pathlib import Path
 
 import imageio.v3
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from denoise.atomic import atomic_path
 from denoise.config import CliParser
@@ -19,6 +20,8 @@ from denoise.raw.render import auto_exposure, render_srgb
 from denoise.raw.tiles import centre_box
 
 GAP = 8  # white pixels between tiles
+TOP = 24  # height of the band naming the columns
+COLUMNS = ("noisy", "denoised", "clean")
 
 
 def centre_crop(frame: RawFrame, size: int) -> np.ndarray:
@@ -48,6 +51,23 @@ def build_sheet(triples: Sequence[Sequence[RawFrame]], size: int = 256) -> np.nd
     return np.concatenate(rows, axis=0)[:-GAP]
 
 
+def label_sheet(sheet: np.ndarray, columns: Sequence[str], rows: Sequence[str]) -> np.ndarray:
+    """``sheet`` with a band above naming each of its equal-width columns and a band on the left naming each of its
+    equal-height rows (tiles ``GAP`` apart), in black on white. (H + TOP, W + LEFT, 3) uint8."""
+    font = ImageFont.load_default()
+    left = max(int(font.getlength(text)) for text in rows) + 2 * GAP
+    height, width = sheet.shape[:2]
+    canvas = Image.new("RGB", (width + left, height + TOP), "white")
+    canvas.paste(Image.fromarray(sheet), (left, TOP))
+    draw = ImageDraw.Draw(canvas)
+    tile_w, tile_h = (width - GAP * (len(columns) - 1)) // len(columns), (height - GAP * (len(rows) - 1)) // len(rows)
+    for n, text in enumerate(columns):
+        draw.text((left + n * (tile_w + GAP) + tile_w // 2, TOP // 2), text, fill="black", font=font, anchor="mm")
+    for n, text in enumerate(rows):
+        draw.text((GAP, TOP + n * (tile_h + GAP) + tile_h // 2), text, fill="black", font=font, anchor="lm")
+    return np.asarray(canvas)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CliParser(prog="python -m denoise.sheet", description=__doc__.splitlines()[0])
     parser.add_argument("--noisy", type=Path, required=True, help="folder of noisy{N}.dng")
@@ -66,11 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DngError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    picture = build_sheet(triples, args.size)
+    picture = label_sheet(build_sheet(triples, args.size), COLUMNS, [f"frame {n}" for n in args.frames])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         imageio.v3.imwrite(tmp, picture, extension=".png")
-    print(f"comparison sheet (columns: noisy, denoised, clean): {args.out}")
+    print(f"comparison sheet (columns: {', '.join(COLUMNS)}; a row per frame, labelled): {args.out}")
     return 0
 
 

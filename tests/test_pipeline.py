@@ -89,8 +89,14 @@ def test_submission_zip_is_complete_and_safe(pipeline: Path) -> None:
     assert (pipeline / "result" / "algorithm" / "models" / "model.pth").stat().st_size < 50_000_000
 
 
-def test_comparison_sheet_shows_three_columns_per_frame(pipeline: Path) -> None:
+def test_comparison_sheet_shows_three_labelled_columns_per_frame(pipeline: Path) -> None:
     picture = imageio.v3.imread(pipeline / "sheet.png")
-    gap = 8
-    assert picture.shape == (2 * 32 + gap, 3 * 32 + 2 * gap, 3)
-    assert picture.dtype == np.uint8 and picture.std() > 0
+    gap, top = 8, 24
+    height, width = 2 * 32 + gap, 3 * 32 + 2 * gap
+    assert picture.shape[0] == height + top and picture.shape[1] > width and picture.dtype == np.uint8
+    left = picture.shape[1] - width
+    tiles = picture[top:, left:]
+    assert tiles.std() > 0
+    assert (picture[:top] < 128).any() and (picture[top:, : left - 1] < 128).any()  # text in both bands
+    for n in range(3):  # a title over each column
+        assert (picture[:top, left + n * (32 + gap): left + n * (32 + gap) + 32] < 128).any()
