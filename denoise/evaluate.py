@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise.atomic import write_text_atomic
-from denoise.config import CliParser
+from denoise.config import CliParser, run_cli
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
 
@@ -195,4 +195,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from denoise.atomic import atomic_path
-from denoise.config import CliParser
+from denoise.config import CliParser, run_cli
 from denoise.inference.noise_map import needs_noise_level
 from denoise.model.checkpoint import CheckpointError, load_model
 from denoise.model.nafnet import noise_level_map
@@ -121,4 +121,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from denoise.atomic import atomic_path
-from denoise.config import CliParser
+from denoise.config import CliParser, run_cli
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.render import auto_exposure, render_srgb
 from denoise.raw.tiles import centre_box
@@ -95,4 +95,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

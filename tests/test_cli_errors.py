@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoise.config import Config, ModelConfig, to_dict
+from denoise.config import Config, ModelConfig, run_cli, to_dict
 from denoise.model import build_model
 from denoise.raw.dng import write_new_dng
 
@@ -106,3 +106,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, module, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in err, err
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written, nothing left over
+
+
+def test_ctrl_c_is_one_line_and_status_130_in_every_command(capsys) -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted) == 130
+    assert capsys.readouterr().err == "interrupted: nothing written\n"
+    # Every command either goes through run_cli or says itself what Ctrl-C kept (tested with real signals).
+    repo = Path(__file__).resolve().parents[1]
+    for module in ("infer", "submit", "export", "evaluate", "sheet", "dataset/synth", "dataset/calibrate",
+                   "model/__main__", "train/__main__"):  # fmt: skip
+        source = (repo / "denoise" / f"{module}.py").read_text()
+        assert "run_cli(main)" in source or "KeyboardInterrupt" in source or "_stop_on_signals" in source or \
+            "interrupted" in source, module

@@ -4,7 +4,7 @@ This package is the project's foundation with ``denoise.atomic``: it imports not
 """
 
 from denoise.config.checks import validate_config
-from denoise.config.cli import CliParser, HelpFormatter
+from denoise.config.cli import CliParser, HelpFormatter, run_cli
 from denoise.config.load import config_from_dict, dump_config, from_dict, load_config, to_dict
 from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig
 
@@ -21,6 +21,7 @@ __all__ = [
     "dump_config",
     "from_dict",
     "load_config",
+    "run_cli",
     "to_dict",
     "validate_config",
 ]

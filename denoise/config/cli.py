@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -30,3 +31,13 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (--help lists the options)\n")
         sys.exit(2)
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """``main()``'s exit status; Ctrl-C becomes one line and status 130 instead of a traceback. For the commands
+    whose outputs appear only whole at the end (renamed into place), so an interrupted one has written nothing."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from denoise.config import CliParser, DataConfig
+from denoise.config import CliParser, DataConfig, run_cli
 from denoise.dataset.pairs import DatasetError, discover_pairs
 from denoise.raw import dng
 from denoise.raw.bayer import CHANNELS, even_shape, normalize, pack_bayer
@@ -147,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -12,7 +12,7 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise.config import CliParser, ConfigError, load_config
+from denoise.config import CliParser, ConfigError, load_config, run_cli
 from denoise.model.build import build_model, check_model_fits
 
 LIMIT_BYTES = 50 * 1000 * 1000
@@ -68,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))
