@@ -19,7 +19,7 @@ run=$(ls -td runs/demo-*/ | head -n 1)
 echo "trained in $(( $(date +%s) - start )) s: ${run}"
 
 # best.pth, the checkpoint every command uses by default: validation scored the weights on 13 whole frames of the
-# validation split after every second epoch and kept the best (docs/experiments.md: over seeds it scores within
+# validation split after every fourth epoch and kept the best (docs/experiments.md: over seeds it scores within
 # 0.2 of last.pth on the benchmark).
 python3 -m denoise.submit --checkpoint "${run}checkpoints/best.pth" --test-dir data/demo/test --out result --any-count
 python3 -m denoise.sheet --noisy data/demo/test --pred result/data --gt data/demo/test_gt \
