@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -340,14 +339,3 @@ def test_write_new_dng_for_dcraw_and_exiftool(tmp_path):
     np.testing.assert_allclose(numbers(tags["AsShotNeutral"]), AS_SHOT_NEUTRAL, atol=1e-4)
     np.testing.assert_allclose(numbers(tags["ColorMatrix1"]), COLOR_MATRIX.ravel(), atol=1e-4)
 
-
-def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path: Path) -> None:
-    """A Linux file name may hold any bytes; LibRaw takes only UTF-8 names, so such a file is read from its bytes."""
-    mosaic = np.random.default_rng(3).integers(1100, 9000, (32, 48)).astype(np.uint16)
-    plain = tmp_path / "noisy0.dng"
-    write_new_dng(plain, mosaic, "RGGB", 1024, 16383)
-    odd = Path(os.fsdecode(bytes(tmp_path) + b"/noisy\xff.dng"))
-    odd.write_bytes(plain.read_bytes())
-    frame = read_dng(odd)
-    np.testing.assert_array_equal(frame.mosaic, mosaic)
-    assert frame.pattern == "RGGB" and frame.path == odd

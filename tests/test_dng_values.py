@@ -1,7 +1,11 @@
 """What a DNG's values may be: levels a frame can be normalised with at read, and samples kept as given at write
-(rounded, below black and above white too), refused only where 16 bits cannot hold them."""
+(rounded, below black and above white too), refused only where 16 bits cannot hold them; and its file name any
+bytes."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,3 +44,15 @@ def test_values_16_bits_cannot_hold_are_refused(make_dng, tmp_path, bad):
     with pytest.raises(DngWriteError, match="outside the 16-bit samples"):
         write_dng(source, tmp_path / "out.dng", wanted)
     assert not (tmp_path / "out.dng").exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path: Path) -> None:
+    """A Linux file name may hold any bytes; LibRaw takes only UTF-8 names, so such a file is read from its bytes."""
+    mosaic = np.random.default_rng(3).integers(1100, 9000, (32, 48)).astype(np.uint16)
+    plain = tmp_path / "noisy0.dng"
+    write_new_dng(plain, mosaic, "RGGB", 1024, 16383)
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/noisy\xff.dng"))
+    odd.write_bytes(plain.read_bytes())
+    frame = read_dng(odd)
+    np.testing.assert_array_equal(frame.mosaic, mosaic)
+    assert frame.pattern == "RGGB" and frame.path == odd
