@@ -40,6 +40,16 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         raise
 
 
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why no file can be created in the existing ``folder`` (read-only, no permission, a file), found by creating
+    and removing one, or None when one can: checked before long work whose output would go there."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as err:
+        return err.strerror or str(err)
+
+
 def remove_stale_temps(dest: str | Path, age_s: float = 60.0) -> int:
     """Delete the temporaries ``atomic_path`` left for ``dest`` when a process was killed mid-write (a kill -9
     skips its cleanup), those untouched for ``age_s`` seconds, so a write still under way is spared; returns how

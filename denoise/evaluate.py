@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from denoise.atomic import write_text_atomic
+from denoise.atomic import unwritable_reason, write_text_atomic
 from denoise.config import CliParser, run_cli
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
@@ -118,11 +117,8 @@ def check_json_destination(path: Path) -> None:
         raise EvaluateError(f"--json {path}: is a folder; name a file")
     if not path.parent.is_dir():
         raise EvaluateError(f"--json {path}: folder {path.parent} does not exist")
-    try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as err:
-        raise EvaluateError(f"--json {path}: cannot write in {path.parent} ({err.strerror or err})") from err
+    if (reason := unwritable_reason(path.parent)) is not None:
+        raise EvaluateError(f"--json {path}: cannot write in {path.parent} ({reason})")
 
 
 def mean_row(rows: Sequence[Row]) -> Row:

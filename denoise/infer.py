@@ -12,7 +12,6 @@ import argparse
 import errno
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from denoise.atomic import remove_stale_temps
+from denoise.atomic import remove_stale_temps, unwritable_reason
 from denoise.config import CliParser, Config, ConfigError, InferConfig, load_config, validate_config
 from denoise.inference.noise_map import needs_noise_level
 from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source, settings_for_model
@@ -119,10 +118,10 @@ def check_writable(folder: Path) -> None:
     the competition takes about a minute on a CPU)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
     except OSError as err:
         raise InferError(f"{folder}: cannot write output there ({err.strerror or err})") from None
+    if (reason := unwritable_reason(folder)) is not None:
+        raise InferError(f"{folder}: cannot write output there ({reason})")
 
 
 def disk_full(err: BaseException) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from denoise.atomic import atomic_path, remove_stale_temps
+from denoise.atomic import atomic_path, remove_stale_temps, unwritable_reason
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
@@ -32,3 +32,10 @@ def test_stale_temporaries_of_a_file_go_and_everything_else_stays(tmp_path: Path
     assert remove_stale_temps(tmp_path / "last.pth") == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
     assert remove_stale_temps(tmp_path / "missing" / "last.pth") == 0
+
+
+def test_unwritable_reason_tries_a_real_file(tmp_path: Path) -> None:
+    assert unwritable_reason(tmp_path) is None and list(tmp_path.iterdir()) == []  # nothing left behind
+    assert unwritable_reason("/proc")  # no new file there, not even root's
+    (tmp_path / "f").write_text("x")
+    assert unwritable_reason(tmp_path / "f")  # a file is no folder

@@ -5,13 +5,12 @@ resume.
 from __future__ import annotations
 
 import datetime
-import tempfile
 from pathlib import Path
 
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from denoise.atomic import remove_stale_temps, write_text_atomic
+from denoise.atomic import remove_stale_temps, unwritable_reason, write_text_atomic
 from denoise.config import Config, ConfigError, dump_config
 
 
@@ -22,11 +21,8 @@ def check_runs_dir(runs_dir: str | Path) -> None:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"train.runs_dir={runs_dir}: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ConfigError(f"train.runs_dir={runs_dir}: cannot write in {existing} ({err.strerror or err})") from err
+    if (reason := unwritable_reason(existing)) is not None:
+        raise ConfigError(f"train.runs_dir={runs_dir}: cannot write in {existing} ({reason})")
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
