@@ -26,9 +26,8 @@ from torch import nn
 
 from denoise.atomic import atomic_path
 from denoise.config import CliParser, run_cli
-from denoise.inference.noise_map import needs_noise_level
 from denoise.model.checkpoint import CheckpointError, load_model
-from denoise.model.nafnet import noise_level_map
+from denoise.model.noise_aware import NoiseAwareNAFNet
 
 OPSET = 17
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on normalised values (about 1.5 DN at 14 bits)
@@ -46,7 +45,7 @@ class WithNoiseLevel(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, noise_level_map(x, noise[:, 0], noise[:, 1])], dim=1))
+        return self.net(x, noise=(noise[:, 0], noise[:, 1]))
 
 
 def sample_inputs(model: nn.Module, shape: tuple[int, int, int, int], seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -64,7 +63,7 @@ def export_onnx(checkpoint: Path, out: Path, size: int | None = None) -> tuple[n
     if not out.parent.is_dir():
         raise ExportError(f"{out}: folder {out.parent} does not exist")
     net, cfg = load_model(checkpoint, "cpu")
-    model = WithNoiseLevel(net) if needs_noise_level(net) else net
+    model = WithNoiseLevel(net) if isinstance(net, NoiseAwareNAFNet) else net
     size = size or cfg.infer.tile or 256
     names = ["x", "noise"] if isinstance(model, WithNoiseLevel) else ["x"]
     axes = {name: {0: "n", 2: "h", 3: "w"} for name in ("x", "y")} | ({"noise": {0: "n"}} if len(names) > 1 else {})

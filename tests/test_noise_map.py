@@ -14,11 +14,10 @@ from dataset_fixtures import BLACK, WHITE, write_frame
 from denoise.config import ConfigError, DataConfig, ModelConfig, load_config
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
 from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
 from denoise.inference.tta import denoise_mosaic, transforms_for
 from denoise.model import NAFNet, build_model
-from denoise.model.nafnet import NOISE_MAP_GAIN, noise_level_map
+from denoise.model.noise_aware import NOISE_MAP_GAIN, NoiseAwareNAFNet, denoise_blind, noise_level_map
 from denoise.raw.bayer import normalize, pack_bayer
 from denoise.raw.dng import RawFrame
 from denoise.raw.noise import add_gaussian_noise, fit_pair_noise
@@ -35,10 +34,10 @@ TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def aware_model(seed: int = 0) -> NAFNet:
+def aware_model(seed: int = 0) -> NoiseAwareNAFNet:
     """A tiny noise-aware NAFNet with its zero-initialised scales perturbed, so the map reaches the output."""
     torch.manual_seed(seed)
-    model = NAFNet(**TINY, noise_channels=4)
+    model = NoiseAwareNAFNet(**TINY, noise_channels=4)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -161,16 +160,21 @@ def _frame(noise: tuple[float, float], shape=(64, 96)) -> RawFrame:
                     as_shot_neutral=None, color_matrix=None, iso=None, path=None)  # fmt: skip
 
 
-def test_blind_models_are_left_alone_and_aware_ones_get_the_frame_estimate():
+def test_the_blind_flow_runs_the_network_at_the_frame_estimate_of_its_window():
     frame = _frame((3e-3, 1e-4))
-    packed = pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR")
-    blind = NAFNet(**TINY)
-    assert condition_on_noise(blind, packed) is blind
-    wrapped = condition_on_noise(aware_model(), packed)
-    assert isinstance(wrapped, NoiseConditioned) and wrapped.params == estimate_noise(packed)
-    tight = condition_on_noise(aware_model(), packed, window=1.0).params
-    assert tight == estimate_noise(packed, window=1.0) and tight != wrapped.params
+    packed = torch.from_numpy(pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR"))
+    for window in (3.0, 1.0):
+        levels = []
+        out = denoise_blind(packed, lambda level, seen=levels: seen.append(level) or packed * 0.5, window, 0.0, 0.1,
+                            0.125)  # fmt: skip
+        assert levels == [estimate_noise(packed, window=window)]  # once: the texture check is off
+        assert torch.equal(out, packed * 0.5)
+    assert estimate_noise(packed, window=1.0) != estimate_noise(packed, window=3.0)  # the window matters here
     assert estimate_frame_noise(packed[:, :6, :6]).a > 0  # too small for 16-pixel blocks: smaller blocks
+    model = aware_model()  # at a given level: the network on the image and that level's map
+    level = NoiseParams(3e-3, 1e-4)
+    expected = NAFNet.forward(model, torch.cat([packed[None], noise_level_map(packed[None], *level)], 1))
+    assert torch.equal(model.at_level(level)(packed[None]), expected)
 
 
 @pytest.mark.parametrize("tta, window", [(False, 3.0), (True, 3.0), (False, 1.0)])
@@ -181,7 +185,7 @@ def test_pipeline_reads_the_noise_level_from_the_noisy_frame_alone(tta, window):
     out = denoise_frame(model, frame, settings)
     x = torch.from_numpy(normalize(frame.mosaic, BLACK, WHITE))
     params = estimate_noise(pack_bayer(x.numpy(), "BGGR"), window=window)
-    y = denoise_mosaic(NoiseConditioned(model, params), x, "BGGR", 16, 4, transforms_for(tta))
+    y = denoise_mosaic(model.at_level(params), x, "BGGR", 16, 4, transforms_for(tta))
     expected = np.clip(np.rint(BLACK + y.numpy().astype(np.float64) * (WHITE - BLACK)), BLACK, WHITE)
     np.testing.assert_array_equal(out, expected.astype(np.uint16))
     other = denoise_frame(model, frame, settings, noise=NoiseParams(params.a * 10, params.b * 10))

@@ -13,7 +13,8 @@ from train_data import make_pairs, tiny_config
 
 from denoise.config import ConfigError
 from denoise.train import loop as train_loop
-from denoise.train.loop import resolve_resume, train
+from denoise.train.loop import train
+from denoise.train.runs import resolve_resume
 
 # Random crops, Bayer-preserving flips, every loss, EMA and a decaying schedule: all the state a resume must carry.
 SETTINGS = (

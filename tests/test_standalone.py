@@ -131,7 +131,7 @@ def test_two_modules_defining_one_name_are_refused(monkeypatch) -> None:
     from denoise.model import standalone
 
     def body(module):
-        return "def estimate_frame_noise():\n    pass\n" if module.__name__.endswith("blind") else real(module)
+        return "def estimate_frame_noise():\n    pass\n" if module.__name__.endswith("noise_aware") else real(module)
 
     real = standalone._module_body
     monkeypatch.setattr(standalone, "_module_body", body)

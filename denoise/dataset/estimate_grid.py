@@ -24,7 +24,7 @@ from denoise.raw.noise_estimation import estimate_noise
 # small frames (scripts/bench_estimate.py; denoise/raw/array_ops.py); the two agree to 1e-6 (tested).
 NUMPY_OPS = ArrayOps(
     asarray=lambda x: np.asarray(x, dtype=np.float64), sqrt=np.sqrt, exp=np.exp, log=np.log, ndtr=ndtr,
-    floor=np.maximum, interp=np.interp, cummax=np.maximum.accumulate,
+    maximum=np.maximum, interp=np.interp, cummax=np.maximum.accumulate,
 )  # fmt: skip
 POINTS_PER_DECADE = 2  # grid density in log10 of a and of b: the excess varies smoothly at this scale
 

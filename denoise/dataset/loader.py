@@ -34,7 +34,7 @@ from denoise.dataset.synthetic_pairs import (
     synthesize,
 )
 from denoise.raw.bayer import IDENTITY
-from denoise.raw.noise_estimation import WINDOW
+from denoise.raw.noise_estimation import REJECT_SIGMAS
 
 
 class PairDataset(Dataset):
@@ -58,7 +58,7 @@ class PairDataset(Dataset):
         synth: SynthesisSettings | None = None,
         seed: int = 0,
         noise_levels: bool = False,
-        noise_window: float = WINDOW,
+        noise_window: float = REJECT_SIGMAS,
         procedural: list[FramePair] | None = None,
         procedural_fraction: float = 0.0,
     ) -> None:

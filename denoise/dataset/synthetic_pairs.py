@@ -20,7 +20,7 @@ from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.frames import FramePair, whole_frame
 from denoise.raw import array_ops, bayer, nelder_mead, noise, noise_estimation
 from denoise.raw.noise import add_noise, fit_pair_noise, log_uniform, quantize
-from denoise.raw.noise_estimation import WINDOW, estimate_noise
+from denoise.raw.noise_estimation import REJECT_SIGMAS, estimate_noise
 
 GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
 # Estimates cached beside the frame cache are keyed by the code that computes them, so a change to the estimate,
@@ -83,7 +83,7 @@ def synthesize(
     return noisy, clean, a, b
 
 
-def frame_noise_level(pair: FramePair, window: float = WINDOW) -> tuple[float, float]:
+def frame_noise_level(pair: FramePair, window: float = REJECT_SIGMAS) -> tuple[float, float]:
     """(a, b) of a real pair, estimated from the noisy frame alone like inference does.
 
     A frame the blind estimate cannot read (almost all clipped, say) falls back to the fit against its clean twin.

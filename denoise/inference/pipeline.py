@@ -9,12 +9,11 @@ import numpy as np
 import torch
 
 from denoise.config import Config, InferConfig
-from denoise.inference.noise_map import NoiseConditioned, condition_on_noise
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
-from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer
+from denoise.model.noise_aware import NoiseAwareNAFNet, denoise_blind
+from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer, unpack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise_estimation import WINDOW, NoiseParams, profile_noise
-from denoise.raw.texture_check import texture_std_scale
+from denoise.raw.noise_estimation import REJECT_SIGMAS, NoiseParams, profile_noise
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class InferSettings:
     batch_size: int = InferConfig.batch_size
     device: str | torch.device = "cpu"
     precision: str = InferConfig.precision
-    noise_window: float = WINDOW  # the blind noise estimate's window: the model's data.noise_estimate_window
+    noise_window: float = REJECT_SIGMAS  # the blind noise estimate's window: the model's data.noise_estimate_window
     noise_source: str = InferConfig.noise_source  # "auto": a DNG's NoiseProfile when present; "estimate": blind
     texture_threshold: float = InferConfig.texture_threshold  # the model's: see InferConfig; 0 = off
     texture_scale: float = InferConfig.texture_scale
@@ -54,6 +53,26 @@ def frame_tiles(frame: RawFrame, settings: InferSettings) -> int:
     return count_tiles(height, width, frame.pattern, settings.tile, settings.overlap, transforms)
 
 
+def normalized_frame(frame: RawFrame) -> np.ndarray:
+    """The frame's largest even region, normalised per CFA position (``normalize``): (H', W') float32."""
+    mosaic = frame.mosaic
+    assert mosaic.ndim == 2 and mosaic.dtype == np.uint16, f"expected an (H, W) mosaic, got {mosaic.shape}"
+    height, width = even_shape(*mosaic.shape)
+    assert height >= 2 and width >= 2, f"{frame.path}: frame {mosaic.shape} too small to pack"
+    return normalize(mosaic[:height, :width], frame.black_level, frame.white_level)
+
+
+def frame_mosaic(frame: RawFrame, y: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The (H, W) uint16 mosaic of a denoised ``normalized_frame`` ``y``: in DN, an odd last row or column copied
+    from ``frame``, all of it clipped to [black, white] per CFA position."""
+    height, width = y.shape[-2:]
+    assert (height, width) == even_shape(*frame.mosaic.shape), f"{(height, width)} is not {frame.mosaic.shape}'s"
+    black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
+    out = frame.mosaic.copy()
+    out[:height, :width] = denormalize(y, black, frame.white_level)
+    return clip_to_levels(out, black, frame.white_level)
+
+
 def denoise_frame(
     model: torch.nn.Module,
     frame: RawFrame,
@@ -66,32 +85,23 @@ def denoise_frame(
     The network sees the largest even region; an odd last row or column is copied from the input (clipped to
     [black, white] like the rest).
     A noise-aware network gets ``noise`` when given, else the file's NoiseProfile when the settings allow it
-    (``noise_source``), else the level estimated from this noisy frame alone.
+    (``noise_source``), else the level read off this noisy frame alone (``denoise_blind``: estimate and texture
+    check).
     """
-    mosaic = frame.mosaic
-    assert mosaic.ndim == 2 and mosaic.dtype == np.uint16, f"expected an (H, W) uint16 mosaic, got {mosaic.shape}"
-    height, width = even_shape(*mosaic.shape)
-    assert height >= 2 and width >= 2, f"{frame.path}: frame {mosaic.shape} too small to pack"
-    black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
-    x = normalize(torch.from_numpy(mosaic[:height, :width].astype(np.int32)), black, frame.white_level)
-    if noise is None and noise_source(frame, settings) == "NoiseProfile":
-        noise = profile_noise(frame.noise_profile)
-    packed = pack_bayer(x, frame.pattern)  # (4, h, w)
-    net = condition_on_noise(model, packed, noise, settings.noise_window)  # estimates the level when none is given
+    x = torch.from_numpy(normalized_frame(frame))  # (H', W')
 
-    def run(net: torch.nn.Module, progress: Callable[[int], None] | None) -> torch.Tensor:
-        return denoise_mosaic(net, x, frame.pattern, settings.tile, settings.overlap, transforms_for(settings.tta),
-                              settings.batch_size, settings.device, settings.precision, progress)  # fmt: skip
+    def run(net: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # (4, h, w), the first run counted
+        nonlocal progress
+        y = denoise_mosaic(net, x, frame.pattern, settings.tile, settings.overlap, transforms_for(settings.tta),
+                           settings.batch_size, settings.device, settings.precision, progress)  # fmt: skip
+        progress = None
+        return pack_bayer(y, frame.pattern)
 
-    y = run(net, progress)  # (H, W) float32, normalised
-    # A residual that follows the image's structure, where the estimate left little room for read noise, says the
-    # estimate read texture as noise: denoise again lower.
-    factor = 1.0
-    if noise is None and isinstance(net, NoiseConditioned):
-        factor = texture_std_scale(packed, pack_bayer(y, frame.pattern), net.params, settings.texture_threshold,
-                                   settings.texture_read_share, settings.texture_scale)  # fmt: skip
-    if factor != 1.0:
-        y = run(NoiseConditioned(model, net.params.std_scaled(factor)), None)
-    out = mosaic.copy()
-    out[:height, :width] = denormalize(y, black, frame.white_level)
-    return clip_to_levels(out, black, frame.white_level)  # an odd last row or column too
+    if not isinstance(model, NoiseAwareNAFNet):
+        y = run(model)
+    elif noise is not None or noise_source(frame, settings) == "NoiseProfile":
+        y = run(model.at_level(noise or profile_noise(frame.noise_profile)))
+    else:
+        y = denoise_blind(pack_bayer(x, frame.pattern), lambda level: run(model.at_level(level)), settings.noise_window,
+                          settings.texture_threshold, settings.texture_read_share, settings.texture_scale)  # fmt: skip
+    return frame_mosaic(frame, unpack_bayer(y, frame.pattern))

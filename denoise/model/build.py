@@ -9,13 +9,15 @@ from torch import nn
 
 from denoise.config import ConfigError, ModelConfig
 from denoise.model.nafnet import NAFNet
+from denoise.model.noise_aware import NoiseAwareNAFNet
 
 MODELS: dict[str, type[nn.Module]] = {"nafnet": NAFNet}
+NOISE_AWARE: dict[str, type[nn.Module]] = {"nafnet": NoiseAwareNAFNet}  # with model.noise_channels > 0
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The network described by ``cfg`` (checked by ``validate_config``), freshly initialised, on the CPU in fp32."""
-    model = MODELS[cfg.name](
+    model = (NOISE_AWARE if cfg.noise_channels > 0 else MODELS)[cfg.name](
         in_channels=cfg.in_channels,
         width=cfg.width,
         enc_blocks=tuple(cfg.enc_blocks),

@@ -115,22 +115,6 @@ class NAFBlock(nn.Module):
         return x + self.dropout2(y) * self.gamma
 
 
-NOISE_MAP_GAIN = 10.0  # puts the map's values (about 0.01 to 1 over the competition's noise range) on the image's scale
-
-
-def noise_level_map(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
-    """Per-pixel noise std ``sqrt(a*x + b)`` of a normalised (N, C, H, W) input, times ``NOISE_MAP_GAIN``.
-
-    ``a`` and ``b`` are floats or (N,) tensors, one noise level per sample. The noisy value stands in for the
-    clean one, clipped to [0, 1], since at test time only the noisy frame is known.
-    """
-    assert x.ndim == 4, f"expected (N, C, H, W), got {tuple(x.shape)}"
-    a = torch.as_tensor(a, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)  # (N or 1, 1, 1, 1)
-    b = torch.as_tensor(b, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-    assert a.shape[0] in (1, x.shape[0]) and b.shape[0] in (1, x.shape[0]), "one (a, b) per sample or one for all"
-    return NOISE_MAP_GAIN * torch.sqrt(a * x.clamp(0.0, 1.0) + b)
-
-
 def _stage(channels: int, blocks: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(*[NAFBlock(channels, dropout) for _ in range(blocks)])
 
@@ -140,7 +124,7 @@ class NAFNet(nn.Module):
 
     Input (N, in_channels + noise_channels, H, W), output (N, in_channels, H, W); any H, W works (padded to a
     multiple of 2^levels, then cropped). With ``noise_channels`` > 0 the input's last channels are a noise-level
-    map (``noise_level_map`` of the first ``in_channels``), and the residual is added to the image channels only.
+    map (``noise_level_map`` in ``noise_aware.py``, which builds it), and the residual goes to the image only.
     ``scale_residual`` multiplies the learned residual by that map, so the network predicts the noise in units of
     its local std: a frame with almost no noise is left almost unchanged without the network having to learn it.
     """

@@ -3,7 +3,7 @@ texture check, in one file that imports only torch and the standard library; ``N
 
 It is made from this project's own modules, not a copy kept beside them: ``nafnet.py`` alone for a blind network;
 for a noise-aware one also ``raw/nelder_mead.py``, ``raw/array_ops.py``, ``raw/noise_estimation.py``,
-``raw/texture_check.py`` and ``model/blind.py``, each with its imports of this project removed (what they import
+``raw/texture_check.py`` and ``model/noise_aware.py``, each with its imports of this project removed (what they import
 is defined earlier in the file).
 """
 
@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from denoise.config import ModelConfig
-from denoise.model import blind, nafnet
+from denoise.model import nafnet, noise_aware
 from denoise.raw import array_ops, nelder_mead, noise_estimation, texture_check
 
 
@@ -90,15 +90,15 @@ def _joined(modules: tuple[ModuleType, ...]) -> str:
 
 def network_source(model_cfg: ModelConfig, noise_settings: dict[str, float] | None = None) -> str:
     """network.py for ``model_cfg``: the modules it needs, then ``Network``, whose defaults are the model's
-    hyper-parameters and, for a noise-aware model, ``noise_settings`` (``SelfEstimatingNAFNet``'s keywords:
+    hyper-parameters and, for a noise-aware model, ``noise_settings`` (``NoiseAwareNAFNet``'s keywords:
     noise_window, texture_threshold, texture_scale, texture_read_share)."""
     defaults = constructor_defaults(model_cfg)
     aware = model_cfg.noise_channels > 0
-    modules = (nafnet, nelder_mead, array_ops, noise_estimation, texture_check, blind) if aware else (nafnet,)
+    modules = (nafnet, nelder_mead, array_ops, noise_estimation, texture_check, noise_aware) if aware else (nafnet,)
     extra = dict(noise_settings or {}) if aware else {}
     signature = "".join(f"        {k}={v!r},\n" for k, v in {**defaults, **extra}.items())
     forward = "".join(f"            {k}={k},\n" for k in {**defaults, **extra})
-    base = "SelfEstimatingNAFNet" if aware else "NAFNet"
+    base = "NoiseAwareNAFNet" if aware else "NAFNet"
     what = " and estimates each frame's noise level itself" if aware else ""
     # Test-time local statistics are a setting, not a constructor argument; build_model applies it after.
     window = model_cfg.local_window

@@ -35,12 +35,12 @@ class ArrayOps(NamedTuple):
     exp: Callable[[Any], Any]
     log: Callable[[Any], Any]
     ndtr: Callable[[Any], Any]  # the standard normal CDF
-    floor: Callable[[Any, float], Any]  # elementwise max(x, value)
+    maximum: Callable[[Any, float], Any]  # elementwise max(x, value)
     interp: Callable[[Any, Any, Any], Any]  # interp(x, xp, fp) as np.interp: xp non-decreasing, constant beyond
     cummax: Callable[[Any], Any]  # running maximum of a 1-D array
 
 
 TORCH_OPS = ArrayOps(
     asarray=to_float64, sqrt=torch.sqrt, exp=torch.exp, log=torch.log, ndtr=torch.special.ndtr,
-    floor=lambda x, value: x.clamp(min=value), interp=_interp, cummax=lambda x: torch.cummax(x, 0).values,
+    maximum=lambda x, value: x.clamp(min=value), interp=_interp, cummax=lambda x: torch.cummax(x, 0).values,
 )  # fmt: skip

@@ -40,7 +40,7 @@ from denoise.raw.nelder_mead import nelder_mead
 _HIGH_PASS_1D = (1.0, -2.0, 1.0)  # 2-D kernel is its outer product; L2 norm 6
 _CLIP_MARGIN = 1e-6  # a noisy value this close to a clipping limit is taken as clipped
 _LEVELS = torch.linspace(0.0, 1.0, 1024, dtype=torch.float64) ** 2  # where the clipped model is tabulated: dense near 0
-WINDOW = 3.0  # default: blocks up to 3 sigmas of a smooth block's spread above the fit still count as noise
+REJECT_SIGMAS = 3.0  # default window: a block this many sigmas (of a smooth block's spread) above the fit is texture
 
 
 class NoiseParams(NamedTuple):
@@ -156,7 +156,7 @@ def block_statistics(
 def clipped_moments(x: Any, params: NoiseParams, clip: tuple[float, float], ops: ArrayOps = TORCH_OPS) -> tuple:
     """Mean and variance of clip(z) for z ~ N(x, a x + b), in closed form (truncated-normal moments)."""
     x = ops.asarray(x)
-    std = ops.sqrt(ops.floor(params.variance(x), 1e-30))
+    std = ops.sqrt(ops.maximum(params.variance(x), 1e-30))
     lo, hi = (clip[0] - x) / std, (clip[1] - x) / std
     p_lo, p_hi = ops.ndtr(lo), ops.ndtr(hi)
     phi_lo, phi_hi = ops.exp(-0.5 * lo**2) / math.sqrt(2 * math.pi), ops.exp(-0.5 * hi**2) / math.sqrt(2 * math.pi)
@@ -166,7 +166,7 @@ def clipped_moments(x: Any, params: NoiseParams, clip: tuple[float, float], ops:
     second = x * x * inside + 2 * x * std * (phi_lo - phi_hi) + std**2 * (inside + lo * phi_lo - hi * phi_hi)
     mean = clip[0] * p_lo + clip[1] * (1 - p_hi) + first
     square = clip[0] ** 2 * p_lo + clip[1] ** 2 * (1 - p_hi) + second
-    return mean, ops.floor(square - mean**2, 0.0)
+    return mean, ops.maximum(square - mean**2, 0.0)
 
 
 def _weighted_line(x: Tensor, y: Tensor, w: Tensor) -> tuple[float, float]:
@@ -199,7 +199,7 @@ def _initial_fit(means: Tensor, variances: Tensor, bins: int = 12) -> tuple[floa
 
 
 def fit_noise_params(
-    means: Any, variances: Any, dof: float, iterations: int = 8, window: float = WINDOW
+    means: Any, variances: Any, dof: float, iterations: int = 8, window: float = REJECT_SIGMAS
 ) -> NoiseParams:
     """Robust fit of ``variance = a * mean + b`` to block statistics whose noise-only spread has ``dof`` dof.
 
@@ -228,7 +228,7 @@ def _predicted_variance(params: NoiseParams, means: Any, clip: tuple[float, floa
     """Variance the clipped model predicts for blocks of observed ``means`` (each mapped back to its level)."""
     levels = ops.asarray(_LEVELS)
     mean, var = clipped_moments(levels, params, clip, ops)
-    return ops.floor(ops.interp(ops.interp(means, ops.cummax(mean), levels), levels, var), 1e-14)
+    return ops.maximum(ops.interp(ops.interp(means, ops.cummax(mean), levels), levels, var), 1e-14)
 
 
 def fit_noise_params_clipped(
@@ -238,7 +238,7 @@ def fit_noise_params_clipped(
     clip: tuple[float, float],
     start: NoiseParams,
     rounds: int = 3,
-    window: float = WINDOW,
+    window: float = REJECT_SIGMAS,
     ops: ArrayOps = TORCH_OPS,
 ) -> NoiseParams:
     """Maximum-likelihood (a, b) of the clipped noise model, from ``start``, ignoring texture-inflated blocks.
@@ -276,7 +276,7 @@ def fit_blocks(
     touched: Tensor,
     dof: float,
     clip: tuple[float, float],
-    window: float = WINDOW,
+    window: float = REJECT_SIGMAS,
     ops: ArrayOps = TORCH_OPS,
 ) -> NoiseParams:
     """(a, b) from block statistics: a line through the unclipped blocks, refined by the clipped model.
@@ -296,7 +296,9 @@ def fit_blocks(
     return fit_noise_params_clipped(means[usable], variances[usable], dof, clip, start, window=window, ops=ops)
 
 
-def estimate_noise(packed: Any, block: int = 16, window: float = WINDOW, ops: ArrayOps = TORCH_OPS) -> NoiseParams:
+def estimate_noise(
+    packed: Any, block: int = 16, window: float = REJECT_SIGMAS, ops: ArrayOps = TORCH_OPS
+) -> NoiseParams:
     """One (a, b) for a normalised (4, h, w) noisy frame, fitted to the blocks of all 4 channels pooled.
 
     ``window``: see ``fit_noise_params``; ``ops``: see ``ArrayOps``.
@@ -308,7 +310,7 @@ def estimate_noise(packed: Any, block: int = 16, window: float = WINDOW, ops: Ar
     return fit_blocks(means, variances, touched, block_dof(block), clip, window, ops)
 
 
-def estimate_frame_noise(packed: Any, window: float = WINDOW) -> NoiseParams:
+def estimate_frame_noise(packed: Any, window: float = REJECT_SIGMAS) -> NoiseParams:
     """``estimate_noise`` of a normalised (4, h, w) frame, with smaller blocks when the frame is too small for 16."""
     for block in (16, 8, 4):
         try:

@@ -1,5 +1,5 @@
 """What a run reports as it goes: where each step's time goes, the means of each logging window, and how far the
-run has come with the time it has left.
+run has come with the time it has left; and whether it has gone non-finite for too long.
 
 The step clock sums seconds per phase over a logging window. By default it reads host time only, which costs
 nothing and shows where the host waits: a phase that blocks on the GPU (a ``.item()``, say) stands out. With
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from denoise.train import distributed as dd
+from denoise.train.checkpoint import TrainingDiverged
 
 PHASES = ("data", "forward", "backward", "optimizer", "ema", "log")
 
@@ -137,3 +139,30 @@ def log_window(window: dict, phases: dict[str, float], grad_norm: torch.Tensor, 
         writer.add_scalar(f"time/{phase}_ms", 1000 * seconds / window["count"], step)
     if means["skipped"]:
         progress.write(f"step {step}: {means['skipped']:g} of the last {window['count']} steps skipped (non-finite)")
+
+
+class DivergenceWatch:
+    """Non-finite steps in a row, counted on the device and read only at log steps and epoch ends, so that a step
+    that does not log never waits for the GPU."""
+
+    def __init__(self, device: torch.device, limit: int) -> None:
+        self.limit = limit
+        self.run = torch.zeros((), dtype=torch.int64, device=device)
+        self.longest = torch.zeros_like(self.run)  # since the last check, so no run between checks goes unseen
+
+    def update(self, bad: torch.Tensor) -> None:
+        """Count one step, ``bad`` when it was skipped."""
+        self.run = (self.run + 1) * bad
+        self.longest = torch.maximum(self.longest, self.run)
+
+    def check(self, info: dd.DistInfo, epoch: int, step: int, run_dir: Path | None) -> None:
+        """Raise TrainingDiverged once ``limit`` steps in a row were skipped on any rank (reads the device)."""
+        run, self.longest = int(self.longest.item()), self.run.clone()
+        if not dd.any_true([run >= self.limit], info)[0]:
+            return
+        last = run_dir / "checkpoints" / "last.pth" if run_dir else "last.pth"
+        raise TrainingDiverged(
+            f"stopped at epoch {epoch + 1} step {step}: {run} non-finite losses in a row, steps skipped "
+            f"(train.max_nonfinite={self.limit}; try a lower train.lr, train.grad_clip or precision fp32); "
+            f"last good checkpoint: {last}"
+        )

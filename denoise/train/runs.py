@@ -75,6 +75,18 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     return None
 
 
+def resolve_resume(cfg: Config, resume: str | None) -> Path | None:
+    """``--resume`` to a checkpoint path: "auto" is the newest run of this config's name, or None to start."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        return latest_checkpoint(cfg.train.runs_dir, cfg.name)
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint to resume from")
+    return path
+
+
 def continued_run(cfg: Config, resume: str | None, ckpt_path: str | None) -> Path | None:
     """The existing run folder this training writes into (the checkpoint's, or a ``--resume auto`` run's that has
     no checkpoint yet), or None when it starts a new one."""
