@@ -8,7 +8,6 @@ PSNR, the competition's column-wise SSIM, the plain 2-D SSIM and the score per i
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 from denoise.atomic import unwritable_reason, write_text_atomic
 from denoise.config import CliParser, run_cli
 from denoise.raw.dng import DngError, RawFrame, read_dng
+from denoise.raw.folders import FolderError, index_folder
 from denoise.raw.metrics import ImageScores, mean_scores, score_image
 
 
@@ -33,32 +33,6 @@ class Row:
     key: str
     pred: ImageScores
     noisy: ImageScores | None = None
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    """``denoise{N}`` -> a regex matching ``denoise12.dng`` with the number captured."""
-    if pattern.count("{N}") != 1:
-        raise EvaluateError(f"file pattern {pattern!r} must contain {{N}} exactly once")
-    head, tail = pattern.split("{N}")
-    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\.dng", re.IGNORECASE)
-
-
-def index_folder(folder: Path, pattern: str) -> dict[int, Path]:
-    """Files in ``folder`` matching ``pattern`` (with ``{N}``), keyed by N."""
-    if not folder.is_dir():
-        raise EvaluateError(f"{folder}: no such folder")
-    regex = _pattern_regex(pattern)
-    found: dict[int, Path] = {}
-    for path in sorted(folder.iterdir()):
-        match = regex.fullmatch(path.name)
-        if match:
-            n = int(match.group(1))
-            if n in found:  # denoise5.dng beside denoise05.dng: which one is frame 5?
-                raise EvaluateError(f"{path}: frame {n} again, beside {found[n].name}; keep one of them")
-            found[n] = path
-    if not found:
-        raise EvaluateError(f"{folder}: no files named like {pattern}.dng")
-    return found
 
 
 def _check_pair(gt: RawFrame, other: RawFrame) -> None:
@@ -103,7 +77,7 @@ def evaluate_folders(
             gt = read_dng(gts[n])
             noisy = _score(gt, read_dng(noisies[n])) if noisy_dir is not None else None
             rows.append(Row(preds[n].stem, _score(gt, read_dng(preds[n])), noisy))
-        except (EvaluateError, DngError) as err:
+        except (EvaluateError, FolderError, DngError) as err:
             failures.append(str(err))
     if missing := [gts[n].name for n in sorted(gts) if n not in preds]:
         failures.append(f"{pred_dir}: no prediction for {len(missing)} of the {len(gts)} ground-truth frames "
@@ -173,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows, failures = evaluate_folders(
             args.pred, args.gt, args.noisy, args.pred_pattern, args.gt_pattern, args.noisy_pattern
         )
-    except (EvaluateError, DngError) as err:
+    except (EvaluateError, FolderError, DngError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if rows:  # the frames that could be scored, even when others could not

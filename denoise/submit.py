@@ -1,9 +1,8 @@
 """Build the competition submission: ``python -m denoise.submit --checkpoint PATH --test-dir DIR [--out result]``.
 
-Writes ``result/data/denoise{N}.dng`` by running inference, ``result/algorithm/models/network.py`` (the model
-source plus a ``Network`` class whose defaults are the checkpoint's hyper-parameters; imports only torch),
-``model.pth`` (the state_dict alone, fp32 or fp16 with ``--half``, at most 50 MB), ``report.md``, and
-``result.zip`` holding exactly that tree; then re-opens the zip and checks it (see ``denoise.submit_check``).
+Writes ``result/data/denoise{N}.dng``, ``result/algorithm/models/network.py`` (torch only; ``Network()`` has the
+checkpoint's hyper-parameters), ``model.pth`` (the state_dict, fp32 or fp16 with ``--half``, at most 50 MB),
+``report.md`` and ``result.zip`` of that tree, then checks the zip (``denoise.submit_check``).
 """
 
 from __future__ import annotations
@@ -25,16 +24,15 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import CliParser, Config, ConfigError, dump_config
-from denoise.infer import (
+from denoise.config import CliParser, Config, ConfigError, add_infer_options, dump_config, infer_flags
+from denoise.inference.files import (
     InferError,
-    add_settings_args,
     collect_inputs,
     defaults_config,
+    infer_settings,
     output_name,
     plan_jobs,
     run_jobs,
-    settings_from_args,
     summary_line,
 )
 from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
@@ -251,9 +249,10 @@ def whole_frame_reference(model: torch.nn.Module, source: Path, settings: InferS
 
 
 def stage_submission(ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, inputs: list[Path], tree: Path,
-                     zip_path: Path, weights: bytes, settings: InferSettings, half: bool) -> np.ndarray:
+                     zip_path: Path, weights: bytes, settings: InferSettings, half: bool) -> tuple[np.ndarray, int]:
     """Write the submission's folder ``tree`` (data/, algorithm/) and its zip ``zip_path``; returns the package's
-    whole-frame output for the first input, which the check compares network.py with."""
+    whole-frame output for the first input, which the check compares network.py with, and its difference in DN to
+    the submitted frame, which the report states."""
     summary = run_jobs(model, plan_jobs(inputs, tree / "data"), settings)
     print(summary_line(summary, settings))
     if summary.failures:
@@ -271,7 +270,7 @@ def stage_submission(ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, 
     report = report_text(ckpt, cfg, model, len(weights), settings, half, (inputs[0].name, whole))
     (tree / "algorithm" / "report.md").write_text(report)
     write_zip(tree, zip_path)
-    return reference
+    return reference, whole
 
 
 def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
@@ -301,10 +300,11 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
         staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
         try:
             tree, staged_zip = staging / ZIP_ROOT, staging / zip_path.name
-            reference = stage_submission(ckpt, cfg, model, inputs, tree, staged_zip, weights, settings, half)
+            reference, whole = stage_submission(ckpt, cfg, model, inputs, tree, staged_zip, weights, settings, half)
             noise_aware = cfg.model.noise_channels > 0
             try:
-                lines = check_submission(staged_zip, inputs, settings.noise_source, noise_aware, reference, staging)
+                lines = check_submission(staged_zip, inputs, settings.noise_source, noise_aware, reference, staging,
+                                         whole)  # fmt: skip
             except (SubmissionCheckError, DngError, OSError, ValueError) as err:
                 kept = "the previous submission is untouched" if (out / MARKER).is_file() else "nothing written"
                 raise SubmissionCheckError(f"{err}; {kept}") from err
@@ -327,11 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--half", action="store_true", help="store the weights as fp16 (halves model.pth)")
     parser.add_argument("--any-count", action="store_true",
                         help=f"accept a test set of other than {TEST_FRAMES} frames (noisy0.dng on, no gaps)")
-    add_settings_args(parser)
+    add_infer_options(parser)
     args = parser.parse_args(argv)
     try:
         ckpt = read_checkpoint(args.checkpoint)
-        settings = settings_from_args(args, defaults_config(args.config, checkpoint_config(ckpt, args.checkpoint)))
+        defaults = defaults_config(args.config, checkpoint_config(ckpt, args.checkpoint))
+        settings = infer_settings(defaults, infer_flags(args))
         count = None if args.any_count else TEST_FRAMES
         zip_path = build_submission(args.checkpoint, args.test_dir, args.out, args.half, settings, ckpt, count)
     except KeyboardInterrupt:

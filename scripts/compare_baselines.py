@@ -29,24 +29,20 @@ from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
 from denoise.config import CliParser
-from denoise.evaluate import EvaluateError, index_folder
 from denoise.inference.classical import METHODS as BASELINES
-from denoise.inference.pipeline import InferSettings, noise_source, settings_for_model
+from denoise.inference.pipeline import InferSettings, frame_mosaic, noise_source, normalized_frame, settings_for_model
 from denoise.inference.tta import self_ensemble
 from denoise.quality_table import format_markdown, format_noise, format_summary, summarise
 from denoise.raw.bayer import (
     all_transforms,
-    cfa_black,
-    denormalize,
-    even_shape,
-    normalize,
     pack_bayer,
     unpack_bayer,
 )
 from denoise.raw.dng import DngError, RawFrame, read_dng
+from denoise.raw.folders import FolderError, index_folder
 from denoise.raw.metrics import score_image
 from denoise.raw.noise import LEVEL_EDGES, noise_level
-from denoise.raw.noise_estimation import WINDOW, NoiseParams, estimate_noise, profile_noise
+from denoise.raw.noise_estimation import REJECT_SIGMAS, NoiseParams, estimate_noise, profile_noise
 from denoise.raw.tiles import centre_box
 
 MODEL_METHODS = ("model", "model-tta")
@@ -69,23 +65,9 @@ def crop_frame(frame: RawFrame, size: tuple[int, int] | None) -> RawFrame:
     return dataclasses.replace(frame, mosaic=np.ascontiguousarray(frame.mosaic[y0:y1, x0:x1]))
 
 
-def normalized_mosaic(frame: RawFrame) -> np.ndarray:
-    """Normalised (H, W) mosaic over the frame's largest even region."""
-    height, width = even_shape(*frame.mosaic.shape)
-    return normalize(frame.mosaic[:height, :width], cfa_black(frame.black_level), frame.white_level)
-
-
 def packed_noisy(frame: RawFrame) -> np.ndarray:
     """Normalised (4, h, w) packed frame over its largest even region."""
-    return pack_bayer(normalized_mosaic(frame), frame.pattern)
-
-
-def to_mosaic(frame: RawFrame, packed: np.ndarray) -> np.ndarray:
-    """A denoised packed frame back to an (H, W) uint16 mosaic; an odd last row/column stays as in ``frame``."""
-    height, width = even_shape(*frame.mosaic.shape)
-    out = frame.mosaic.copy()
-    out[:height, :width] = denormalize(unpack_bayer(packed, frame.pattern), frame.black_level, frame.white_level)
-    return out
+    return pack_bayer(normalized_frame(frame), frame.pattern)
 
 
 def baseline_method(name: str) -> Method:
@@ -93,12 +75,13 @@ def baseline_method(name: str) -> Method:
     over the eight Bayer-preserving flips/transposes, as the model's x8 TTA does."""
     denoiser = BASELINES[name.removesuffix("-tta")]
     if not name.endswith("-tta"):
-        return lambda frame, params: to_mosaic(frame, denoiser(packed_noisy(frame), params))
+        return lambda frame, params: frame_mosaic(frame, unpack_bayer(denoiser(packed_noisy(frame), params),
+                                                                      frame.pattern))  # fmt: skip
 
     def ensemble(frame: RawFrame, params: NoiseParams) -> np.ndarray:
-        mean = self_ensemble(lambda packed: denoiser(packed, params), normalized_mosaic(frame), frame.pattern,
+        mean = self_ensemble(lambda packed: denoiser(packed, params), normalized_frame(frame), frame.pattern,
                              all_transforms())
-        return to_mosaic(frame, pack_bayer(mean, frame.pattern))
+        return frame_mosaic(frame, mean)
 
     return ensemble
 
@@ -174,7 +157,7 @@ def compare(
     true_noise: dict[int, NoiseParams],
     use_true_noise: bool,
     crop: tuple[int, int] | None,
-    window: float = WINDOW,
+    window: float = REJECT_SIGMAS,
 ) -> list[dict]:
     """One record per frame: true and estimated noise, and each method's scores and seconds."""
     records = []
@@ -226,7 +209,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, help="trained model for the model / model-tta rows")
     parser.add_argument("--noise", choices=("estimated", "meta"), default="estimated",
                         help="noise level given to the classical methods: estimated from the frame, or the truth")
-    parser.add_argument("--noise-window", type=float, default=WINDOW,
+    parser.add_argument("--noise-window", type=float, default=REJECT_SIGMAS,
                         help="window of the blind noise estimate given to the classical methods (see "
                         "data.noise_estimate_window; a model trained with another window estimates with its own)")
     parser.add_argument("--max-frames", type=int, help="use only the first N frames (BM3D is slow on a CPU)")
@@ -290,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         payload = run(args)
-    except (CompareError, EvaluateError, DngError) as err:
+    except (CompareError, FolderError, DngError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json is not None:

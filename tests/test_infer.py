@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from denoise.config import Config, InferConfig, ModelConfig, to_dict
-from denoise.infer import InferError, Job, collect_inputs, main, output_name, plan_jobs
+from denoise.infer import main
+from denoise.inference.files import InferError, Job, collect_inputs, output_name, plan_jobs
 from denoise.inference.pipeline import InferSettings, denoise_frame
 from denoise.model import build_model
 from denoise.model.checkpoint import CheckpointError, load_model
@@ -150,7 +151,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path: P
     locked.mkdir()
     locked.chmod(0o500)
     denoised = []
-    monkeypatch.setattr("denoise.infer.denoise_frame", lambda *args, **kwargs: denoised.append(1))
+    monkeypatch.setattr("denoise.inference.files.denoise_frame", lambda *args, **kwargs: denoised.append(1))
     try:
         for out in (tmp_path / "file" / "out", locked):
             if out == locked and os.access(locked, os.W_OK):
@@ -289,17 +290,17 @@ def test_a_full_disk_stops_the_run_at_the_first_file_it_cannot_write(tmp_path: P
     if out is None:  # no tmpfs here: the write fails as a full disk makes it fail
         import errno
 
-        from denoise import infer
+        from denoise.inference import files
         from denoise.raw.dng import DngWriteError
 
-        out, real_write = tmp_path / "out", infer.write_dng
+        out, real_write = tmp_path / "out", files.write_dng
 
         def write_until_full(source, dest, mosaic):
             if list(out.glob("denoise*.dng")):
                 raise DngWriteError(f"{dest}: cannot write") from OSError(errno.ENOSPC, "No space left on device")
             return real_write(source, dest, mosaic)
 
-        monkeypatch.setattr(infer, "write_dng", write_until_full)
+        monkeypatch.setattr(files, "write_dng", write_until_full)
     assert main(["--checkpoint", str(checkpoint), "--input", str(inputs), "--output", str(out), "--tile", "0"]) == 2
     printed, err = capsys.readouterr()
     assert err.count("\n") == 1 and "noisy1.dng" in err, err

@@ -221,8 +221,8 @@ def test_self_check_catches_a_network_that_does_not_reproduce(tmp_path: Path, bu
     with zipfile.ZipFile(zip_path, "w") as zf:
         for entry, data in entries.items():
             zf.writestr(entry, data)
-    with pytest.raises(SubmissionCheckError, match=message):
-        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")))
+    with pytest.raises(SubmissionCheckError, match=message):  # built whole-frame: the report states 0 DN
+        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")), stated=0)
 
 
 def test_the_report_states_the_texture_check_with_its_gate() -> None:

@@ -4,7 +4,7 @@ This package is the project's foundation with ``denoise.atomic``: it imports not
 """
 
 from denoise.config.checks import validate_config
-from denoise.config.cli import CliParser, HelpFormatter, run_cli
+from denoise.config.cli import CliParser, HelpFormatter, add_infer_options, infer_flags, run_cli
 from denoise.config.load import config_from_dict, dump_config, from_dict, load_config, to_dict
 from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig
 
@@ -17,9 +17,11 @@ __all__ = [
     "InferConfig",
     "ModelConfig",
     "TrainConfig",
+    "add_infer_options",
     "config_from_dict",
     "dump_config",
     "from_dict",
+    "infer_flags",
     "load_config",
     "run_cli",
     "to_dict",
