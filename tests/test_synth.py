@@ -21,15 +21,13 @@ from denoise.dataset.synth import (
     VAL_PHOTOS,
     VAL_SCENES,
     build_demo,
-    inverse_gamma,
-    inverse_tone_curve,
     main,
-    mosaic_rgb,
     plan,
     validation_scene,
 )
 from denoise.raw.bayer import normalize
 from denoise.raw.dng import read_dng
+from denoise.raw.render import inverse_gamma, inverse_tone_curve, mosaic_rgb
 
 SIZES = {"train_size": (64, 96), "test_size": (64, 64)}
 

@@ -18,7 +18,7 @@ Each shape is filled with one of:
 Edges are softened by a random width, from a sharp antialiased edge to a defocused one. Some scenes are covered
 all over by fine grain (``GRAIN_PROBABILITY``), leaving a blind noise estimate no smooth region to read. Colours
 are mostly muted, with occasional saturated ones, and span dark to bright, so that once a camera is run backwards
-(``synth.unprocess``) the linear values cover the sensor's range. Everything comes from the generator given, so a
+(``render.unprocess``) the linear values cover the sensor's range. Everything comes from the generator given, so a
 scene is a pure function of its seed.
 """
 

@@ -1,6 +1,6 @@
 """Procedural training scenes: ``leaves.py``'s textured dead leaves through a random camera, made once per seed.
 
-A scene is drawn in sRGB like a photo, then put through the demo builder's camera backwards (``synth.unprocess``:
+A scene is drawn in sRGB like a photo, then put through the demo builder's camera backwards (``render.unprocess``:
 inverse tone curve, gamma, colour matrix, white balance, exposure) and mosaicked, so that the linear values cover
 the sensor's range. Everything comes from the generator given, so a scene is a pure function of its seed.
 """
@@ -16,9 +16,9 @@ from tqdm import tqdm
 from denoise.dataset.cache import CACHE_VERSION, CachedFrame, load_entry, store_entry
 from denoise.dataset.frames import FramePair
 from denoise.dataset.leaves import leaves_scene
-from denoise.dataset.synth import mosaic_rgb, random_camera, unprocess
 from denoise.raw.bayer import pack_bayer
 from denoise.raw.noise import quantize
+from denoise.raw.render import mosaic_rgb, random_camera, unprocess
 
 SCENE_SHAPE = (384, 576)  # mosaic pixels of a scene, as the demo's training frames
 SCENE_STREAM = 0x6C76  # third seed word of a scene, apart from the samples' (seed, index)
@@ -28,7 +28,7 @@ VERSION = 2  # bumped whenever a seed's scenes change, so cached scenes are made
 def procedural_mosaic(seed: int, index: int, shape: tuple[int, int], pattern: str) -> np.ndarray:
     """Scene ``index`` of ``seed`` as a clean normalised mosaic, through a random camera. (H, W) float64.
 
-    The camera is drawn as the demo builder draws its own (``synth.random_camera``): a colour matrix with
+    The camera is drawn as the demo builder draws its own (``render.random_camera``): a colour matrix with
     overlapping channel responses, white-balance gains and an exposure, applied backwards from sRGB to linear raw.
     """
     rng = np.random.default_rng([seed, index, SCENE_STREAM])

@@ -32,8 +32,9 @@ from denoise.config import CliParser
 from denoise.dataset.leaves import leaves_scene
 from denoise.lock import FolderInUse, hold_folder
 from denoise.raw import dng
-from denoise.raw.bayer import channel_offsets, denormalize
+from denoise.raw.bayer import denormalize
 from denoise.raw.noise import add_noise, log_uniform
+from denoise.raw.render import mosaic_rgb, random_rgb_to_camera, unprocess, xyz_to_camera
 
 PATTERN = "BGGR"
 BLACK, WHITE = 1024, 16383
@@ -50,7 +51,6 @@ VAL_SCENE_STREAM = 0x7661
 # The evaluation's noise levels (a, b), lowest first: the ends of the competition's range and three levels
 # between, low (a textured frame's faint noise is easy to over-read), middle and high.
 EVAL_LEVELS = ((1e-4, 1e-6), (2e-4, 2e-6), (1.5e-3, 5e-5), (8e-3, 6e-4), (1e-2, 1e-3))
-SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
 
 
 @dataclass(frozen=True)
@@ -89,51 +89,6 @@ def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out[0].numpy().transpose(1, 2, 0)
 
 
-def inverse_tone_curve(srgb: np.ndarray) -> np.ndarray:
-    """Undo the smoothstep tone curve 3x^2 - 2x^3."""
-    y = np.clip(srgb, 0.0, 1.0)
-    return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)
-
-
-def inverse_gamma(x: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values to linear light."""
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def random_rgb_to_camera(rng: np.random.Generator) -> np.ndarray:
-    """A plausible linear sRGB -> camera matrix: overlapping channel responses, rows summing to 1. (3, 3)."""
-    matrix = np.eye(3) + rng.uniform(0.05, 0.3, size=(3, 3)) * (1 - np.eye(3))
-    return matrix / matrix.sum(axis=1, keepdims=True)  # rows summing to 1 keep white neutral before WB
-
-
-def apply_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Colour matrix applied to every pixel. (H, W, 3) -> (H, W, 3)."""
-    assert image.shape[-1] == 3 and matrix.shape == (3, 3), f"bad shapes {image.shape}, {matrix.shape}"
-    return image @ matrix.T
-
-
-def mosaic_rgb(image: np.ndarray, pattern: str) -> np.ndarray:
-    """Keep one colour per pixel following ``pattern``. (H, W, 3) -> (H, W)."""
-    assert image.ndim == 3 and image.shape[-1] == 3, f"expected (H, W, 3), got {image.shape}"
-    out = np.empty(image.shape[:2], dtype=image.dtype)
-    for (r, c), colour in zip(channel_offsets(pattern), (0, 1, 1, 2), strict=True):
-        out[r::2, c::2] = image[r::2, c::2, colour]
-    return out
-
-
-def unprocess(srgb: np.ndarray, rgb_to_cam: np.ndarray, wb_gains: np.ndarray, exposure: float) -> np.ndarray:
-    """sRGB photo -> linear camera RGB before white balance, in [0, 1]. (H, W, 3)."""
-    linear = inverse_gamma(inverse_tone_curve(srgb))
-    camera = apply_matrix(linear, rgb_to_cam)
-    return np.clip(camera * exposure / wb_gains, 0.0, 1.0)
-
-
-def random_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-    """(sRGB -> camera matrix, white-balance gains (R, G, B), exposure), drawn as for every demo frame."""
-    gains = np.array([rng.uniform(1.9, 2.4), 1.0, rng.uniform(1.5, 1.9)])
-    return random_rgb_to_camera(rng), gains, log_uniform(rng, 0.35, 1.0)
-
-
 def _recipe(rng: np.random.Generator, key: str, photo: str, shape: tuple[int, int], size: tuple[int, int],
             a: float, b: float, max_upscale: float, noise: str = "gaussian") -> FrameRecipe:
     """Random orientation, scale, crop and camera settings for one frame of ``size`` from a photo of ``shape``."""
@@ -163,8 +118,7 @@ def render_frame(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generato
     noisy = add_noise(clean, recipe.a, recipe.b, rng, recipe.noise).astype(np.float64)
     clean_dn = denormalize(clean, BLACK, WHITE)
     noisy_dn = denormalize(noisy, BLACK, WHITE)  # clipped at black, as the DNG writer (and the organisers') do
-    xyz_to_cam = np.diag(1.0 / gains) @ rgb_to_cam @ np.linalg.inv(SRGB_TO_XYZ)
-    return clean_dn, noisy_dn, xyz_to_cam
+    return clean_dn, noisy_dn, xyz_to_camera(rgb_to_cam, gains)
 
 
 def _write_pair(recipe: FrameRecipe, photo: np.ndarray, rng: np.random.Generator, noisy: Path, clean: Path) -> None:

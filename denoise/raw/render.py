@@ -1,7 +1,11 @@
-"""A deliberately simple raw-to-sRGB pipeline for looking at mosaics: black/white levels, white balance from the
-file, bilinear (or half-size) demosaic, the camera colour matrix when known, sRGB gamma. No tone curve, no
-denoising: it is for side-by-side pictures (TensorBoard, comparison sheets), where rendering every image the same
-way is what matters.
+"""A simple camera colour pipeline, both ways.
+
+Forward, for looking at mosaics: black/white levels, white balance from the file, bilinear (or half-size)
+demosaic, the camera colour matrix when known, sRGB gamma. No tone curve, no denoising: it is for side-by-side
+pictures (TensorBoard, comparison sheets), where rendering every image the same way is what matters.
+
+Backwards (Brooks et al. 2019, "unprocessing"), for making raw frames out of sRGB photos and scenes: inverse tone
+curve, inverse gamma, an sRGB -> camera matrix, inverse white balance and exposure, then one colour per pixel.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from scipy.ndimage import convolve
 
 from denoise.raw.bayer import channel_offsets, even_shape, normalize, pack_bayer
 from denoise.raw.dng import RawFrame
+from denoise.raw.noise import log_uniform
 
 # Linear sRGB (D65) -> CIE XYZ.
-_SRGB_TO_XYZ = np.array(
+SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
 )
 
@@ -37,7 +42,7 @@ def camera_to_srgb(color_matrix: np.ndarray | None) -> np.ndarray:
     """
     if color_matrix is None:
         return np.eye(3, dtype=np.float32)
-    cam_from_srgb = np.asarray(color_matrix, dtype=np.float64).reshape(3, 3) @ _SRGB_TO_XYZ
+    cam_from_srgb = np.asarray(color_matrix, dtype=np.float64).reshape(3, 3) @ SRGB_TO_XYZ
     cam_from_srgb /= cam_from_srgb.sum(axis=1, keepdims=True)
     return np.linalg.inv(cam_from_srgb).astype(np.float32)
 
@@ -98,3 +103,53 @@ def auto_exposure(mosaic: np.ndarray, like: RawFrame, percentile: float = 99.0, 
     """
     level = float(np.percentile(_white_balanced(mosaic, like, half=True), percentile))
     return float(np.clip(1.0 / max(level, 1e-6), 1.0, max_gain))
+
+
+def inverse_tone_curve(srgb: np.ndarray) -> np.ndarray:
+    """Undo the smoothstep tone curve 3x^2 - 2x^3."""
+    y = np.clip(srgb, 0.0, 1.0)
+    return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)
+
+
+def inverse_gamma(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values to linear light."""
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def random_rgb_to_camera(rng: np.random.Generator) -> np.ndarray:
+    """A plausible linear sRGB -> camera matrix: overlapping channel responses, rows summing to 1. (3, 3)."""
+    matrix = np.eye(3) + rng.uniform(0.05, 0.3, size=(3, 3)) * (1 - np.eye(3))
+    return matrix / matrix.sum(axis=1, keepdims=True)  # rows summing to 1 keep white neutral before WB
+
+
+def apply_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Colour matrix applied to every pixel. (H, W, 3) -> (H, W, 3)."""
+    assert image.shape[-1] == 3 and matrix.shape == (3, 3), f"bad shapes {image.shape}, {matrix.shape}"
+    return image @ matrix.T
+
+
+def mosaic_rgb(image: np.ndarray, pattern: str) -> np.ndarray:
+    """Keep one colour per pixel following ``pattern``. (H, W, 3) -> (H, W)."""
+    assert image.ndim == 3 and image.shape[-1] == 3, f"expected (H, W, 3), got {image.shape}"
+    out = np.empty(image.shape[:2], dtype=image.dtype)
+    for (r, c), colour in zip(channel_offsets(pattern), (0, 1, 1, 2), strict=True):
+        out[r::2, c::2] = image[r::2, c::2, colour]
+    return out
+
+
+def unprocess(srgb: np.ndarray, rgb_to_cam: np.ndarray, wb_gains: np.ndarray, exposure: float) -> np.ndarray:
+    """sRGB photo -> linear camera RGB before white balance, in [0, 1]. (H, W, 3)."""
+    linear = inverse_gamma(inverse_tone_curve(srgb))
+    camera = apply_matrix(linear, rgb_to_cam)
+    return np.clip(camera * exposure / wb_gains, 0.0, 1.0)
+
+
+def random_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """(sRGB -> camera matrix, white-balance gains (R, G, B), exposure), drawn as for every demo frame."""
+    gains = np.array([rng.uniform(1.9, 2.4), 1.0, rng.uniform(1.5, 1.9)])
+    return random_rgb_to_camera(rng), gains, log_uniform(rng, 0.35, 1.0)
+
+
+def xyz_to_camera(rgb_to_cam: np.ndarray, wb_gains: np.ndarray) -> np.ndarray:
+    """The DNG ColorMatrix (XYZ -> camera, white-balanced to unit gains) of an ``unprocess`` camera. (3, 3)."""
+    return np.diag(1.0 / wb_gains) @ rgb_to_cam @ np.linalg.inv(SRGB_TO_XYZ)
