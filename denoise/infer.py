@@ -26,7 +26,6 @@ from denoise.inference.files import (
     settings_line,
     summary_line,
 )
-from denoise.inference.pipeline import settings_for_model
 from denoise.model.checkpoint import CheckpointError, checkpoint_config, model_from_checkpoint, read_checkpoint
 
 
@@ -61,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
         print(f"settings: {settings_line(settings)}, from {args.config or 'the checkpoint'}'s infer section and flags")
         model = model_from_checkpoint(ckpt, trained, checkpoint, settings.device)
-        settings = settings_for_model(settings, trained)  # the noise estimate and texture check it was trained with
     except (InferError, CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

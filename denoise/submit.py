@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.config import CliParser, Config, ConfigError, add_infer_options, dump_config, infer_flags
+from denoise.config import CliParser, Config, ConfigError, InferConfig, add_infer_options, dump_config, infer_flags
 from denoise.inference.files import (
     InferError,
     collect_inputs,
@@ -35,8 +35,9 @@ from denoise.inference.files import (
     run_jobs,
     summary_line,
 )
-from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
+from denoise.inference.pipeline import denoise_frame
 from denoise.lock import hold_folder
+from denoise.model.build import blind_options
 from denoise.model.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -90,7 +91,7 @@ def _scores_text(ckpt: dict[str, Any]) -> str:
 
 
 def report_text(
-    ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, weights_size: int, settings: InferSettings, half: bool,
+    ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, weights_size: int, settings: InferConfig, half: bool,
     whole: tuple[str, int] | None = None,
 ) -> str:
     """report.md: method, model size, inference settings, how to reproduce the frames with network.py alone,
@@ -105,19 +106,19 @@ def report_text(
             "The network is noise-aware: beside the four planes it reads four more, the per-pixel noise standard\n"
             "deviation `10 * sqrt(a*x + b)` (`noise_level_map` in network.py), with `a` and `b` estimated from the\n"
             "noisy frame alone (variance against mean on smooth blocks, a block counting as smooth up to\n"
-            f"{settings.noise_window:g} standard deviations above the fit): no noise parameters are given at test\n"
+            f"{model.noise_window:g} standard deviations above the fit): no noise parameters are given at test\n"
             "time. `network.py` carries the estimate (`estimate_frame_noise`): `Network()` takes the four planes.\n\n"
         )
-        if settings.texture_threshold > 0:
+        if model.texture_threshold > 0:
             noise += (
                 "Texture check: when the estimate's b is under "
-                f"{settings.texture_read_share:g} of the variance a*m + b at the frame's mean m (a line fitted to\n"
+                f"{model.texture_read_share:g} of the variance a*m + b at the frame's mean m (a line fitted to\n"
                 "texture leaves no read noise), the frame is denoised again with the noise standard deviation scaled "
                 "by a factor\nset by c, the mean over the planes of |corr(noisy - denoised, Laplacian of denoised)| "
                 "(what was removed\nfollows the image's structure when the estimate read texture as noise): "
-                f"{HEDGE:g} up to c = {settings.texture_threshold - RAMP:g},\n"
-                f"{settings.texture_scale:g} from c = {settings.texture_threshold:g} on, and between them "
-                f"{HEDGE:g} * ({settings.texture_scale:g} / {HEDGE:g}) ** t, with t rising\nfrom 0 to 1 "
+                f"{HEDGE:g} up to c = {model.texture_threshold - RAMP:g},\n"
+                f"{model.texture_scale:g} from c = {model.texture_threshold:g} on, and between them "
+                f"{HEDGE:g} * ({model.texture_scale:g} / {HEDGE:g}) ** t, with t rising\nfrom 0 to 1 "
                 "across that interval (`graded_factor` in network.py).\n\n"
             )
         if settings.noise_source == "auto":
@@ -242,14 +243,14 @@ def _move_into_place(tree: Path, out: Path) -> None:
         os.replace(tree / part, out / part)
 
 
-def whole_frame_reference(model: torch.nn.Module, source: Path, settings: InferSettings) -> np.ndarray:
+def whole_frame_reference(model: torch.nn.Module, source: Path, settings: InferConfig) -> np.ndarray:
     """``source`` denoised as network.py does: the whole frame, no TTA, fp32 on the CPU (a copy of ``model``)."""
     cpu = copy.deepcopy(model).float().to("cpu")
     return denoise_frame(cpu, read_dng(source), replace(settings, tile=0, tta=False, precision="fp32", device="cpu"))
 
 
 def stage_submission(ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, inputs: list[Path], tree: Path,
-                     zip_path: Path, weights: bytes, settings: InferSettings, half: bool) -> tuple[np.ndarray, int]:
+                     zip_path: Path, weights: bytes, settings: InferConfig, half: bool) -> tuple[np.ndarray, int]:
     """Write the submission's folder ``tree`` (data/, algorithm/) and its zip ``zip_path``; returns the package's
     whole-frame output for the first input, which the check compares network.py with, and its difference in DN to
     the submitted frame, which the report states."""
@@ -260,9 +261,7 @@ def stage_submission(ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, 
         raise SubmitError(f"inference failed on {failed}; no submission written")
     models_dir = tree / "algorithm" / "models"
     models_dir.mkdir(parents=True)
-    (models_dir / "network.py").write_text(network_source(cfg.model, {
-        "noise_window": settings.noise_window, "texture_threshold": settings.texture_threshold,
-        "texture_scale": settings.texture_scale, "texture_read_share": settings.texture_read_share}))
+    (models_dir / "network.py").write_text(network_source(cfg.model, blind_options(cfg)))
     (models_dir / "model.pth").write_bytes(weights)
     reference = whole_frame_reference(model, inputs[0], settings)
     written = read_dng(tree / "data" / output_name(inputs[0])).mosaic
@@ -273,7 +272,7 @@ def stage_submission(ckpt: dict[str, Any], cfg: Config, model: torch.nn.Module, 
     return reference, whole
 
 
-def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferSettings,
+def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, settings: InferConfig,
                      ckpt: dict[str, Any] | None = None, count: int | None = TEST_FRAMES) -> Path:
     """Everything cheap is checked first; the submission is built and checked in a staging folder inside ``out``
     and replaces the previous one only once it passed. ``ckpt`` is the checkpoint already read, if it was."""
@@ -292,7 +291,6 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
             for value in model.state_dict().values():
                 if value.is_floating_point():
                     value.copy_(value.half().float())
-    settings = settings_for_model(settings, cfg)  # the noise estimate and texture check it was trained with
     out.mkdir(parents=True, exist_ok=True)
     with hold_folder(out, f"--out {out}"):
         for old in out.glob(f"{STAGING}*"):  # a killed submission's: with the folder held, none is live

@@ -9,6 +9,7 @@ Peak memory is the process's peak resident set on the CPU and the allocator's pe
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from denoise.config import CliParser, load_config
-from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.inference.pipeline import denoise_frame
 from denoise.model import build_model, prepare_model
+from denoise.model.build import blind_options
 from denoise.raw.dng import read_dng, write_new_dng
 
 
@@ -41,10 +43,8 @@ def peak_rss_mb() -> float:
 
 def bench_device(cfg, frame_path: Path, device: str, tta: bool) -> tuple[float, float]:
     """(seconds, peak memory MB) to denoise the frame once on ``device``."""
-    model = prepare_model(build_model(cfg.model).eval(), torch.device(device))
-    settings = InferSettings(tile=cfg.infer.tile, overlap=cfg.infer.overlap, tta=tta,
-                             batch_size=cfg.infer.batch_size, device=device, precision=cfg.infer.precision,
-                             noise_window=cfg.data.noise_estimate_window)
+    model = prepare_model(build_model(cfg.model, **blind_options(cfg)).eval(), torch.device(device))
+    settings = dataclasses.replace(cfg.infer, tta=tta, device=device)
     frame = read_dng(frame_path)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

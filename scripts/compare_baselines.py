@@ -28,9 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from denoise.atomic import write_text_atomic
-from denoise.config import CliParser
+from denoise.config import CliParser, InferConfig
 from denoise.inference.classical import METHODS as BASELINES
-from denoise.inference.pipeline import InferSettings, frame_mosaic, noise_source, normalized_frame, settings_for_model
+from denoise.inference.pipeline import frame_mosaic, noise_source, normalized_frame
 from denoise.inference.tta import self_ensemble
 from denoise.quality_table import format_markdown, format_noise, format_summary, summarise
 from denoise.raw.bayer import (
@@ -101,9 +101,8 @@ def model_methods(checkpoint: Path, names: Sequence[str], oracle: bool) -> dict[
         raise CompareError(str(err)) from err
     methods = {}
     for name in names:
-        settings = InferSettings(cfg.infer.tile, cfg.infer.overlap, name.removesuffix(TRUE) == "model-tta",
-                                 cfg.infer.batch_size, "cpu")  # fmt: skip
-        settings = settings_for_model(settings, cfg)  # its own estimate and texture check, as denoise.infer runs it
+        settings = dataclasses.replace(cfg.infer, tta=name.removesuffix(TRUE) == "model-tta", device="cpu",
+                                       precision="fp32", noise_source="auto")  # fmt: skip
         given = oracle or name.endswith(TRUE)
         methods[name] = lambda frame, params, s=settings, g=given: denoise_frame(
             model, frame, s, noise=params if g else None
@@ -166,7 +165,7 @@ def compare(
         noisy, gt = crop_frame(read_dng(noisy_path), crop), crop_frame(read_dng(gt_path), crop)
         if noisy.mosaic.shape != gt.mosaic.shape or noisy.pattern != gt.pattern:
             raise CompareError(f"{noisy_path}: shape/pattern differ from {gt_path}")
-        start, source = time.perf_counter(), noise_source(noisy, InferSettings())  # denoise.infer's rule
+        start, source = time.perf_counter(), noise_source(noisy, InferConfig())  # denoise.infer's rule
         try:
             estimated = (profile_noise(noisy.noise_profile) if source == "NoiseProfile"
                          else estimate_noise(packed_noisy(noisy), window=window))  # fmt: skip

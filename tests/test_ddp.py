@@ -14,8 +14,8 @@ import torch
 import torch.multiprocessing as mp
 from train_data import make_pairs, tiny_config
 
+from denoise.config import InferConfig
 from denoise.dataset.frames import build_val_frames
-from denoise.inference.pipeline import InferSettings
 from denoise.model import build_model
 from denoise.train import distributed as dd
 from denoise.train.loop import train
@@ -95,7 +95,7 @@ def _validation_setup(tmp: str) -> tuple:
     cfg = tiny_config(Path(tmp) / "data", Path(tmp) / "runs", "data.val_count=3")
     torch.manual_seed(0)
     model = build_model(cfg.model)
-    settings = InferSettings(0, 0, False, 1, "cpu", "fp32", cfg.data.noise_estimate_window)
+    settings = InferConfig(tile=0, overlap=0, tta=False, batch_size=1, device="cpu", precision="fp32")
     return model, build_val_frames(cfg.data), settings
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from denoise.config import Config, InferConfig, ModelConfig, to_dict
 from denoise.infer import main
 from denoise.inference.files import InferError, Job, collect_inputs, output_name, plan_jobs
-from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.inference.pipeline import denoise_frame
 from denoise.model import build_model
 from denoise.model.checkpoint import CheckpointError, load_model
 from denoise.raw.dng import read_dng, write_new_dng
@@ -100,7 +100,7 @@ def test_identity_network_returns_the_input_exactly(tmp_path: Path, tta: bool) -
     mosaic = write_frame(tmp_path / "f.dng", (23, 27), black=black)
     frame = read_dng(tmp_path / "f.dng")
     assert np.array_equal(frame.black_level, black)
-    out = denoise_frame(nn.Identity(), frame, InferSettings(tile=4, overlap=2, tta=tta))
+    out = denoise_frame(nn.Identity(), frame, InferConfig(tile=4, overlap=2, tta=tta))
     assert out.dtype == np.uint16 and np.array_equal(out, mosaic)
 
 
@@ -111,12 +111,12 @@ def test_odd_edges_kept_and_values_in_range(tmp_path: Path) -> None:
 
     mosaic = write_frame(tmp_path / "f.dng", (23, 25))  # LibRaw refuses frames under 22 pixels a side
     frame = read_dng(tmp_path / "f.dng")
-    out = denoise_frame(Brighten(), frame, InferSettings(tile=0))
+    out = denoise_frame(Brighten(), frame, InferConfig(tile=0))
     assert (out[:22, :24] == WHITE).all()
     assert np.array_equal(out[22, :], mosaic[22, :]) and np.array_equal(out[:, 24], mosaic[:, 24])
     # An edge sample below black (read noise the writer keeps) is clipped like every output pixel.
     frame.mosaic[22, 3] = BLACK - 7
-    assert denoise_frame(Brighten(), frame, InferSettings(tile=0))[22, 3] == BLACK
+    assert denoise_frame(Brighten(), frame, InferConfig(tile=0))[22, 3] == BLACK
 
 
 def test_a_file_with_impossible_levels_is_one_line_and_the_others_are_denoised(tmp_path: Path, checkpoint: Path,

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from dataset_fixtures import BLACK, WHITE, write_frame
 
-from denoise.config import ConfigError, DataConfig, ModelConfig, load_config
+from denoise.config import ConfigError, DataConfig, InferConfig, ModelConfig, load_config
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import build_train_loader
-from denoise.inference.pipeline import InferSettings, denoise_frame, settings_for_model
+from denoise.inference.pipeline import denoise_frame
 from denoise.inference.tta import denoise_mosaic, transforms_for
 from denoise.model import NAFNet, build_model
+from denoise.model.build import blind_options
 from denoise.model.noise_aware import NOISE_MAP_GAIN, NoiseAwareNAFNet, denoise_blind, noise_level_map
 from denoise.raw.bayer import normalize, pack_bayer
 from denoise.raw.dng import RawFrame
@@ -34,10 +36,11 @@ TINY = {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def aware_model(seed: int = 0) -> NoiseAwareNAFNet:
-    """A tiny noise-aware NAFNet with its zero-initialised scales perturbed, so the map reaches the output."""
+def aware_model(seed: int = 0, **test_time: float) -> NoiseAwareNAFNet:
+    """A tiny noise-aware NAFNet (with ``test_time`` options) with its zero-initialised scales perturbed, so the map
+    reaches the output."""
     torch.manual_seed(seed)
-    model = NoiseAwareNAFNet(**TINY, noise_channels=4)
+    model = NoiseAwareNAFNet(**TINY, noise_channels=4, **test_time)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -180,8 +183,8 @@ def test_the_blind_flow_runs_the_network_at_the_frame_estimate_of_its_window():
 @pytest.mark.parametrize("tta, window", [(False, 3.0), (True, 3.0), (False, 1.0)])
 def test_pipeline_reads_the_noise_level_from_the_noisy_frame_alone(tta, window):
     frame = _frame((3e-3, 1e-4))
-    model = aware_model()
-    settings = InferSettings(tile=16, overlap=4, tta=tta, noise_window=window)
+    model = aware_model(noise_window=window)
+    settings = InferConfig(tile=16, overlap=4, tta=tta)
     out = denoise_frame(model, frame, settings)
     x = torch.from_numpy(normalize(frame.mosaic, BLACK, WHITE))
     params = estimate_noise(pack_bayer(x.numpy(), "BGGR"), window=window)
@@ -217,8 +220,10 @@ def test_noise_aware_training_inference_and_submission(tmp_path):
     # The submission's frame is the model's output given the level estimated with its own training window.
     frame = read_dng(test_dir / "noisy0.dng")
     written = read_dng(tmp_path / "result" / "data" / "denoise0.dng").mosaic
-    np.testing.assert_array_equal(written, denoise_frame(model, frame, InferSettings(tile=0, noise_window=1.0)))
-    assert not np.array_equal(written, denoise_frame(model, frame, InferSettings(tile=0, noise_window=3.0)))
+    assert model.noise_window == 1.0  # the window the model was trained with comes with it
+    np.testing.assert_array_equal(written, denoise_frame(model, frame, InferConfig(tile=0)))
+    model.noise_window = 3.0
+    assert not np.array_equal(written, denoise_frame(model, frame, InferConfig(tile=0)))
     from denoise import infer
 
     infer_args = ["--checkpoint", str(checkpoint), "--input", str(test_dir), "--output", str(tmp_path / "infer")]
@@ -248,22 +253,22 @@ def test_removed_structure_tells_noise_from_removed_texture():
 def test_texture_check_denoises_again_at_the_scaled_level():
     frame, model = _frame((3e-3, 1e-4)), aware_model()
     estimate = estimate_frame_noise(pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR").astype(np.float32))
-    plain = denoise_frame(model, frame, InferSettings(tile=16, overlap=4))
-    always = InferSettings(tile=16, overlap=4, texture_threshold=1e-9, texture_scale=0.5, texture_read_share=1.0)
+    tiles = InferConfig(tile=16, overlap=4)
+    plain = denoise_frame(model, frame, tiles)
+    always = aware_model(texture_threshold=1e-9, texture_scale=0.5, texture_read_share=1.0)  # the same weights
     lowered = NoiseParams(estimate.a * 0.25, estimate.b * 0.25)  # half the std
-    np.testing.assert_array_equal(denoise_frame(model, frame, always),
-                                  denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=lowered))
-    off = InferSettings(tile=16, overlap=4, texture_threshold=0.0, texture_read_share=1.0)
-    np.testing.assert_array_equal(denoise_frame(model, frame, off), plain)
+    np.testing.assert_array_equal(denoise_frame(always, frame, tiles),
+                                  denoise_frame(model, frame, tiles, noise=lowered))
+    off = aware_model(texture_threshold=0.0, texture_read_share=1.0)
+    np.testing.assert_array_equal(denoise_frame(off, frame, tiles), plain)
     # Under the read-noise gate with a residual that does not follow the image: denoised again at HEDGE.
-    never = InferSettings(tile=16, overlap=4, texture_threshold=0.999, texture_read_share=1.0)
-    np.testing.assert_array_equal(denoise_frame(model, frame, never),
-                                  denoise_frame(model, frame, InferSettings(tile=16, overlap=4),
-                                                noise=estimate.std_scaled(HEDGE)))  # fmt: skip
-    assert not np.array_equal(denoise_frame(model, frame, always), plain)  # so the checks above can fail
+    never = aware_model(texture_threshold=0.999, texture_read_share=1.0)
+    np.testing.assert_array_equal(denoise_frame(never, frame, tiles),
+                                  denoise_frame(model, frame, tiles, noise=estimate.std_scaled(HEDGE)))
+    assert not np.array_equal(denoise_frame(always, frame, tiles), plain)  # so the checks above can fail
     given = NoiseParams(estimate.a * 2, estimate.b * 2)  # a given level (NoiseProfile, truth) is not second-guessed
-    np.testing.assert_array_equal(denoise_frame(model, frame, always, noise=given),
-                                  denoise_frame(model, frame, InferSettings(tile=16, overlap=4), noise=given))
+    np.testing.assert_array_equal(denoise_frame(always, frame, tiles, noise=given),
+                                  denoise_frame(model, frame, tiles, noise=given))
 
 
 def test_texture_std_scale_keeps_hedges_or_lowers_the_level():
@@ -323,21 +328,23 @@ def test_the_texture_check_waits_for_a_level_with_little_read_noise():
     packed = pack_bayer(normalize(frame.mosaic, BLACK, WHITE), "BGGR")
     estimate = estimate_frame_noise(packed.astype(np.float32))
     share = estimate.b / (estimate.a * float(packed.mean()) + estimate.b)
-    plain = denoise_frame(model, frame, InferSettings(tile=16, overlap=4))
-    lowered = denoise_frame(model, frame, InferSettings(tile=16, overlap=4),
-                            noise=NoiseParams(estimate.a * 0.25, estimate.b * 0.25))  # fmt: skip
+    tiles = InferConfig(tile=16, overlap=4)
+    plain = denoise_frame(model, frame, tiles)
+    lowered = denoise_frame(model, frame, tiles, noise=NoiseParams(estimate.a * 0.25, estimate.b * 0.25))
     for gate, expected in ((share * 0.99, plain), (share * 1.01, lowered)):
-        settings = InferSettings(tile=16, overlap=4, texture_threshold=1e-9, texture_scale=0.5, texture_read_share=gate)
-        np.testing.assert_array_equal(denoise_frame(model, frame, settings), expected)
+        checked = aware_model(texture_threshold=1e-9, texture_scale=0.5, texture_read_share=gate)
+        np.testing.assert_array_equal(denoise_frame(checked, frame, tiles), expected)
     assert not np.array_equal(plain, lowered)
 
 
 def test_the_texture_check_comes_with_the_model():
     cfg = load_config(None, ["infer.texture_threshold=0.3", "infer.texture_scale=0.125",
                              "infer.texture_read_share=0.05", "data.noise_estimate_window=1"])  # fmt: skip
-    settings = settings_for_model(InferSettings(tile=64, texture_threshold=0.9), cfg)
-    assert (settings.texture_threshold, settings.texture_scale, settings.texture_read_share, settings.noise_window,
-            settings.tile) == (0.3, 0.125, 0.05, 1.0, 64)  # fmt: skip
+    model = build_model(replace(cfg.model, **TINY, noise_channels=4), **blind_options(replace(
+        cfg, model=replace(cfg.model, noise_channels=4))))  # fmt: skip
+    assert (model.texture_threshold, model.texture_scale, model.texture_read_share, model.noise_window) == (
+        0.3, 0.125, 0.05, 1.0)  # fmt: skip
+    assert blind_options(cfg) == {}  # a blind model has none
     for bad in ("infer.texture_threshold=1.0", "infer.texture_scale=0", "infer.texture_read_share=0"):
         with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
             load_config(None, [bad])

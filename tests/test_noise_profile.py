@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from denoise.config import Config, ConfigError, ModelConfig, load_config, to_dict
+from denoise.config import Config, ConfigError, InferConfig, ModelConfig, load_config, to_dict
 from denoise.infer import main as infer_main
-from denoise.inference.pipeline import InferSettings, denoise_frame, noise_source
+from denoise.inference.pipeline import denoise_frame, noise_source
 from denoise.model import build_model
 from denoise.raw.bayer import normalize, pack_bayer
 from denoise.raw.dng import read_dng
@@ -63,7 +63,7 @@ def test_denoise_frame_takes_the_profile_unless_told_to_estimate(make_dng) -> No
     packed = pack_bayer(normalize(frame.mosaic, frame.black_level, frame.white_level), frame.pattern)
     estimated = estimate_frame_noise(packed)
     assert abs(estimated.a - profile_noise(PROFILE_RGB).a) > 1e-4  # the two levels differ, so the test can fail
-    auto, estimate = InferSettings(tile=0), InferSettings(tile=0, noise_source="estimate")
+    auto, estimate = InferConfig(tile=0), InferConfig(tile=0, noise_source="estimate")
     assert noise_source(frame, auto) == "NoiseProfile" and noise_source(frame, estimate) == "estimated"
     from_profile = denoise_frame(model, frame, auto)
     np.testing.assert_array_equal(from_profile, denoise_frame(model, frame, auto, noise=profile_noise(PROFILE_RGB)))

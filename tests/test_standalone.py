@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import load_module
 
-from denoise.config import ModelConfig
-from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.config import InferConfig, ModelConfig
+from denoise.inference.pipeline import denoise_frame
 from denoise.model import build_model
 from denoise.model.standalone import StandaloneError, check_standalone_imports, network_source
 from denoise.raw.bayer import denormalize, normalize, pack_bayer, unpack_bayer
@@ -74,14 +74,15 @@ def test_network_py_estimates_the_level_and_matches_whole_frame_inference(tmp_pa
     settings = CHECK_ON if texture else {**CHECK_ON, "texture_threshold": 0.0}
     net = _network(tmp_path, settings, model)
     frame = _frame()
-    ours = InferSettings(tile=0, noise_window=1.0, texture_threshold=settings["texture_threshold"],
-                         texture_scale=0.5, texture_read_share=1.01)  # fmt: skip
+    whole = InferConfig(tile=0)
+    vars(model).update(settings)  # the package's model with the same test-time options as network.py
     judged = _judge(net, frame)
-    assert _max_diff(judged, denoise_frame(model, frame, ours)) <= 1  # float order differs: a rounding step at most
+    assert _max_diff(judged, denoise_frame(model, frame, whole)) <= 1  # float order differs: a rounding step at most
     # the texture check changed the result where it was on, and the window is the model's, not the default
-    other = replace(ours, texture_threshold=0.0 if texture else 1e-9)
-    assert _max_diff(judged, denoise_frame(model, frame, other)) > 10
-    assert _max_diff(judged, denoise_frame(model, frame, replace(ours, noise_window=3.0))) > 10
+    model.texture_threshold = 0.0 if texture else 1e-9
+    assert _max_diff(judged, denoise_frame(model, frame, whole)) > 10
+    vars(model).update(settings, noise_window=3.0)
+    assert _max_diff(judged, denoise_frame(model, frame, whole)) > 10
 
 
 def test_a_known_level_replaces_the_estimate(tmp_path: Path) -> None:

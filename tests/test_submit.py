@@ -226,17 +226,17 @@ def test_self_check_catches_a_network_that_does_not_reproduce(tmp_path: Path, bu
 
 
 def test_the_report_states_the_texture_check_with_its_gate() -> None:
-    from denoise.inference.pipeline import InferSettings
+    from denoise.config import InferConfig
 
     cfg = Config(model=ModelConfig(width=4, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,), noise_channels=4,
                                    scale_residual=True))  # fmt: skip
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, texture_threshold=0.3, texture_scale=0.125, texture_read_share=0.1)
     ckpt = {"model": model.state_dict(), "ema": None, "config": to_dict(cfg), "epoch": 1, "step": 1}
-    settings = InferSettings(texture_threshold=0.3, texture_scale=0.125, texture_read_share=0.1)
-    text = " ".join(submit.report_text(ckpt, cfg, model, 1000, settings, False).split())
+    text = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferConfig(), False).split())
     assert "under 0.1 of the variance" in text
     assert "0.85 up to c = 0.27, 0.125 from c = 0.3 on" in text and "0.85 * (0.125 / 0.85) ** t" in text
-    off = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferSettings(), False).split())
+    model.texture_threshold = 0.0
+    off = " ".join(submit.report_text(ckpt, cfg, model, 1000, InferConfig(), False).split())
     assert "Texture check" not in off
 
 

@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from denoise.atomic import remove_stale_temps, unwritable_reason
-from denoise.config import Config, load_config, validate_config
-from denoise.inference.pipeline import InferSettings, denoise_frame, frame_tiles, noise_source
+from denoise.config import Config, InferConfig, load_config, validate_config
+from denoise.inference.pipeline import denoise_frame, frame_tiles, noise_source
 from denoise.model import resolve_device
 from denoise.model.noise_aware import NoiseAwareNAFNet
 from denoise.raw.dng import DngError, read_dng, write_dng
@@ -131,7 +131,7 @@ def disk_full(err: BaseException) -> bool:
 def run_jobs(
     model: torch.nn.Module,
     jobs: Sequence[Job],
-    settings: InferSettings,
+    settings: InferConfig,
     log: Callable[[str], None] = print,
 ) -> RunSummary:
     """Denoise every job; a failing file is logged and the rest still run, except on a full disk, where every
@@ -176,13 +176,13 @@ def failure_line(summary: RunSummary) -> str:
     return f"{len(summary.failures)} files failed (each listed above as FAILED), the first: {first}"
 
 
-def settings_line(settings: InferSettings) -> str:
+def settings_line(settings: InferConfig) -> str:
     """Tiling, TTA, precision and device in a few words."""
     tile = "whole frame" if settings.tile == 0 else f"tile {settings.tile}, overlap {settings.overlap}"
     return f"{tile}, tta {'x8' if settings.tta else 'off'}, {settings.precision} on {settings.device}"
 
 
-def summary_line(summary: RunSummary, settings: InferSettings) -> str:
+def summary_line(summary: RunSummary, settings: InferConfig) -> str:
     """One line: files, megapixels, time per megapixel, settings, failures."""
     rate = f"{summary.seconds / summary.megapixels:.2f} s/MP" if summary.megapixels else "n/a s/MP"
     return (
@@ -204,11 +204,9 @@ def defaults_config(path: Path | None, trained: Config) -> Config:
     return load_config(path) if path is not None else trained
 
 
-def infer_settings(cfg: Config, flags: dict[str, object]) -> InferSettings:
+def infer_settings(cfg: Config, flags: dict[str, object]) -> InferConfig:
     """The config's ``infer`` section with the command line's ``flags`` (infer keys, None = not given) over it,
-    validated with the config's own rules, the device resolved."""
+    validated with the config's own rules, the device resolved ("auto" named)."""
     infer = replace(cfg.infer, **{key: value for key, value in flags.items() if value is not None})
     validate_config(replace(cfg, infer=infer))
-    device = resolve_device(infer.device)
-    return InferSettings(infer.tile, infer.overlap, infer.tta, infer.batch_size, device, infer.precision,
-                         noise_source=infer.noise_source)
+    return replace(infer, device=str(resolve_device(infer.device)))

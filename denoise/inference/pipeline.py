@@ -3,50 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from denoise.config import Config, InferConfig
+from denoise.config import InferConfig
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
-from denoise.model.noise_aware import NoiseAwareNAFNet, denoise_blind
+from denoise.model.noise_aware import NoiseAwareNAFNet
+from denoise.model.runtime import resolve_device
 from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer, unpack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise_estimation import REJECT_SIGMAS, NoiseParams, profile_noise
+from denoise.raw.noise_estimation import NoiseParams, profile_noise
 
 
-@dataclass(frozen=True)
-class InferSettings:
-    """How to run the network over a frame; the inference config's settings minus the folders, device resolved."""
-
-    tile: int = InferConfig.tile
-    overlap: int = InferConfig.overlap
-    tta: bool = InferConfig.tta
-    batch_size: int = InferConfig.batch_size
-    device: str | torch.device = "cpu"
-    precision: str = InferConfig.precision
-    noise_window: float = REJECT_SIGMAS  # the blind noise estimate's window: the model's data.noise_estimate_window
-    noise_source: str = InferConfig.noise_source  # "auto": a DNG's NoiseProfile when present; "estimate": blind
-    texture_threshold: float = InferConfig.texture_threshold  # the model's: see InferConfig; 0 = off
-    texture_scale: float = InferConfig.texture_scale
-    texture_read_share: float = InferConfig.texture_read_share
-
-
-def settings_for_model(settings: InferSettings, trained: Config) -> InferSettings:
-    """``settings`` with what belongs to the model's recipe taken from its training config: the blind estimate's
-    window and the texture check."""
-    return replace(settings, noise_window=trained.data.noise_estimate_window,
-                   texture_threshold=trained.infer.texture_threshold, texture_scale=trained.infer.texture_scale,
-                   texture_read_share=trained.infer.texture_read_share)  # fmt: skip
-
-
-def noise_source(frame: RawFrame, settings: InferSettings) -> str:
+def noise_source(frame: RawFrame, settings: InferConfig) -> str:
     """Where a noise-aware model's level for ``frame`` comes from: "NoiseProfile" or "estimated"."""
     return "NoiseProfile" if settings.noise_source == "auto" and frame.noise_profile is not None else "estimated"
 
 
-def frame_tiles(frame: RawFrame, settings: InferSettings) -> int:
+def frame_tiles(frame: RawFrame, settings: InferConfig) -> int:
     """Tiles ``denoise_frame`` will run for ``frame``, for a progress bar's total."""
     height, width = even_shape(*frame.mosaic.shape)
     transforms = transforms_for(settings.tta)
@@ -76,7 +51,7 @@ def frame_mosaic(frame: RawFrame, y: torch.Tensor | np.ndarray) -> np.ndarray:
 def denoise_frame(
     model: torch.nn.Module,
     frame: RawFrame,
-    settings: InferSettings,
+    settings: InferConfig,
     progress: Callable[[int], None] | None = None,
     noise: NoiseParams | None = None,
 ) -> np.ndarray:
@@ -89,11 +64,12 @@ def denoise_frame(
     check).
     """
     x = torch.from_numpy(normalized_frame(frame))  # (H', W')
+    device = resolve_device(settings.device)  # "auto" is the GPU when there is one
 
     def run(net: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # (4, h, w), the first run counted
         nonlocal progress
         y = denoise_mosaic(net, x, frame.pattern, settings.tile, settings.overlap, transforms_for(settings.tta),
-                           settings.batch_size, settings.device, settings.precision, progress)  # fmt: skip
+                           settings.batch_size, device, settings.precision, progress)  # fmt: skip
         progress = None
         return pack_bayer(y, frame.pattern)
 
@@ -101,7 +77,6 @@ def denoise_frame(
         y = run(model)
     elif noise is not None or noise_source(frame, settings) == "NoiseProfile":
         y = run(model.at_level(noise or profile_noise(frame.noise_profile)))
-    else:
-        y = denoise_blind(pack_bayer(x, frame.pattern), lambda level: run(model.at_level(level)), settings.noise_window,
-                          settings.texture_threshold, settings.texture_read_share, settings.texture_scale)  # fmt: skip
+    else:  # the model's own window and texture check
+        y = model.at_estimated_level(pack_bayer(x, frame.pattern), lambda level: run(model.at_level(level)))
     return frame_mosaic(frame, unpack_bayer(y, frame.pattern))

@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from denoise.config import ConfigError, ModelConfig
+from denoise.config import Config, ConfigError, ModelConfig
 from denoise.model.nafnet import NAFNet
 from denoise.model.noise_aware import NoiseAwareNAFNet
 
@@ -15,8 +15,19 @@ MODELS: dict[str, type[nn.Module]] = {"nafnet": NAFNet}
 NOISE_AWARE: dict[str, type[nn.Module]] = {"nafnet": NoiseAwareNAFNet}  # with model.noise_channels > 0
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """The network described by ``cfg`` (checked by ``validate_config``), freshly initialised, on the CPU in fp32."""
+def blind_options(cfg: Config) -> dict[str, float]:
+    """How a noise-aware model reads its level blind at test time, part of its recipe: the estimate's window and
+    the texture check (``NoiseAwareNAFNet``'s keywords) from the config it was trained with; {} for a blind one."""
+    if cfg.model.noise_channels == 0:
+        return {}
+    i = cfg.infer
+    return {"noise_window": cfg.data.noise_estimate_window, "texture_threshold": i.texture_threshold,
+            "texture_scale": i.texture_scale, "texture_read_share": i.texture_read_share}  # fmt: skip
+
+
+def build_model(cfg: ModelConfig, **test_time: float) -> nn.Module:
+    """The network described by ``cfg`` (checked by ``validate_config``), freshly initialised, on the CPU in fp32;
+    a noise-aware one with ``test_time`` options (``blind_options``)."""
     model = (NOISE_AWARE if cfg.noise_channels > 0 else MODELS)[cfg.name](
         in_channels=cfg.in_channels,
         width=cfg.width,
@@ -26,6 +37,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         dropout=cfg.dropout,
         noise_channels=cfg.noise_channels,
         scale_residual=cfg.scale_residual,
+        **test_time,
     )
     model.set_local_window(cfg.local_window)
     return model

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from denoise.config import Config, ConfigError, config_from_dict
-from denoise.model.build import build_model
+from denoise.model.build import blind_options, build_model
 from denoise.model.runtime import prepare_model, resolve_device
 
 
@@ -83,7 +83,7 @@ def model_from_checkpoint(
     ckpt: dict[str, Any], cfg: Config, checkpoint: str | Path, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
     """``load_model`` for a checkpoint already read (``checkpoint`` names it in errors)."""
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, **blind_options(cfg))
     state = inference_state_dict(ckpt)
     if bad := nonfinite_weights(state):
         raise CheckpointError(f"{checkpoint}: {bad:,} of its weights are NaN or infinite (the run diverged): use an "

@@ -88,9 +88,13 @@ class NoiseAwareNAFNet(NAFNet):
             def whole(params: NoiseParams, frame: Tensor = frame) -> Tensor:
                 return self(frame[None], noise=params)[0]
 
-            outputs.append(denoise_blind(frame, whole, self.noise_window, self.texture_threshold,
-                                         self.texture_read_share, self.texture_scale)[None])  # fmt: skip
+            outputs.append(self.at_estimated_level(frame, whole)[None])
         return torch.cat(outputs)
+
+    def at_estimated_level(self, packed: Tensor, run: Callable[[NoiseParams], Tensor]) -> Tensor:
+        """``denoise_blind`` with this model's window and texture check."""
+        return denoise_blind(packed, run, self.noise_window, self.texture_threshold, self.texture_read_share,
+                             self.texture_scale)  # fmt: skip
 
     def at_level(self, params: NoiseParams) -> Callable[[Tensor], Tensor]:
         """The network with one level fixed: (N, 4, h, w) image planes in, the same out, for tiling and TTA."""

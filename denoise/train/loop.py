@@ -11,7 +11,7 @@ import contextlib
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,13 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from denoise.config import Config, to_dict, validate_config
+from denoise.config import Config, InferConfig, to_dict, validate_config
 from denoise.dataset.frames import ValFrame, build_val_frames
 from denoise.dataset.loader import build_train_loader
-from denoise.inference.pipeline import InferSettings, settings_for_model
 from denoise.lock import hold_folder
 from denoise.model import autocast, build_model, prepare_input, prepare_model
-from denoise.model.build import check_model_fits
+from denoise.model.build import blind_options, check_model_fits
 from denoise.model.checkpoint import read_checkpoint
 from denoise.train import distributed as dd
 from denoise.train.checkpoint import TrainingDiverged, check_model_matches, rng_state, save_checkpoint, seed_everything
@@ -61,7 +60,7 @@ class Run:
     net: torch.nn.Module  # the model as the step calls it, maybe under DDP and torch.compile
     loader: DataLoader
     val_frames: list[ValFrame]
-    val_settings: InferSettings
+    val_settings: InferConfig
     run_dir: Path | None  # rank 0's
     writer: SummaryWriter | None  # rank 0's
     bar: RunProgress
@@ -159,7 +158,7 @@ def start_run(cfg: Config, resume: str | None, info: dd.DistInfo, held: contextl
 
     # The model's initial weights depend on the seed alone; data randomness also on the rank.
     torch.manual_seed(tc.seed)
-    model = prepare_model(build_model(cfg.model), device)
+    model = prepare_model(build_model(cfg.model, **blind_options(cfg)), device)
     seed_everything(tc.seed + info.rank)
     loader = build_train_loader(cfg.data, tc.seed, info.distributed, noise_levels=cfg.model.noise_channels > 0)
     lr, min_lr, warmup = scale_for_processes(tc.lr, tc.min_lr, tc.warmup_steps, info.world_size, tc.lr_scaling)
@@ -179,9 +178,7 @@ def start_run(cfg: Config, resume: str | None, info: dd.DistInfo, held: contextl
         net = torch.compile(net)
 
     # Validation denoises as inference does, one pass, with the model's noise estimate; every rank scores its share.
-    infer = cfg.infer
-    val_settings = settings_for_model(InferSettings(infer.tile, infer.overlap, False, infer.batch_size, device,
-                                                    infer.precision), cfg)  # fmt: skip
+    val_settings = replace(cfg.infer, tta=False, device=str(device))
     val_frames = build_val_frames(cfg.data) if tc.val_every > 0 else []
     if ckpt is not None and state.best_score is not None and ckpt.get("val_frames") != frames_id(val_frames):
         state.best_score = None  # measured on other frames: the next validation's score becomes the best

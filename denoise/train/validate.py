@@ -14,9 +14,10 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from denoise.config import InferConfig
 from denoise.dataset.cache import digest
 from denoise.dataset.frames import ValFrame
-from denoise.inference.pipeline import InferSettings, denoise_frame
+from denoise.inference.pipeline import denoise_frame
 from denoise.raw.metrics import ImageScores, mean_scores, score_image, score_image_torch
 from denoise.raw.noise import LEVEL_NAMES
 from denoise.raw.render import auto_exposure, render_srgb
@@ -70,7 +71,7 @@ def score_on(device: torch.device, clean: np.ndarray, pred: np.ndarray, white_le
 
 
 def validate(
-    model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings, info: dd.DistInfo | None = None
+    model: torch.nn.Module, frames: list[ValFrame], settings: InferConfig, info: dd.DistInfo | None = None
 ) -> tuple[ValSummary | None, np.ndarray | None]:
     """The scores' summary over ``frames`` and the first frame's denoised mosaic (for the pictures), on rank 0.
 
@@ -98,7 +99,7 @@ def validate(
 
 
 def validate_and_log(
-    model: torch.nn.Module, frames: list[ValFrame], settings: InferSettings, info: dd.DistInfo,
+    model: torch.nn.Module, frames: list[ValFrame], settings: InferConfig, info: dd.DistInfo,
     writer: SummaryWriter | None, step: int, epoch: int, image_crop: int,
 ) -> ValSummary | None:  # fmt: skip
     """``validate``, then on rank 0 the scalars (val/*, time/val_s), pictures and a line; returns rank 0's scores."""
