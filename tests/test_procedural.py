@@ -4,6 +4,7 @@ share of the samples) and the per-crop variation of synthetic samples (channel g
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -131,8 +132,9 @@ def test_the_procedural_fraction_of_samples_comes_from_the_scenes(tmp_path, smal
 def test_without_scenes_the_samples_are_unchanged(tmp_path):
     write_pairs(tmp_path / "data", count=2, shape=(24, 32))
     train, _ = load_split(DataConfig(root=str(tmp_path / "data"), val_count=0))
-    plain = PairDataset(train, patch_size=4, samples_per_epoch=20, seed=4)
-    with_none = PairDataset(train, patch_size=4, samples_per_epoch=20, seed=4, procedural=[], procedural_fraction=0.0)
+    sampling = DataConfig(patch_size=4, samples_per_epoch=20, procedural_fraction=0.5)
+    plain = PairDataset(train, replace(sampling, procedural_fraction=0.0), seed=4)
+    with_none = PairDataset(train, sampling, seed=4, procedural=[])  # no scenes: no draw for them either
     for i in range(20):
         assert torch.equal(plain[i]["noisy"], with_none[i]["noisy"])
 

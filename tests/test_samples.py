@@ -54,7 +54,7 @@ def test_tiles_mode_yields_exactly_the_grid_of_every_training_frame(dataset_root
     root, frames = dataset_root
     train, val = load_split(_cfg(root))
     assert [p.key for p in train] == ["0", "2"] and [p.key for p in val] == ["1"]
-    dataset = PairDataset(train, patch_size=6, sampling="tiles", tile_overlap=2, augment=False)
+    dataset = PairDataset(train, DataConfig(patch_size=6, sampling="tiles", tile_overlap=2, augment_flips=False))
     expected = tile_crops([(12, 16), (12, 16)], 6, 2)
     assert len(dataset) == len(expected) == 2 * 3 * 4
     for index, crop in enumerate(expected):
@@ -69,7 +69,7 @@ def test_tiles_mode_yields_exactly_the_grid_of_every_training_frame(dataset_root
 def test_random_mode_crops_are_regions_of_the_pair(dataset_root):
     root, frames = dataset_root
     train, _ = load_split(_cfg(root))
-    dataset = PairDataset(train, patch_size=5, sampling="random", samples_per_epoch=7, augment=False, seed=3)
+    dataset = PairDataset(train, DataConfig(patch_size=5, samples_per_epoch=7, augment_flips=False), seed=3)
     assert len(dataset) == 7
     packed = {k: [pack_bayer(normalize(m, BLACK, WHITE), "BGGR") for m in frames[k]] for k in ("0", "2")}
     for index in range(7):

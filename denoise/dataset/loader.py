@@ -26,15 +26,8 @@ from denoise.dataset.frames import FramePair, cache_dir_for, load_split
 from denoise.dataset.pairs import DatasetError
 from denoise.dataset.procedural import procedural_pairs
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
-from denoise.dataset.synthetic_pairs import (
-    SynthesisSettings,
-    estimate_grids,
-    real_noise_levels,
-    synthesis_settings,
-    synthesize,
-)
+from denoise.dataset.synthetic_pairs import estimate_grids, real_noise_levels, synthesize
 from denoise.raw.bayer import IDENTITY
-from denoise.raw.noise_estimation import REJECT_SIGMAS
 
 
 class PairDataset(Dataset):
@@ -44,33 +37,27 @@ class PairDataset(Dataset):
     frames are sampled in proportion to their area. Any integer is a valid index: ``i`` and ``i + k * len``
     show the same tile, but every index draws its crop, flips and noise from its own generator seeded by
     (``seed``, ``i``), so a batch depends on neither the number of workers nor which worker made it. The
-    samplers below add ``epoch * len`` so that each epoch draws new crops.
+    samplers below add ``epoch * len`` so that each epoch draws new crops. ``cfg`` is the data section: patch size,
+    sampling, flips, synthesis (``synthesize``) and the level a noise-aware model is told (``noise_levels``).
     """
 
     def __init__(
         self,
         frames: list[FramePair],
-        patch_size: int,
-        sampling: str = "random",
-        tile_overlap: int = 32,
-        samples_per_epoch: int = 0,
-        augment: bool = True,
-        synth: SynthesisSettings | None = None,
+        cfg: DataConfig,
         seed: int = 0,
         noise_levels: bool = False,
-        noise_window: float = REJECT_SIGMAS,
         procedural: list[FramePair] | None = None,
-        procedural_fraction: float = 0.0,
     ) -> None:
-        assert sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {sampling!r}"
-        assert procedural or procedural_fraction == 0, "procedural_fraction > 0 needs procedural frames"
+        patch_size, augment = cfg.patch_size, cfg.augment_flips
+        assert cfg.sampling in ("random", "tiles"), f"sampling must be 'random' or 'tiles', got {cfg.sampling!r}"
+        self.procedural_fraction = cfg.procedural_fraction if procedural else 0.0
         self.frames = frames + (procedural or [])  # the dataset's frames first, then the procedural ones
-        self.procedural_fraction = procedural_fraction
         self.photo_count = len(frames)
         self.patch_size = patch_size
-        self.sampling = sampling
+        self.sampling = cfg.sampling
         self.augment = augment
-        self.synth = synth or SynthesisSettings()
+        self.cfg = cfg
         self.seed = seed
         shapes = [f.packed_shape for f in self.frames]
         try:
@@ -78,14 +65,14 @@ class PairDataset(Dataset):
         except ValueError as err:
             spare = " + 1 spare pixel for flips" if augment else ""
             raise DatasetError(f"patch_size {patch_size}{spare} is too large: {err}") from err
-        self.tiles = tile_crops(shapes[: len(frames)], patch_size, min(tile_overlap, patch_size - 1))
-        self.length = samples_per_epoch or len(self.tiles)
+        self.tiles = tile_crops(shapes[: len(frames)], patch_size, min(cfg.tile_overlap, patch_size - 1))
+        self.length = cfg.samples_per_epoch or len(self.tiles)
         self.noise_levels = noise_levels
         # At fraction 1 every sample is synthetic, so no real pair's level is ever read.
-        real = noise_levels and self.synth.fraction < 1
-        self.frame_noise = real_noise_levels(self.frames, noise_window) if real else []
-        grids = noise_levels and self.synth.report == "estimate_grid" and (self.synth.fraction > 0 or procedural)
-        self.grids = estimate_grids(self.frames, self.synth, noise_window, seed) if grids else [None] * len(self.frames)
+        window, synthetic = cfg.noise_estimate_window, cfg.synthetic_fraction
+        self.frame_noise = real_noise_levels(self.frames, window) if noise_levels and synthetic < 1 else []
+        grids = noise_levels and cfg.noise_level_report == "estimate_grid" and (synthetic > 0 or procedural)
+        self.grids = estimate_grids(self.frames, cfg, window, seed) if grids else [None] * len(self.frames)
         self._maps: tuple[int, dict[int, np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -118,7 +105,7 @@ class PairDataset(Dataset):
         keep_tile = self.sampling == "tiles" and frame == tile.frame
         crop = tile if keep_tile else random_crop(rng, frame, height, width, self.patch_size)
         size = self.patch_size + int(self.augment)
-        synthetic = pair.noisy is None or rng.random() < self.synth.fraction
+        synthetic = pair.noisy is None or rng.random() < self.cfg.synthetic_fraction
         y, x = read_window(crop, height, width, size)
         clean = self._region(pair.clean, arrays, y, x, size)
         noisy = clean if synthetic else self._region(pair.noisy, arrays, y, x, size)
@@ -126,7 +113,7 @@ class PairDataset(Dataset):
         if self.augment:
             noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
         if synthetic:
-            noisy, clean, a, b = synthesize(clean, rng, self.synth, pair.clean, self.grids[frame])
+            noisy, clean, a, b = synthesize(clean, rng, self.cfg, pair.clean, self.grids[frame])
         elif self.noise_levels:
             a, b = self.frame_noise[frame]
         sample = {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
@@ -176,20 +163,7 @@ def training_frames(cfg: DataConfig, seed: int) -> tuple[list[FramePair], list[F
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
     """The training split as a PairDataset (filling the cache first if needed); see the module for ``noise_levels``."""
     train, procedural = training_frames(cfg, seed)
-    return PairDataset(
-        train,
-        patch_size=cfg.patch_size,
-        sampling=cfg.sampling,
-        tile_overlap=cfg.tile_overlap,
-        samples_per_epoch=cfg.samples_per_epoch,
-        augment=cfg.augment_flips,
-        synth=synthesis_settings(cfg),
-        seed=seed,
-        noise_levels=noise_levels,
-        noise_window=cfg.noise_estimate_window,
-        procedural=procedural,
-        procedural_fraction=cfg.procedural_fraction,
-    )
+    return PairDataset(train, cfg, seed, noise_levels, procedural)
 
 
 def check_shared_memory(cfg: DataConfig, folder: str = "/dev/shm") -> None:

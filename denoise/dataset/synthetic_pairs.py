@@ -8,7 +8,6 @@ noisy frame, as inference will have to.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -29,30 +28,6 @@ ESTIMATOR = source_digest(noise_estimation, nelder_mead, array_ops, estimate_gri
                           sys.modules[__name__])  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SynthesisSettings:
-    """How pairs are synthesised from clean crops: the fraction of samples, noise model and ranges."""
-
-    fraction: float = 0.0
-    model: str = "gaussian"
-    a_range: tuple[float, float] = (1e-4, 1e-2)
-    b_range: tuple[float, float] = (1e-6, 1e-3)
-    brightness_range: tuple[float, float] = (1.0, 1.0)
-    report: str = "drawn"  # or "estimate_grid": see the module
-
-
-def synthesis_settings(cfg: DataConfig) -> SynthesisSettings:
-    """The data config's synthesis knobs."""
-    return SynthesisSettings(
-        fraction=cfg.synthetic_fraction,
-        model=cfg.noise_model,
-        a_range=tuple(cfg.noise_a_range),
-        b_range=tuple(cfg.noise_b_range),
-        brightness_range=tuple(cfg.brightness_range),
-        report=cfg.noise_level_report,
-    )
-
-
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
     """A normalised packed crop (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it."""
     return quantize(noisy, frame.white_level - frame.channel_black())
@@ -61,11 +36,13 @@ def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
 def synthesize(
     clean: np.ndarray,
     rng: np.random.Generator,
-    synth: SynthesisSettings,
+    synth: DataConfig,
     frame: CachedFrame | None = None,
     grid: EstimateGrid | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(noisy, clean, a, b) from a normalised clean crop: brightness and colour scaled, then noise at a random level.
+    """(noisy, clean, a, b) from a normalised clean crop: brightness scaled by a gain from ``synth``'s
+    ``brightness_range``, then noise of its ``noise_model`` at a level drawn from its ``noise_a_range`` and
+    ``noise_b_range``.
 
     Given the crop's ``frame``, the noisy crop is rounded and clipped like that frame's DNG values. The returned
     (a, b) is the level drawn or, given the frame's ``grid``, what the blind estimate reads off that frame there.
@@ -73,9 +50,9 @@ def synthesize(
     gain = rng.uniform(*synth.brightness_range)
     scale = np.full((4, 1, 1), gain, dtype=np.float32)
     clean = np.clip(clean * scale, 0.0, 1.0)  # brighter than white saturates, like a sensor
-    a = log_uniform(rng, *synth.a_range)
-    b = log_uniform(rng, *synth.b_range)
-    noisy = add_noise(clean, a, b, rng, synth.model)
+    a = log_uniform(rng, *synth.noise_a_range)
+    b = log_uniform(rng, *synth.noise_b_range)
+    noisy = add_noise(clean, a, b, rng, synth.noise_model)
     if frame is not None:
         noisy = quantize_like(noisy, frame)
     if grid is not None:
@@ -97,17 +74,17 @@ def frame_noise_level(pair: FramePair, window: float = REJECT_SIGMAS) -> tuple[f
 
 
 def frame_estimate_grid(
-    frame: CachedFrame, shape: tuple[int, int], synth: SynthesisSettings, window: float, rng: np.random.Generator
+    frame: CachedFrame, shape: tuple[int, int], synth: DataConfig, window: float, rng: np.random.Generator
 ) -> EstimateGrid:
     """The blind estimate's reading of a clean frame at grid levels covering ``synth``'s noise and brightness.
 
     A frame scaled by a gain g is looked up at (a / g, b / g^2), so the grid spans the ranges divided by the gains.
     """
     low, high = synth.brightness_range
-    log_a = grid_nodes(synth.a_range[0] / high, synth.a_range[1] / low)
-    log_b = grid_nodes(synth.b_range[0] / high**2, synth.b_range[1] / low**2)
+    log_a = grid_nodes(synth.noise_a_range[0] / high, synth.noise_a_range[1] / low)
+    log_b = grid_nodes(synth.noise_b_range[0] / high**2, synth.noise_b_range[1] / low**2)
     steps = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
-    return measure_grid(whole_frame(frame, shape), log_a, log_b, rng, window, synth.model, steps)
+    return measure_grid(whole_frame(frame, shape), log_a, log_b, rng, window, synth.noise_model, steps)
 
 
 def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[float, float] | None]:
@@ -124,7 +101,7 @@ def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[floa
 
 
 def estimate_grids(
-    frames: list[FramePair], synth: SynthesisSettings, window: float, seed: int
+    frames: list[FramePair], synth: DataConfig, window: float, seed: int
 ) -> list[EstimateGrid]:
     """Every frame's estimate grid, its noise seeded by (``seed``, frame index), so a resumed run rebuilds it.
 
@@ -140,7 +117,8 @@ def estimate_grids(
             grid = frame_estimate_grid(f.clean, f.packed_shape, synth, window, rng)
             return {"log_a": grid.log_a.tolist(), "log_b": grid.log_b.tolist(), "excess": grid.excess.tolist()}
 
-        key = digest("grid", repr(synth), window, seed, i, ESTIMATOR)
+        ranges = [synth.noise_model, *synth.noise_a_range, *synth.noise_b_range, *synth.brightness_range]
+        key = digest("grid", ranges, window, seed, i, ESTIMATOR)
         stored = derived(f.clean, f"grid-{key}", compute)
         grids.append(EstimateGrid(*(np.asarray(stored[k], dtype=np.float64) for k in ("log_a", "log_b", "excess"))))
     return grids
