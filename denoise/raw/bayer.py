@@ -98,14 +98,21 @@ def normalize(mosaic: Array, black_level: Array | float, white_level: float) -> 
 
 
 def denormalize(x: Array, black_level: Array | float, white_level: float) -> np.ndarray:
-    """Inverse of ``normalize``: scale to DN, round to nearest, clip to [black, white], uint16 NumPy. (..., H, W)."""
+    """Inverse of ``normalize``: scale to DN, round to nearest, clip to [black, white], uint16 NumPy. (..., H, W).
+
+    Computed in float64 one CFA position at a time, so a 16-MP frame needs a quarter-frame temporary, not frames of
+    tiled black levels.
+    """
     assert x.ndim >= 2, f"expected (..., H, W), got {tuple(x.shape)}"
     if _is_torch(x):
         x = x.detach().to(torch.float32).cpu().numpy()
-    height, width = x.shape[-2:]
-    black = _tile_cfa(cfa_black(black_level, np.float64), height, width)
-    dn = np.rint(x.astype(np.float64) * (float(white_level) - black) + black)
-    return clip_to_levels(dn, black_level, white_level)
+    black, white = cfa_black(black_level, np.float64), float(white_level)
+    out = np.empty(x.shape, dtype=np.uint16)
+    for r in range(2):
+        for c in range(2):
+            dn = np.rint(x[..., r::2, c::2].astype(np.float64) * (white - black[r, c]) + black[r, c])
+            out[..., r::2, c::2] = np.clip(dn, np.ceil(black[r, c]), white)
+    return out
 
 
 def clip_to_levels(mosaic: np.ndarray, black_level: Array | float, white_level: float) -> np.ndarray:
@@ -113,9 +120,12 @@ def clip_to_levels(mosaic: np.ndarray, black_level: Array | float, white_level: 
 
     The competition's outputs must lie in [black, white]; a DNG writer keeps whatever it is given.
     """
-    height, width = mosaic.shape[-2:]
-    black = np.ceil(_tile_cfa(cfa_black(black_level, np.float64), height, width))
-    return np.clip(mosaic, black, float(white_level)).astype(np.uint16)
+    black = np.ceil(cfa_black(black_level, np.float64))
+    out = np.empty(mosaic.shape, dtype=np.uint16)
+    for r in range(2):
+        for c in range(2):
+            out[..., r::2, c::2] = np.clip(mosaic[..., r::2, c::2], black[r, c], float(white_level))
+    return out
 
 
 def pack_bayer(mosaic: Array, pattern: str) -> Array:
