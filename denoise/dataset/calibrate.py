@@ -17,6 +17,7 @@ from denoise.config import CliParser, DataConfig, run_cli
 from denoise.dataset.pairs import DatasetError, discover_pairs
 from denoise.raw import dng
 from denoise.raw.bayer import CHANNELS, even_shape, normalize, pack_bayer
+from denoise.raw.noise_estimation import fit_line
 
 MIN_BIN_COUNT = 64
 
@@ -41,18 +42,17 @@ def binned_variance(clean: np.ndarray, residual: np.ndarray, bins: int, keep: np
 
 
 def fit_variance_line(x: np.ndarray, var: np.ndarray, count: np.ndarray, iterations: int = 4) -> tuple[float, float]:
-    """(a, b) of ``var = a*x + b``; bins weighted by the inverse variance of a sample variance, 2 v^2 / (n - 1).
+    """(a, b) of ``var = a*x + b``, both at least 0 (``fit_line``); bins weighted by the inverse variance of a
+    sample variance, 2 v^2 / (n - 1), re-weighted with the fitted variance.
 
     Fewer than two populated bins give (nan, nan).
     """
     if len(x) < 2:
         return float("nan"), float("nan")
-    design = np.stack([x, np.ones_like(x)], axis=1)
     weights = np.ones_like(x)
     a, b = 0.0, 0.0
     for _ in range(iterations):
-        sw = np.sqrt(weights)
-        a, b = np.linalg.lstsq(design * sw[:, None], var * sw, rcond=None)[0]
+        a, b = fit_line(x, var, weights)
         predicted = np.maximum(a * x + b, 1e-12)  # re-weight with the fitted variance, as the precision depends on it
         weights = (count - 1) / (2 * predicted**2)
     return float(a), float(b)

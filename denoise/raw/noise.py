@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from denoise.raw.noise_estimation import fit_line
+
 # Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
 LEVEL_EDGES = (10**-3.333, 10**-2.667)
 LEVEL_NAMES = ("low", "mid", "high")
@@ -66,7 +68,7 @@ def quantize(noisy: np.ndarray, steps: np.ndarray) -> np.ndarray:
 
 
 def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """(a, b) of a pair by least squares of the squared residual on the clean value.
+    """(a, b) of a pair by least squares of the squared residual on the clean value (``fit_line``).
 
     Only samples whose clean value lies 3 noise std inside [0, 1] count, so clipping does not bias the fit; the
     std comes from a first fit over the samples not clipped.
@@ -74,8 +76,8 @@ def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     x, r2 = clean.astype(np.float64).ravel(), ((noisy.astype(np.float64) - clean) ** 2).ravel()
     inside = (noisy.ravel() > 0.0) & (noisy.ravel() < 1.0)
     for _ in range(2):
-        a, b = np.linalg.lstsq(np.stack([x[inside], np.ones(int(inside.sum()))], axis=1), r2[inside], rcond=None)[0]
-        a, b = max(float(a), 1e-8), max(float(b), 1e-10)
+        a, b = fit_line(x[inside], r2[inside], np.ones(int(inside.sum())))
+        a, b = max(a, 1e-8), max(b, 1e-10)
         std = np.sqrt(a * np.clip(x, 0.0, None) + b)
         inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
     return a, b

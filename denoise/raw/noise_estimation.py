@@ -169,8 +169,10 @@ def clipped_moments(x: Any, params: NoiseParams, clip: tuple[float, float], ops:
     return mean, ops.maximum(square - mean**2, 0.0)
 
 
-def _weighted_line(x: Tensor, y: Tensor, w: Tensor) -> tuple[float, float]:
-    """Weighted least-squares (slope, intercept) of y on x, constrained to slope >= 0 and intercept >= 0."""
+def fit_line(x: Any, y: Any, w: Any) -> tuple[float, float]:
+    """Weighted least-squares (slope, intercept) of y on x, constrained to slope >= 0 and intercept >= 0: the one
+    fit of a noise variance ``a * x + b`` (here, to pairs in ``raw.noise`` and to calibration bins). NumPy arrays
+    or tensors."""
     sw, sx, sy = float(w.sum()), float((w * x).sum()), float((w * y).sum())
     sxx, sxy = float((w * x * x).sum()), float((w * x * y).sum())
     det = sw * sxx - sx * sx
@@ -195,7 +197,7 @@ def _initial_fit(means: Tensor, variances: Tensor, bins: int = 12) -> tuple[floa
     groups = [g for g in torch.split(order, sizes) if len(g)]
     x = torch.stack([torch.quantile(means[g], 0.5) for g in groups])
     y = torch.stack([torch.quantile(variances[g], 0.25) for g in groups])
-    return _weighted_line(x, y, torch.ones_like(x))
+    return fit_line(x, y, torch.ones_like(x))
 
 
 def fit_noise_params(
@@ -220,7 +222,7 @@ def fit_noise_params(
         keep = variances <= fit * limit
         if int(keep.sum()) < 2:
             break
-        a, b = _weighted_line(means[keep], variances[keep] / kept, 1.0 / fit[keep] ** 2)
+        a, b = fit_line(means[keep], variances[keep] / kept, 1.0 / fit[keep] ** 2)
     return NoiseParams(a=a, b=b)
 
 
