@@ -1,6 +1,6 @@
 """The package's shape: each layer imports only from the layers below it, files stay small, public names unique.
 
-The layers, bottom to top (``shared/STYLE.md``): the foundation (``denoise.atomic``, ``denoise.lock``,
+The layers, bottom to top (``docs/layout.md``): the foundation (``denoise.atomic``, ``denoise.lock``,
 ``denoise.config``), the raw image (``denoise.raw``), the network and the training data (``denoise.model``,
 ``denoise.dataset``, which do not import each other), inference, training, and the command-line modules at the
 top, which may import anything.

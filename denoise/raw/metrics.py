@@ -1,7 +1,9 @@
 """The competition's metrics on raw mosaics: PSNR, column-wise SSIM, plain 2-D SSIM and the score formula.
 
 All metrics take the full 2-D Bayer mosaic in raw DN units (black level included) and use the white level as
-``data_range``, as the organisers did. See ``COMPETITION.md`` for why the competition's SSIM is column-wise.
+``data_range``, as the organisers did. The competition's SSIM is column-wise: the organisers called scikit-image
+0.17's SSIM with ``multichannel=True`` on the 2-D mosaic, which takes the last axis as channels, so their number is
+the mean over the columns of a 1-D SSIM down each column; a plain 2-D SSIM is a different (higher) number.
 """
 
 from __future__ import annotations
