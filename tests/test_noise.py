@@ -52,3 +52,27 @@ def test_quantize_rounds_each_channel_to_whole_dn_within_black_and_white():
     assert np.allclose(dn, np.round(dn), atol=1e-3)  # whole DN per channel
     inside = (noisy > 0) & (noisy < 1)
     assert np.all(np.abs(dn - noisy * steps[:, None, None])[inside] <= 0.5 + 1e-3)  # the nearest DN
+
+
+def test_fit_line_is_weighted_least_squares_within_the_constraint():
+    from scipy.optimize import lsq_linear
+
+    from denoise.raw.noise_estimation import fit_line
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, 50)
+    w = rng.uniform(0.5, 2.0, 50)
+    for slope, intercept in ((2e-3, 1e-4), (2e-3, -3e-4), (-1e-3, 5e-4)):  # inside, and both kinds of boundary
+        y = slope * x + intercept + rng.normal(0, 1e-5, 50)
+        design = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(w)[:, None]
+        expected = lsq_linear(design, y * np.sqrt(w), bounds=(0, np.inf), tol=1e-14).x  # an independent solver
+        assert fit_line(x, y, w) == pytest.approx(tuple(expected), rel=1e-6, abs=1e-9)  # values ~1e-4
+    assert fit_line(x, x, np.zeros_like(x)) == (0.0, 0.0)  # no weight: no line
+
+
+def test_fit_pair_noise_survives_a_frame_with_nothing_inside_the_levels():
+    from denoise.raw.noise import fit_pair_noise
+
+    dark = np.full((4, 8, 8), 0.001)
+    a, b = fit_pair_noise(dark + np.random.default_rng(0).normal(0, 0.01, dark.shape), dark)
+    assert (a, b) == (1e-8, 1e-10)  # every sample within 3 std of black: nothing to fit, the floors

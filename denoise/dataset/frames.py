@@ -26,7 +26,7 @@ from denoise.dataset.cache import (
     source_digest,
 )
 from denoise.dataset.pairs import DatasetError, Pair, check_pair_metadata, discover_pairs, pick_keys, split_pairs
-from denoise.raw import dng, metrics, noise
+from denoise.raw import dng, metrics, noise, noise_estimation
 from denoise.raw.bayer import cfa_black, normalize
 from denoise.raw.metrics import ImageScores, score_image
 from denoise.raw.noise import add_noise, log_uniform
@@ -34,7 +34,7 @@ from denoise.raw.noise import add_noise, log_uniform
 # The noisy inputs' own scores are cached with the frames, keyed by the code that makes and scores them.
 SCORING = source_digest(metrics, noise, sys.modules[__name__])
 # A validation pair's measured noise level likewise, keyed by the code that normalises and fits it.
-GAIN = source_digest(noise, cache, sys.modules[__name__])
+GAIN = source_digest(noise, noise_estimation, cache, sys.modules[__name__])  # the fit is noise_estimation's
 
 
 @dataclass(frozen=True)

@@ -172,8 +172,10 @@ def clipped_moments(x: Any, params: NoiseParams, clip: tuple[float, float], ops:
 def fit_line(x: Any, y: Any, w: Any) -> tuple[float, float]:
     """Weighted least-squares (slope, intercept) of y on x, constrained to slope >= 0 and intercept >= 0: the one
     fit of a noise variance ``a * x + b`` (here, to pairs in ``raw.noise`` and to calibration bins). NumPy arrays
-    or tensors."""
+    or tensors; no weight at all gives (0, 0)."""
     sw, sx, sy = float(w.sum()), float((w * x).sum()), float((w * y).sum())
+    if sw <= 0:
+        return 0.0, 0.0
     sxx, sxy = float((w * x * x).sum()), float((w * x * y).sum())
     det = sw * sxx - sx * sx
     if det > 1e-30 * max(sw * sxx, 1e-300):
