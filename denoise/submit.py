@@ -301,8 +301,8 @@ def build_submission(checkpoint: Path, test_dir: Path, out: Path, half: bool, se
             reference, whole = stage_submission(ckpt, cfg, model, inputs, tree, staged_zip, weights, settings, half)
             noise_aware = cfg.model.noise_channels > 0
             try:
-                lines = check_submission(staged_zip, inputs, settings.noise_source, noise_aware, reference, staging,
-                                         whole)  # fmt: skip
+                lines = check_submission(staged_zip, inputs, stated=whole, noise_source=settings.noise_source,
+                                         noise_aware=noise_aware, reference=reference, workdir=staging)  # fmt: skip
             except (SubmissionCheckError, DngError, OSError, ValueError) as err:
                 kept = "the previous submission is untouched" if (out / MARKER).is_file() else "nothing written"
                 raise SubmissionCheckError(f"{err}; {kept}") from err

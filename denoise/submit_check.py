@@ -164,13 +164,13 @@ def check_standalone(
 
 
 def check_submission(
-    zip_path: Path, inputs: Sequence[Path], noise_source: str = "auto", noise_aware: bool = False,
-    reference: np.ndarray | None = None, workdir: Path | None = None, stated: int | None = None,
+    zip_path: Path, inputs: Sequence[Path], *, stated: int, noise_source: str = "auto", noise_aware: bool = False,
+    reference: np.ndarray | None = None, workdir: Path | None = None,
 ) -> list[str]:  # fmt: skip
     """Run every check on the zip; returns a line per check passed, raises on the first failure. ``noise_source``
     is the submission's ("auto" gave a noise-aware model a frame's NoiseProfile level when it has one);
-    ``reference`` is the package's whole-frame output for the first frame and ``stated`` the difference between it
-    and the submitted frame that the report states, when known (see ``check_standalone``);
+    ``stated`` is the difference in DN between the whole-frame output and the submitted frame that the report
+    states, and ``reference`` the package's whole-frame output for the first frame, when known (``check_standalone``);
     the check's files go in a temporary folder inside ``workdir`` (the system's when None)."""
     with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(prefix="check-", dir=workdir) as tmp:
         names = zf.namelist()

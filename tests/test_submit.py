@@ -258,9 +258,9 @@ def test_the_check_holds_network_py_to_the_packages_whole_frame_output(tmp_path:
     root, _, test_dir, _, _ = built
     inputs = sorted(test_dir.glob("noisy*.dng"))
     own = read_dng(root / "result" / "data" / "denoise0.dng").mosaic  # tile 0, no TTA: the whole-frame output
-    assert check_submission(root / "result.zip", inputs, reference=own)
+    assert check_submission(root / "result.zip", inputs, stated=0, reference=own)  # built whole-frame
     with pytest.raises(SubmissionCheckError, match=r"package's whole-frame output for noisy0\.dng by 2 DN"):
-        check_submission(root / "result.zip", inputs, reference=own.astype(np.int64) + 2)
+        check_submission(root / "result.zip", inputs, stated=0, reference=own.astype(np.int64) + 2)
 
 
 @pytest.mark.parametrize("value", [BLACK - 1, WHITE + 1])
@@ -277,4 +277,4 @@ def test_the_check_refuses_a_frame_outside_black_and_white(tmp_path: Path, built
         for entry, data in entries.items():
             zf.writestr(entry, data)
     with pytest.raises(SubmissionCheckError, match=r"denoise0\.dng: values outside \[black, white\]"):
-        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")))
+        check_submission(zip_path, sorted(test_dir.glob("noisy*.dng")), stated=0)

@@ -193,3 +193,20 @@ def test_compute_threads_leave_room_for_workers_and_the_nodes_other_processes(mo
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert compute_threads(0, 1) == 1 and compute_threads(0, 4) == 1  # the 2-core machine of the table; never 0
+
+
+def test_divergence_watch_stops_on_the_longest_run_of_skipped_steps_between_checks():
+    from denoise.train.checkpoint import TrainingDiverged
+    from denoise.train.distributed import DistInfo
+    from denoise.train.progress import DivergenceWatch
+
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    watch = DivergenceWatch(torch.device("cpu"), limit=3)
+    for bad in (1, 1, 0, 1, 1):  # runs of 2: under the limit
+        watch.update(torch.tensor(bool(bad)))
+    watch.check(info, 0, 5, None)
+    for bad in (1, 0, 0):  # the run of 2 before the check goes on to 3, then ends before the next check
+        watch.update(torch.tensor(bool(bad)))
+    with pytest.raises(TrainingDiverged, match="3 non-finite losses in a row"):
+        watch.check(info, 0, 8, None)
+    watch.check(info, 0, 8, None)  # a check starts from the run going on, which ended

@@ -1,7 +1,8 @@
 """The experiment config's schema: one dataclass per section, whose defaults are the single source of truth.
 
-Builders read the section they need and pass plain arguments on (``build_model(cfg.model)``), so constructors never
-see a config. Cross-field rules live in ``denoise.config.checks``, types and unknown keys in ``denoise.config.load``.
+Builders read the section they need and pass plain arguments on (``build_model(cfg.model, **blind_options(cfg))``,
+the second part a noise-aware model's test-time recipe), so constructors never see a config. Cross-field rules live
+in ``denoise.config.checks``, types and unknown keys in ``denoise.config.load``.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ class NoiseAwareNAFNet(NAFNet):
 
     def forward(self, x: Tensor, noise: tuple[Tensor | float, Tensor | float] | None = None) -> Tensor:
         if x.shape[1] != self.in_channels:
+            assert noise is None, "an input that holds its noise map takes no noise level"
             return super().forward(x)
         if noise is not None:
             return super().forward(torch.cat([x, noise_level_map(x, *noise)], dim=1))

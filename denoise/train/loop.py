@@ -142,7 +142,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
 
 def start_run(cfg: Config, resume: str | None, info: dd.DistInfo, held: contextlib.ExitStack, launched: float) -> Run:
     """Everything the loop needs, in the order that keeps a seed's run reproducible: the checkpoint to resume from,
-    the model, data, optimiser and schedule (restored from it), the wrappers, validation frames, the run folder."""
+    the model, data, optimiser and schedule (restored from it), validation frames, the run folder, the wrappers."""
     tc, device = cfg.train, info.device
     # Rank 0 picks the checkpoint to resume from; every rank loads it.
     ckpt_path = resolve_resume(cfg, resume) if info.is_main else None
@@ -170,12 +170,6 @@ def start_run(cfg: Config, resume: str | None, info: dd.DistInfo, held: contextl
                                 warmup)  # fmt: skip
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
     state = TrainState.start(model, tc.ema, optimizer, scheduler, scaler, ckpt, info.rank)
-    net = model
-    if info.distributed:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      gradient_as_bucket_view=True)  # fmt: skip
-    if tc.compile:
-        net = torch.compile(net)
 
     # Validation denoises as inference does, one pass, with the model's noise estimate; every rank scores its share.
     val_settings = replace(cfg.infer, tta=False, device=str(device))
@@ -190,6 +184,13 @@ def start_run(cfg: Config, resume: str | None, info: dd.DistInfo, held: contextl
         run_dir, writer = open_run(cfg, resume, ckpt_path, state.step, noisy)
         if existing is None:  # a new run's folder
             held.enter_context(hold_folder(run_dir, f"run folder {run_dir}"))
+    # The wrappers last: a failure above leaves no DDP object alive past the process group's tear-down.
+    net = model
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      gradient_as_bucket_view=True)  # fmt: skip
+    if tc.compile:
+        net = torch.compile(net)
     total = tc.epochs * len(loader)
     bar = RunProgress(min(total, tc.max_steps) if tc.max_steps else total, state.step, info.is_main)
     return Run(cfg, info, state, net, loader, val_frames, val_settings, run_dir, writer, bar,
