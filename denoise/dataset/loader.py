@@ -54,9 +54,6 @@ class PairDataset(Dataset):
         self.procedural_fraction = cfg.procedural_fraction if procedural else 0.0
         self.frames = frames + (procedural or [])  # the dataset's frames first, then the procedural ones
         self.photo_count = len(frames)
-        self.patch_size = patch_size
-        self.sampling = cfg.sampling
-        self.augment = augment
         self.cfg = cfg
         self.seed = seed
         shapes = [f.packed_shape for f in self.frames]
@@ -102,16 +99,17 @@ class PairDataset(Dataset):
             frame = self.photo_count + int(rng.integers(len(self.frames) - self.photo_count))
         pair = self.frames[frame]
         height, width = pair.packed_shape
-        keep_tile = self.sampling == "tiles" and frame == tile.frame
-        crop = tile if keep_tile else random_crop(rng, frame, height, width, self.patch_size)
-        size = self.patch_size + int(self.augment)
+        patch, augment = self.cfg.patch_size, self.cfg.augment_flips
+        keep_tile = self.cfg.sampling == "tiles" and frame == tile.frame
+        crop = tile if keep_tile else random_crop(rng, frame, height, width, patch)
+        size = patch + int(augment)
         synthetic = pair.noisy is None or rng.random() < self.cfg.synthetic_fraction
         y, x = read_window(crop, height, width, size)
         clean = self._region(pair.clean, arrays, y, x, size)
         noisy = clean if synthetic else self._region(pair.noisy, arrays, y, x, size)
-        flags = random_flags(rng) if self.augment else IDENTITY
-        if self.augment:
-            noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, self.patch_size)
+        flags = random_flags(rng) if augment else IDENTITY
+        if augment:
+            noisy, clean = transform_pair(noisy, clean, pair.clean.pattern, flags, patch)
         if synthetic:
             noisy, clean, a, b = synthesize(clean, rng, self.cfg, pair.clean, self.grids[frame])
         elif self.noise_levels:

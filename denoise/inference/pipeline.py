@@ -44,8 +44,11 @@ def frame_mosaic(frame: RawFrame, y: torch.Tensor | np.ndarray) -> np.ndarray:
     assert (height, width) == even_shape(*frame.mosaic.shape), f"{(height, width)} is not {frame.mosaic.shape}'s"
     black = cfa_black(frame.black_level, np.float64)  # (2, 2), aligned with the mosaic's origin
     out = frame.mosaic.copy()
-    out[:height, :width] = denormalize(y, black, frame.white_level)
-    return clip_to_levels(out, black, frame.white_level)
+    out[:height, :width] = denormalize(y, black, frame.white_level)  # clipped already
+    # An odd last row or column, copied: each starts at an even index, so the CFA phase is the frame's.
+    out[height:] = clip_to_levels(out[height:], black, frame.white_level)
+    out[:, width:] = clip_to_levels(out[:, width:], black, frame.white_level)
+    return out
 
 
 def denoise_frame(
@@ -66,17 +69,19 @@ def denoise_frame(
     x = torch.from_numpy(normalized_frame(frame))  # (H', W')
     device = resolve_device(settings.device)  # "auto" is the GPU when there is one
 
-    def run(net: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # (4, h, w), the first run counted
+    def run(net: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # (H', W'), the first run counted
         nonlocal progress
         y = denoise_mosaic(net, x, frame.pattern, settings.tile, settings.overlap, transforms_for(settings.tta),
                            settings.batch_size, device, settings.precision, progress)  # fmt: skip
         progress = None
-        return pack_bayer(y, frame.pattern)
+        return y
 
     if not isinstance(model, NoiseAwareNAFNet):
         y = run(model)
     elif noise is not None or noise_source(frame, settings) == "NoiseProfile":
         y = run(model.at_level(noise or profile_noise(frame.noise_profile)))
-    else:  # the model's own window and texture check
-        y = model.at_estimated_level(pack_bayer(x, frame.pattern), lambda level: run(model.at_level(level)))
-    return frame_mosaic(frame, unpack_bayer(y, frame.pattern))
+    else:  # the model's own window and texture check, on packed planes
+        packed = model.at_estimated_level(pack_bayer(x, frame.pattern),
+                                          lambda level: pack_bayer(run(model.at_level(level)), frame.pattern))
+        y = unpack_bayer(packed, frame.pattern)
+    return frame_mosaic(frame, y)

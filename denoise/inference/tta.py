@@ -65,8 +65,6 @@ def self_ensemble(
         view = bayer_transform(mosaic, pattern, *flags, mode="pad")  # (H', W'), same CFA phase as ``mosaic``
         out = denoise_packed_view(pack_bayer(view, pattern))  # (4, H'/2, W'/2)
         restored = bayer_transform_inverse(unpack_bayer(out, pattern), pattern, *flags)  # (H, W)
-        if len(transforms) == 1 and isinstance(restored, torch.Tensor):
-            return restored.float()  # a mean of one: no float64 frame-sized copies (the same values)
         restored = restored.double() if isinstance(restored, torch.Tensor) else np.asarray(restored, np.float64)
         total = restored if total is None else total + restored
     mean = total / len(transforms)

@@ -111,7 +111,7 @@ def denormalize(x: Array, black_level: Array | float, white_level: float) -> np.
     for r in range(2):
         for c in range(2):
             dn = np.rint(x[..., r::2, c::2].astype(np.float64) * (white - black[r, c]) + black[r, c])
-            out[..., r::2, c::2] = np.clip(dn, np.ceil(black[r, c]), white)
+            out[..., r::2, c::2] = clip_to_levels(dn, black[r, c], white)
     return out
 
 

@@ -70,6 +70,8 @@ class Run:
     launched: float  # perf_counter at launch, for the start-up time
     first_step: int  # the step this process started from
     window: dict  # running sums over the logging window (``new_window``), which may span epochs
+    params: list[torch.nn.Parameter]  # the trained parameters, for clipping and the gradient norm
+    loss_weights: dict[str, float]  # ``combined_loss``'s weight of each term
     first_batch: float | None = None  # seconds from launch to the first batch, once known
 
     def save(self, names: tuple[str, ...], epoch: int, batch: int, epoch_rng: dict) -> None:
@@ -195,7 +197,8 @@ def start_run(cfg: Config, resume: str | None, info: dd.DistInfo, held: contextl
     bar = RunProgress(min(total, tc.max_steps) if tc.max_steps else total, state.step, info.is_main)
     return Run(cfg, info, state, net, loader, val_frames, val_settings, run_dir, writer, bar,
                StepClock(device, tc.sync_timing), DivergenceWatch(device, tc.max_nonfinite), [], launched, state.step,
-               new_window(device))  # fmt: skip
+               new_window(device), [p for p in model.parameters() if p.requires_grad],
+               {"l1": tc.loss_l1, "fourier": tc.loss_fourier, "psnr": tc.loss_psnr, "adjacent": tc.loss_adjacent})
 
 
 def train_step(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
@@ -216,8 +219,7 @@ def train_step(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     with autocast(device, cfg.train.precision):
         pred = run.net(noisy, **level)
     tc = cfg.train
-    weights = {"l1": tc.loss_l1, "fourier": tc.loss_fourier, "psnr": tc.loss_psnr, "adjacent": tc.loss_adjacent}
-    loss, parts = combined_loss(pred, clean, weights)
+    loss, parts = combined_loss(pred, clean, run.loss_weights)
     run.clock.mark("forward")
 
     # Every rank stops together if any was signalled: a host flag, agreed on without the GPU.
@@ -226,7 +228,7 @@ def train_step(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     run.clock.mark("backward")
-    params = [p for p in state.model.parameters() if p.requires_grad]
+    params = run.params
     if state.scaler.is_enabled():
         state.scaler.unscale_(state.optimizer)
     if tc.grad_clip > 0:
