@@ -27,7 +27,7 @@ from torch import nn
 from denoise.atomic import atomic_path
 from denoise.config import CliParser, run_cli
 from denoise.model.checkpoint import CheckpointError, load_model
-from denoise.model.noise_aware import NoiseAwareNAFNet
+from denoise.model.nafnet import NoiseAwareNAFNet
 
 OPSET = 17
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on normalised values (about 1.5 DN at 14 bits)

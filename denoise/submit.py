@@ -47,7 +47,7 @@ from denoise.model.checkpoint import (
 )
 from denoise.model.standalone import network_source
 from denoise.raw.dng import DngError, read_dng
-from denoise.raw.texture_check import HEDGE, RAMP
+from denoise.raw.noise_estimation import HEDGE, RAMP
 from denoise.submit_check import RECIPE, SubmissionCheckError, check_submission
 
 MAX_WEIGHTS_BYTES = 50_000_000  # the organisers' limit, read as decimal megabytes to stay safely under it

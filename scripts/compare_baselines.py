@@ -41,8 +41,8 @@ from denoise.raw.bayer import (
 from denoise.raw.dng import DngError, RawFrame, read_dng
 from denoise.raw.folders import FolderError, index_folder
 from denoise.raw.metrics import score_image
-from denoise.raw.noise import LEVEL_EDGES, noise_level
-from denoise.raw.noise_estimation import REJECT_SIGMAS, NoiseParams, estimate_noise, profile_noise
+from denoise.raw.noise import LEVEL_EDGES, noise_level, profile_noise
+from denoise.raw.noise_estimation import REJECT_SIGMAS, NoiseParams, estimate_noise
 from denoise.raw.tiles import centre_box
 
 MODEL_METHODS = ("model", "model-tta")

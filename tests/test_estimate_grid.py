@@ -11,9 +11,8 @@ from train_data import make_pairs
 
 from denoise.config import DataConfig
 from denoise.dataset import synthetic_pairs
-from denoise.dataset.estimate_grid import NUMPY_OPS, EstimateGrid, grid_nodes, measure_grid
+from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.loader import build_train_dataset, build_train_loader
-from denoise.raw.noise_estimation import estimate_noise
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -149,16 +148,3 @@ def test_a_warm_start_reads_levels_and_grids_from_the_cache(tmp_path, monkeypatc
         assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("log_a", "log_b", "excess"))
     build_train_dataset(DataConfig(**{**cfg.__dict__, "noise_estimate_window": 1.0}), seed=0, noise_levels=True)
     assert len(calls) == 4  # two levels and two grids
-
-
-@pytest.mark.parametrize(("gain", "a", "b"), [(1.0, 1e-3, 1e-5), (0.1, 8e-3, 1e-4), (0.2, 3e-2, 1e-4)])
-def test_the_grids_numpy_estimate_is_inferences_torch_estimate(gain, a, b):
-    """The grid runs the estimate on NumPy arrays for speed; it must read what inference reads, clipped frames too."""
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[0:96, 0:128] / 128
-    clean = gain * np.stack([0.2 + 0.7 * xx * g + 0.05 * np.sin(9 * yy) for g in (0.6, 1.0, 1.0, 0.8)])
-    noisy = np.clip(clean + np.sqrt(a * clean + b) * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
-    assert (noisy == 0).mean() > 0.01 or gain == 1.0  # the dark frames exercise the clipped model
-    ours, theirs = estimate_noise(noisy, window=1.0, ops=NUMPY_OPS), estimate_noise(torch.from_numpy(noisy), window=1.0)
-    level = float(noisy.mean())
-    assert ours.a * level + ours.b == pytest.approx(theirs.a * level + theirs.b, rel=1e-6)

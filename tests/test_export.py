@@ -11,7 +11,7 @@ import torch
 from denoise.config import Config, InferConfig, ModelConfig, to_dict
 from denoise.export import main
 from denoise.model import build_model
-from denoise.model.noise_aware import noise_level_map
+from denoise.model.nafnet import noise_level_map
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),

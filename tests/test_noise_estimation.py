@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from denoise.raw.nelder_mead import nelder_mead
 from denoise.raw.noise_estimation import (
     NoiseParams,
     block_dof,
@@ -14,6 +13,7 @@ from denoise.raw.noise_estimation import (
     clip_range,
     clipped_moments,
     estimate_noise,
+    fit_clipped,
     fit_noise_params,
     high_pass,
     kept_mean,
@@ -181,30 +181,67 @@ def test_accepts_torch_and_rejects_wrong_layout():
         estimate_noise(np.zeros((4, 64, 64), dtype=np.float32))  # everything clipped at black
 
 
-def _rosenbrock(p):
-    return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+def _dark_blocks(params: NoiseParams, clip: tuple[float, float], rng: np.random.Generator, noisy: bool):
+    """Block means and variances of a dark clipped frame under the clipped model at ``params``: exact (the model's
+    own prediction) or with each variance drawn as v chi2(dof) / dof, as smooth blocks' estimates are."""
+    levels = torch.from_numpy(np.exp(rng.uniform(np.log(2e-3), np.log(0.3), 400)))
+    means, variances = clipped_moments(levels, params, clip)
+    if noisy:
+        variances = variances * torch.from_numpy(rng.chisquare(DOF, len(levels)) / DOF)
+    return means, variances
 
 
-def _flat_in_b(p):  # a likelihood that no longer depends on b once b underflows beside a
-    return (p[0] + 3.0) ** 2 + 1e-300 * p[1]
+DOF = block_dof(16)
 
 
-@pytest.mark.parametrize(
-    ("f", "start", "options"),
-    [
-        (_rosenbrock, [-1.2, 1.0], {}),
-        (_rosenbrock, [0.5, -0.3], {"xatol": 1e-8, "fatol": 1e-10}),
-        (_rosenbrock, [-30.0, 40.0], {}),  # runs out of evaluations (400) mid-step
-        (_flat_in_b, [-6.5, -20.0], {}),
-        (lambda p: 1.0, [0.0, 2.0], {}),  # ties everywhere: inside contractions fail, the simplex shrinks
-    ],
-)
-def test_nelder_mead_takes_scipys_steps(f, start, options):
-    """The simplex search the clipped fit runs (plain Python, for network.py) evaluates the same points as SciPy's
-    Nelder-Mead and ends on the same point, bit for bit."""
+def test_the_compass_search_lands_on_the_likelihoods_minimum():
+    """Where every block's variance is the model's own prediction, the likelihood is least at the true level; from a
+    start off by 2x in a and 1/3 in b the search returns it to within its last step (1e-3 in log)."""
+    true, clip = NoiseParams(8e-3, 2e-4), (0.0, 1.0)
+    means, variances = _dark_blocks(true, clip, np.random.default_rng(0), noisy=False)
+    fit = fit_clipped(means, variances, DOF, clip, NoiseParams(1.6e-2, 6.7e-5), rounds=1, window=1e6)
+    assert fit.a == pytest.approx(true.a, rel=2e-3) and fit.b == pytest.approx(true.b, rel=2e-3)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_compass_search_does_as_well_as_scipys_nelder_mead(seed):
+    """On noisy block variances, the compass search's negative log-likelihood is no worse than SciPy's Nelder-Mead
+    run to tight tolerances from the same start, and both read the noise std at mid-level alike."""
     from scipy.optimize import minimize
 
-    ours_calls, theirs_calls = [], []
-    ours = nelder_mead(lambda p: ours_calls.append(list(p)) or f(p), start, **options)
-    theirs = minimize(lambda p: theirs_calls.append(list(p)) or f(p), start, method="Nelder-Mead", options=options).x
-    assert ours == list(theirs) and ours_calls == theirs_calls
+    from denoise.raw.noise_estimation import _predicted_variance
+
+    rng = np.random.default_rng(seed)
+    true, clip = NoiseParams(3e-3, 1e-4), (0.0, 1.0)
+    means, variances = _dark_blocks(true, clip, rng, noisy=True)
+    start = NoiseParams(4e-3, 1.5e-4)
+
+    def nll(log_ab) -> float:
+        predicted = _predicted_variance(torch.as_tensor(log_ab, dtype=torch.float64)[None], means, clip)[0]
+        return float((variances / predicted + predicted.log()).sum())
+
+    ours = fit_clipped(means, variances, DOF, clip, start, rounds=1, window=1e6)
+    theirs = minimize(nll, [np.log(start.a), np.log(start.b)], method="Nelder-Mead",
+                      options={"xatol": 1e-8, "fatol": 1e-10}).x  # fmt: skip
+    assert nll([np.log(ours.a), np.log(ours.b)]) <= nll(theirs) + 1e-3
+    theirs_params = NoiseParams(*np.exp(theirs))
+    assert np.sqrt(ours.variance(0.05)) == pytest.approx(np.sqrt(theirs_params.variance(0.05)), rel=1e-3)
+
+
+def test_the_compass_search_climbs_from_a_line_with_no_read_noise():
+    """A dark frame's line fit often has b = 0 (the blocks free of clipping are few and bright); the search starts at
+    its floor, 1e-10, and must climb 15 units of log b to the true read noise, as its first rounds do on such frames:
+    where the read noise is left at the floor, the texture check's gate mistakes the frame for texture."""
+    true, clip = NoiseParams(8e-3, 2e-4), (0.0, 1.0)
+    means, variances = _dark_blocks(true, clip, np.random.default_rng(5), noisy=False)
+    fit = fit_clipped(means, variances, DOF, clip, NoiseParams(1.2e-2, 0.0), rounds=1, window=1e6)
+    assert fit.a == pytest.approx(true.a, rel=2e-3) and fit.b == pytest.approx(true.b, rel=2e-3)
+
+
+def test_the_compass_search_stays_inside_its_bounds():
+    """Blocks with no read noise at all, down to the darkest levels, pull b down without end; the search stops at
+    its floor, 1e-10."""
+    levels = torch.from_numpy(np.geomspace(1e-3, 0.9, 300))
+    means, variances = clipped_moments(levels, NoiseParams(8e-3, 0.0), (0.0, 1.0))
+    fit = fit_clipped(means, variances, DOF, (0.0, 1.0), NoiseParams(8e-3, 1e-6), rounds=1, window=1e6)
+    assert fit.b == pytest.approx(1e-10, rel=1e-9) and fit.a == pytest.approx(8e-3, rel=1e-3)

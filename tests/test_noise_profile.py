@@ -14,7 +14,8 @@ from denoise.inference.pipeline import denoise_frame, noise_source
 from denoise.model import build_model
 from denoise.raw.bayer import normalize, pack_bayer
 from denoise.raw.dng import read_dng
-from denoise.raw.noise_estimation import NoiseParams, estimate_frame_noise, profile_noise
+from denoise.raw.noise import profile_noise
+from denoise.raw.noise_estimation import NoiseParams, estimate_frame_noise
 
 BLACK, WHITE = 64, 4095
 PROFILE_RGB = (4e-4, 2e-6, 2e-4, 1e-6, 6e-4, 4e-6)  # (S, O) for R, G, B

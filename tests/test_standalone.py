@@ -102,10 +102,10 @@ def test_a_known_level_replaces_the_estimate(tmp_path: Path) -> None:
 def test_network_py_imports_torch_only_and_refuses_other_models() -> None:
     source = network_source(MODEL, CHECK_ON)
     check_standalone_imports(source)
-    assert "def estimate_frame_noise" in source and "def nelder_mead" in source and "class Network(" in source
-    assert "texture_threshold=1e-09" in source and "def _interp" in source
+    assert "def estimate_frame_noise" in source and "def fit_clipped" in source and "class Network(" in source
+    assert "texture_threshold=1e-09" in source and "class Network(NoiseAwareNAFNet)" in source
     blind = network_source(replace(MODEL, noise_channels=0, scale_residual=False))
-    assert "estimate_frame_noise" not in blind
+    assert "class Network(NAFNet)" in blind and "texture_threshold" not in blind.split("class Network(")[1]
     with pytest.raises(StandaloneError, match="import only torch"):
         check_standalone_imports("import numpy as np\n")
     with pytest.raises(StandaloneError, match="only NAFNet"):
@@ -132,7 +132,7 @@ def test_two_modules_defining_one_name_are_refused(monkeypatch) -> None:
     from denoise.model import standalone
 
     def body(module):
-        return "def estimate_frame_noise():\n    pass\n" if module.__name__.endswith("noise_aware") else real(module)
+        return "def estimate_frame_noise():\n    pass\n" if module.__name__.endswith("nafnet") else real(module)
 
     real = standalone._module_body
     monkeypatch.setattr(standalone, "_module_body", body)

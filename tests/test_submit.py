@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import sys
 import zipfile
 from pathlib import Path
 
@@ -93,12 +94,13 @@ def test_submission_tree_zip_and_standalone_network(built) -> None:
     state = torch.load(result / "algorithm" / "models" / "model.pth", weights_only=True)
     assert set(state) == set(ckpt["ema"]) and all(torch.equal(state[k], ckpt["ema"][k]) for k in state)
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
-    # network.py imports torch only and constructs with no arguments into the trained architecture.
+    # network.py imports torch and the standard library only and constructs with no arguments into the trained
+    # architecture.
     source = (result / "algorithm" / "models" / "network.py").read_text()
     imported = {a.name.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
                 for a in node.names}  # fmt: skip
     imported |= {node.module.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"torch", "__future__"}
+    assert "torch" in imported and imported <= {"torch"} | set(sys.stdlib_module_names)
     net = _load_network(result / "algorithm" / "models" / "network.py").Network()
     net.load_state_dict(state)
     reference = build_model(tiny_config().model)

@@ -167,12 +167,12 @@ class InferConfig:
     # write it) and estimates the level from the noisy frame otherwise; "estimate" always estimates, for files
     # whose noise was added after capture, so that a profile they carry no longer describes it.
     noise_source: Literal["auto", "estimate"] = "auto"
-    # A blind estimate reads fine texture as noise, and the network then wipes the texture out (texture_check.py in
-    # denoise/raw). Where the estimate leaves read noise under ``texture_read_share`` of the noise at the frame's
-    # mean level, the frame is denoised again at a lower std: the more what was removed follows the structure of
-    # what was kept (``removed_structure``), the lower, reaching ``texture_scale`` times the estimated std at
-    # ``texture_threshold`` (0 = the check off; ``graded_factor``). Texture's variance grows with the
-    # square of the brightness, so a level read off texture has its read noise fitted near zero; at a truly high
+    # A blind estimate reads fine texture as noise, and the network then wipes the texture out (the texture check,
+    # denoise/raw/noise_estimation.py). Where the estimate leaves read noise under ``texture_read_share`` of the
+    # noise at the frame's mean level, the frame is denoised again at a lower std: the more what was removed follows
+    # the structure of what was kept (``removed_structure``), the lower, reaching ``texture_scale`` times the
+    # estimated std at ``texture_threshold`` (0 = the check off; ``graded_factor``). Texture's variance grows with
+    # the square of the brightness, so a level read off texture has its read noise fitted near zero; at a truly high
     # level read noise is a large share, and there strong denoising legitimately removes texture with the noise.
     # Part of the model's recipe, like the estimate's window: inference takes them from the checkpoint's config.
     # Chosen on the demo's validation set (docs/experiments.md).

@@ -14,18 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
-from denoise.raw.array_ops import ArrayOps
 from denoise.raw.noise import add_noise, quantize
 from denoise.raw.noise_estimation import estimate_noise
 
-# The blind estimate on NumPy arrays: the same code as inference's, 1.6-5.4x faster per estimate for the grid's many
-# small frames (scripts/bench_estimate.py; denoise/raw/array_ops.py); the two agree to 1e-6 (tested).
-NUMPY_OPS = ArrayOps(
-    asarray=lambda x: np.asarray(x, dtype=np.float64), sqrt=np.sqrt, exp=np.exp, log=np.log, ndtr=ndtr,
-    maximum=np.maximum, interp=np.interp, cummax=np.maximum.accumulate,
-)  # fmt: skip
 POINTS_PER_DECADE = 2  # grid density in log10 of a and of b: the excess varies smoothly at this scale
 
 
@@ -103,7 +95,7 @@ def measure_grid(
             if steps is not None:
                 noisy = quantize(noisy, steps)
             try:
-                params = estimate_noise(noisy, window=window, ops=NUMPY_OPS)
+                params = estimate_noise(noisy, window=window)
             except ValueError:
                 continue
             excess[i, j] = params.a - a, params.b - b

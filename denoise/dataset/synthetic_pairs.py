@@ -17,15 +17,14 @@ from denoise.dataset import estimate_grid
 from denoise.dataset.cache import CachedFrame, derived, digest, source_digest
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.frames import FramePair, whole_frame
-from denoise.raw import array_ops, bayer, nelder_mead, noise, noise_estimation
+from denoise.raw import bayer, noise, noise_estimation
 from denoise.raw.noise import add_noise, fit_pair_noise, log_uniform, quantize
 from denoise.raw.noise_estimation import REJECT_SIGMAS, estimate_noise
 
 GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
 # Estimates cached beside the frame cache are keyed by the code that computes them, so a change to the estimate,
 # the grid or the noise synthesis computes them afresh.
-ESTIMATOR = source_digest(noise_estimation, nelder_mead, array_ops, estimate_grid, noise, bayer,
-                          sys.modules[__name__])  # fmt: skip
+ESTIMATOR = source_digest(noise_estimation, estimate_grid, noise, bayer, sys.modules[__name__])
 
 
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:

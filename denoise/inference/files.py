@@ -20,7 +20,7 @@ from denoise.atomic import remove_stale_temps, unwritable_reason
 from denoise.config import Config, InferConfig, load_config, validate_config
 from denoise.inference.pipeline import denoise_frame, frame_tiles, noise_source
 from denoise.model import resolve_device
-from denoise.model.noise_aware import NoiseAwareNAFNet
+from denoise.model.nafnet import NoiseAwareNAFNet
 from denoise.raw.dng import DngError, read_dng, write_dng
 
 

@@ -9,11 +9,12 @@ import torch
 
 from denoise.config import InferConfig
 from denoise.inference.tta import count_tiles, denoise_mosaic, transforms_for
-from denoise.model.noise_aware import NoiseAwareNAFNet
+from denoise.model.nafnet import NoiseAwareNAFNet
 from denoise.model.runtime import resolve_device
 from denoise.raw.bayer import cfa_black, clip_to_levels, denormalize, even_shape, normalize, pack_bayer, unpack_bayer
 from denoise.raw.dng import RawFrame
-from denoise.raw.noise_estimation import NoiseParams, profile_noise
+from denoise.raw.noise import profile_noise
+from denoise.raw.noise_estimation import NoiseParams
 
 
 def noise_source(frame: RawFrame, settings: InferConfig) -> str:

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from denoise.config import Config, ConfigError, ModelConfig
-from denoise.model.nafnet import NAFNet
-from denoise.model.noise_aware import NoiseAwareNAFNet
+from denoise.model.nafnet import NAFNet, NoiseAwareNAFNet
 
 MODELS: dict[str, type[nn.Module]] = {"nafnet": NAFNet}
 NOISE_AWARE: dict[str, type[nn.Module]] = {"nafnet": NoiseAwareNAFNet}  # with model.noise_channels > 0

@@ -1,10 +1,9 @@
-"""The source of a standalone ``network.py``: the network, and for a noise-aware one the blind noise estimate and
-texture check, in one file that imports only torch and the standard library; ``Network()`` needs no arguments.
+"""The source of a standalone ``network.py``: the network with the blind noise estimate and texture check, in one
+file that imports only torch and the standard library; ``Network()`` needs no arguments.
 
-It is made from this project's own modules, not a copy kept beside them: ``nafnet.py`` alone for a blind network;
-for a noise-aware one also ``raw/nelder_mead.py``, ``raw/array_ops.py``, ``raw/noise_estimation.py``,
-``raw/texture_check.py`` and ``model/noise_aware.py``, each with its imports of this project removed (what they import
-is defined earlier in the file).
+It is made from this project's own two files, not a copy kept beside them: ``raw/noise_estimation.py`` then
+``model/nafnet.py``, each without its imports of this project (what the second imports the first defines). A blind
+network carries the estimate too and never calls it: one recipe for every network.py.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from denoise.config import ModelConfig
-from denoise.model import nafnet, noise_aware
-from denoise.raw import array_ops, nelder_mead, noise_estimation, texture_check
+from denoise.model import nafnet
+from denoise.raw import noise_estimation
 
 
 class StandaloneError(ValueError):
@@ -94,7 +93,7 @@ def network_source(model_cfg: ModelConfig, noise_settings: dict[str, float] | No
     noise_window, texture_threshold, texture_scale, texture_read_share)."""
     defaults = constructor_defaults(model_cfg)
     aware = model_cfg.noise_channels > 0
-    modules = (nafnet, nelder_mead, array_ops, noise_estimation, texture_check, noise_aware) if aware else (nafnet,)
+    modules = (noise_estimation, nafnet)
     extra = dict(noise_settings or {}) if aware else {}
     signature = "".join(f"        {k}={v!r},\n" for k, v in {**defaults, **extra}.items())
     forward = "".join(f"            {k}={k},\n" for k in {**defaults, **extra})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from denoise.raw.noise_estimation import fit_line
+from denoise.raw.noise_estimation import NoiseParams, fit_line
 
 # Thirds of the competition's log-range of a, [1e-4, 1e-2]: the shot-noise gain sets how noisy a frame looks.
 LEVEL_EDGES = (10**-3.333, 10**-2.667)
@@ -81,3 +81,16 @@ def fit_pair_noise(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
         std = np.sqrt(a * np.clip(x, 0.0, None) + b)
         inside = (x - 3 * std > 0.0) & (x + 3 * std < 1.0)
     return a, b
+
+
+def profile_noise(profile: tuple[float, ...]) -> NoiseParams:
+    """One (a, b) from a DNG NoiseProfile: its (S, O) pairs, one for all planes or one per plane.
+
+    S and O are the variance's slope and offset on linear values scaled to [0, 1], as ``a`` and ``b`` here. With
+    three planes (R, G, B) green counts twice, as it covers two of the four packed channels; other counts weigh
+    their planes equally.
+    """
+    assert len(profile) >= 2 and len(profile) % 2 == 0, f"NoiseProfile holds (S, O) pairs, got {len(profile)} values"
+    pairs = [(float(profile[i]), float(profile[i + 1])) for i in range(0, len(profile), 2)]
+    weights = [1.0, 2.0, 1.0] if len(pairs) == 3 else [1.0] * len(pairs)
+    return NoiseParams(*(sum(w * p[k] for w, p in zip(weights, pairs, strict=True)) / sum(weights) for k in (0, 1)))
