@@ -245,3 +245,18 @@ def test_the_compass_search_stays_inside_its_bounds():
     means, variances = clipped_moments(levels, NoiseParams(8e-3, 0.0), (0.0, 1.0))
     fit = fit_clipped(means, variances, DOF, (0.0, 1.0), NoiseParams(8e-3, 1e-6), rounds=1, window=1e6)
     assert fit.b == pytest.approx(1e-10, rel=1e-9) and fit.a == pytest.approx(8e-3, rel=1e-3)
+
+
+def test_pooling_keeps_every_blocks_count_and_variance_and_leaves_few_blocks_alone():
+    from denoise.raw.noise_estimation import _pooled
+
+    rng = np.random.default_rng(6)
+    means, variances = torch.from_numpy(rng.uniform(0, 0.5, 5000)), torch.from_numpy(rng.uniform(1e-4, 1e-3, 5000))
+    m, v, count = _pooled(means, variances, groups=2048)
+    assert len(m) == 2048 and float(count.sum()) == 5000 and float(count.max() - count.min()) == 1
+    assert float(v.sum()) == pytest.approx(float(variances.sum()), rel=1e-12)
+    assert bool((m[1:] >= m[:-1]).all())  # groups of neighbouring means, in order
+    assert float((m * count).sum()) == pytest.approx(float(means.sum()), rel=1e-12)
+    few = _pooled(means[:900], variances[:900], groups=2048)
+    assert torch.equal(few[0], means[:900])
+    assert torch.equal(few[1], variances[:900]) and torch.equal(few[2], torch.ones(900, dtype=torch.float64))
