@@ -1,23 +1,33 @@
-"""Fit the noise model ``var = a*x + b`` (normalised units) to noisy/clean pairs, per CFA channel.
+"""Measure a camera's noise: from noisy/clean pairs, or from the sensor's own dark and flat frames.
 
     python -m denoise.dataset.calibrate --data data/zte/train [--bins 32] [--limit N]
+    python -m denoise.dataset.calibrate --dark DNG... [--flat DNG...] [--json FILE]
 
-For each pair the residual ``noisy - clean`` is binned by clean intensity; a line is fitted to the per-bin
-variances by least squares weighted with each bin's sampling precision. The table lists every pair; the last
-lines suggest ``data.noise_a_range`` / ``data.noise_b_range`` that cover what was found.
+Pairs: the residual ``noisy - clean`` is binned by clean intensity and a line ``var = a*x + b`` (normalised units)
+is fitted to the per-bin variances, weighted with each bin's sampling precision; the table lists every pair and
+the last lines suggest ``data.noise_a_range`` / ``data.noise_b_range`` that cover what was found.
+
+Sensor: dark frames (lens capped, one setting) give the black offset per CFA channel, the read noise (std and
+tails), row noise and fixed pattern (``denoise.raw.sensor``); flat frames, given in pairs of one exposure (first
+and second, third and fourth, ...), give the shot-noise gain. ``--json`` writes it all, in DN, with the
+normalised ``a`` and ``b`` a training config takes.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from denoise.atomic import write_text_atomic
 from denoise.config import CliParser, DataConfig, run_cli
 from denoise.dataset.pairs import DatasetError, discover_pairs
 from denoise.raw import dng
 from denoise.raw.bayer import CHANNELS, even_shape, normalize, pack_bayer
 from denoise.raw.noise_estimation import fit_line
+from denoise.raw.sensor import dark_statistics, photon_transfer
 
 MIN_BIN_COUNT = 64
 
@@ -102,10 +112,94 @@ def usable_fit(fit: tuple[float, float]) -> str | None:
     return None
 
 
+def read_matching(paths: list[str], what: str) -> list[dng.RawFrame]:
+    """The frames at ``paths``, which must share one shape and CFA pattern (a DatasetError says which differs)."""
+    frames = [dng.read_dng(p) for p in paths]
+    for frame in frames[1:]:
+        if frame.mosaic.shape != frames[0].mosaic.shape or frame.pattern != frames[0].pattern:
+            ours, theirs = (frame.mosaic.shape, frame.pattern), (frames[0].mosaic.shape, frames[0].pattern)
+            raise DatasetError(f"{frame.path}: {what} frames differ in size or CFA pattern from {frames[0].path} "
+                               f"({ours} vs {theirs})")
+    return frames
+
+
+def sensor_calibration(dark_paths: list[str], flat_paths: list[str]) -> dict:
+    """The JSON-ready calibration of one camera setting from its dark frames and pairs of flat frames."""
+    if len(flat_paths) % 2:
+        raise DatasetError(f"{flat_paths[-1]}: flat frames come in pairs of one exposure; this one has no partner")
+    darks = read_matching(dark_paths, "dark")
+    first = darks[0]
+    result = dark_statistics([f.mosaic for f in darks], first.pattern)
+    result["white"] = int(first.white_level)
+    scale = first.white_level - sum(result["black"]) / 4  # DN from black to white
+    result["b"] = result["read_std"] ** 2 / scale**2  # normalised read variance, as data.noise_b_range takes it
+    if flat_paths:
+        flats = read_matching(flat_paths, "flat")
+        if flats[0].mosaic.shape != first.mosaic.shape or flats[0].pattern != first.pattern:
+            raise DatasetError(f"{flats[0].path}: flat frames differ in size or CFA pattern from the dark frames")
+        pairs = [(flats[i].mosaic, flats[i + 1].mosaic) for i in range(0, len(flats), 2)]
+        transfer = photon_transfer(pairs, first.pattern, result["black"])
+        if transfer["gain"] <= 0:
+            raise DatasetError(f"{flat_paths[0]}: the flat frames' noise does not grow with their level; "
+                               "are they lit, and each pair one exposure?")
+        result["gain"] = transfer["gain"]  # DN of variance per DN of signal
+        result["a"] = transfer["gain"] / scale  # normalised, as data.noise_a_range takes it
+        result["photon_transfer"] = {k: transfer[k] for k in ("levels", "variances", "channels", "read_var")}
+    return result
+
+
+def print_sensor(result: dict) -> None:
+    print(f"frames: {result['frames']} dark, pattern {result['pattern']}, white {result['white']}")
+    print("black (DN):     " + "  ".join(f"{c} {v:.3f}" for c, v in zip(CHANNELS, result["black"], strict=True)))
+    print(f"read noise:     {result['read_std']:.4g} DN (kurtosis {result['read_kurtosis']:+.3g}, "
+          f"Tukey lambda {result['read_tukey_lambda']:.3g})")
+    print(f"row noise:      {result['row_std']:.4g} DN")
+    if result["fpn_std"] is not None:
+        print(f"fixed pattern:  {result['fpn_std']:.4g} DN per pixel, {result['column_std']:.4g} DN per column")
+    if "gain" in result:
+        print(f"shot-noise gain: {result['gain']:.4g} DN per DN of signal; normalised a = {result['a']:.4g}, "
+              f"b = {result['b']:.4g}")
+
+
+def calibrate_pairs(args) -> int:
+    """The pairs' table and the suggested ranges (``--data``)."""
+    pairs = discover_pairs(args.data, args.noisy_glob, args.clean_glob, args.key_regex)
+    if any(p.noisy is None for p in pairs):
+        raise DatasetError(f"{args.data}: calibration needs noisy frames (noisy glob is empty)")
+    pairs = pairs[: args.limit] if args.limit > 0 else pairs
+    print(f"{'key':>8} {'a':>10} {'b':>10}  " + "  ".join(f"{'a_' + c:>9} {'b_' + c:>9}" for c in CHANNELS))
+    overall, skipped = [], []
+    for pair in pairs:
+        noisy, clean = dng.read_dng(pair.noisy), dng.read_dng(pair.clean)
+        if noisy.mosaic.shape != clean.mosaic.shape or noisy.pattern != clean.pattern:
+            raise DatasetError(f"{pair.noisy} vs {pair.clean}: dimensions or CFA patterns differ")
+        fits = calibrate_frames(noisy.mosaic, clean.mosaic, clean.pattern, clean.black_level,
+                                clean.white_level, args.bins)
+        if (problem := usable_fit(fits["all"])) is not None:
+            skipped.append(f"{pair.noisy}: {problem}")
+        else:
+            overall.append(fits["all"])
+        cells = "  ".join(f"{fits[c][0]:9.3g} {fits[c][1]:9.3g}" for c in CHANNELS)
+        print(f"{pair.key:>8} {fits['all'][0]:10.4g} {fits['all'][1]:10.4g}  {cells}", flush=True)
+    if not overall:
+        more = f" (and the {len(skipped) - 1} other pair(s) as well)" if len(skipped) > 1 else ""
+        raise DatasetError(f"{skipped[0]}{more}")
+    for line in skipped:
+        print(f"warning: {line}; left out of the suggested ranges", file=sys.stderr)
+    (a_lo, a_hi), (b_lo, b_hi) = suggested_ranges(overall)
+    print(f"\nsuggested synthesis ranges over {len(overall)} pair(s):")
+    print(f"  data.noise_a_range=[{a_lo:.3g},{a_hi:.3g}] data.noise_b_range=[{b_lo:.3g},{b_hi:.3g}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = DataConfig()
     parser = CliParser(prog="python -m denoise.dataset.calibrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="dataset root holding the noisy and clean frames")
+    parser.add_argument("--data", help="dataset root holding noisy and clean frames (calibrate from pairs)")
+    parser.add_argument("--dark", nargs="+", default=[], metavar="DNG", help="dark frames of one camera setting")
+    parser.add_argument("--flat", nargs="+", default=[], metavar="DNG",
+                        help="flat frames, in pairs of one exposure, for the shot-noise gain (with --dark)")
+    parser.add_argument("--json", help="write the sensor calibration here (with --dark)")
     parser.add_argument("--noisy-glob", default=defaults.noisy_glob, help="noisy files under --data (data.noisy_glob)")
     parser.add_argument("--clean-glob", default=defaults.clean_glob, help="clean files under --data (data.clean_glob)")
     parser.add_argument("--key-regex", default=defaults.key_regex,
@@ -113,38 +207,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", type=int, default=32, help="brightness bins of the variance-against-mean fit")
     parser.add_argument("--limit", type=int, default=0, help="calibrate only the first N pairs (0: all)")
     args = parser.parse_args(argv)
+    if bool(args.data) == bool(args.dark):
+        parser.error("give either --data (noisy/clean pairs) or --dark (the sensor's dark frames)")
+    if (args.flat or args.json) and not args.dark:
+        parser.error("--flat and --json go with --dark")
+    if args.json and Path(args.json).is_dir():
+        parser.error(f"--json {args.json}: is a folder, not a file")
     try:
-        pairs = discover_pairs(args.data, args.noisy_glob, args.clean_glob, args.key_regex)
-        if any(p.noisy is None for p in pairs):
-            raise DatasetError(f"{args.data}: calibration needs noisy frames (noisy glob is empty)")
-        pairs = pairs[: args.limit] if args.limit > 0 else pairs
-        print(f"{'key':>8} {'a':>10} {'b':>10}  " + "  ".join(f"{'a_' + c:>9} {'b_' + c:>9}" for c in CHANNELS))
-        overall, skipped = [], []
-        for pair in pairs:
-            noisy, clean = dng.read_dng(pair.noisy), dng.read_dng(pair.clean)
-            if noisy.mosaic.shape != clean.mosaic.shape or noisy.pattern != clean.pattern:
-                raise DatasetError(f"{pair.noisy} vs {pair.clean}: dimensions or CFA patterns differ")
-            fits = calibrate_frames(noisy.mosaic, clean.mosaic, clean.pattern, clean.black_level,
-                                    clean.white_level, args.bins)
-            if (problem := usable_fit(fits["all"])) is not None:
-                skipped.append(f"{pair.noisy}: {problem}")
-            else:
-                overall.append(fits["all"])
-            cells = "  ".join(f"{fits[c][0]:9.3g} {fits[c][1]:9.3g}" for c in CHANNELS)
-            print(f"{pair.key:>8} {fits['all'][0]:10.4g} {fits['all'][1]:10.4g}  {cells}", flush=True)
-        if not overall:
-            more = f" (and the {len(skipped) - 1} other pair(s) as well)" if len(skipped) > 1 else ""
-            raise DatasetError(f"{skipped[0]}{more}")
-        for line in skipped:
-            print(f"warning: {line}; left out of the suggested ranges", file=sys.stderr)
+        if args.data:
+            return calibrate_pairs(args)
+        result = sensor_calibration(args.dark, args.flat)
     except (DatasetError, dng.DngError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    (a_lo, a_hi), (b_lo, b_hi) = suggested_ranges(overall)
-    print(f"\nsuggested synthesis ranges over {len(overall)} pair(s):")
-    print(f"  data.noise_a_range=[{a_lo:.3g},{a_hi:.3g}] data.noise_b_range=[{b_lo:.3g},{b_hi:.3g}]")
+    print_sensor(result)
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

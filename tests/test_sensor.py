@@ -1,0 +1,128 @@
+"""Sensor calibration from dark and flat frames: generated frames of known noise, and a real dark frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from denoise.dataset.calibrate import main as calibrate
+from denoise.raw.dng import read_dng, write_new_dng
+from denoise.raw.sensor import dark_statistics, photon_transfer
+
+SHARED = Path(__file__).parents[2] / "shared" / "dng"
+BLACK = np.array([[64.0, 66.0], [62.0, 65.0]])  # per CFA position of an RGGB mosaic: R, Gr / Gb, B
+H, W = 512, 768
+
+
+def dark_frames(count: int, read: float, row: float, fpn: float, seed: int = 0, tails: float | None = None):
+    """Dark frames of known noise: a fixed per-pixel offset (std ``fpn``), per frame a row offset (``row``) and
+    read noise (``read``, Gaussian or Tukey-lambda of shape ``tails`` scaled to that std), rounded to DN."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.normal(0, fpn, (H, W))
+    black = np.tile(BLACK, (H // 2, W // 2))
+    frames = []
+    for _ in range(count):
+        if tails is None:
+            noise = rng.normal(0, read, (H, W))
+        else:
+            noise = stats.tukeylambda.rvs(tails, size=(H, W), random_state=rng)
+            noise *= read / np.sqrt(stats.tukeylambda.var(tails))
+        frames.append(np.rint(black + offsets + noise + rng.normal(0, row, (H, 1))))
+    return frames
+
+
+def test_dark_frames_give_back_their_black_read_row_and_fixed_pattern():
+    s = dark_statistics(dark_frames(3, read=2.0, row=0.5, fpn=0.8), "RGGB")
+    np.testing.assert_allclose(s["black"], [64, 66, 62, 65], atol=0.05)  # R, Gr, Gb, B
+    assert s["read_std"] == pytest.approx(np.sqrt(2.0**2 + 1 / 12), rel=0.02)  # rounding to DN adds 1/12 DN^2
+    assert s["row_std"] == pytest.approx(0.5, rel=0.1)
+    assert s["fpn_std"] == pytest.approx(0.8, rel=0.05)
+    assert s["column_std"] < 0.1 and s["frames"] == 3
+
+
+def test_one_dark_frame_counts_the_fixed_pattern_as_read_noise():
+    s = dark_statistics(dark_frames(1, read=2.0, row=0.5, fpn=0.8), "RGGB")
+    assert s["read_std"] == pytest.approx(np.sqrt(2.0**2 + 0.8**2 + 1 / 12), rel=0.02)
+    assert s["fpn_std"] is None and s["column_std"] is None
+
+
+def test_heavy_tails_show_in_the_tukey_lambda_shape_and_the_kurtosis():
+    gaussian = dark_statistics(dark_frames(2, read=3.0, row=0.0, fpn=0.0), "RGGB")
+    heavy = dark_statistics(dark_frames(2, read=3.0, row=0.0, fpn=0.0, tails=-0.15), "RGGB")
+    assert gaussian["read_tukey_lambda"] == pytest.approx(0.14, abs=0.04) and abs(gaussian["read_kurtosis"]) < 0.1
+    assert heavy["read_tukey_lambda"] < 0.0 and heavy["read_kurtosis"] > 1.0
+
+
+def test_photon_transfer_recovers_the_gain_whatever_the_pixels_fixed_gains():
+    rng = np.random.default_rng(3)
+    gain, read = 0.5, 2.0  # DN per electron, DN
+    prnu = 1 + 0.02 * rng.standard_normal((H, W))  # 2% fixed gain differences: cancel in a pair's difference
+    black = np.tile(BLACK, (H // 2, W // 2))
+
+    def flat(level: float) -> np.ndarray:
+        electrons = rng.poisson(level / gain * prnu)
+        return np.rint(black + gain * electrons + rng.normal(0, read, (H, W)))
+
+    fit = photon_transfer([(flat(v), flat(v)) for v in (40.0, 200.0, 700.0)], "RGGB", [64, 66, 62, 65])
+    assert fit["gain"] == pytest.approx(gain, rel=0.03)
+    assert fit["read_var"] == pytest.approx(read**2 + 1 / 12, rel=0.1)
+
+
+def test_the_real_imx296_dark_frame():
+    frame = read_dng(SHARED / "imx296_dark_frame.dng")
+    s = dark_statistics([frame.mosaic], frame.pattern)
+    mosaic = frame.mosaic.astype(np.float64)
+    r, gr, gb, b = mosaic[1::2, 1::2], mosaic[1::2, 0::2], mosaic[0::2, 1::2], mosaic[0::2, 0::2]  # BGGR
+    np.testing.assert_allclose(s["black"], [r.mean(), gr.mean(), gb.mean(), b.mean()], rtol=1e-12)
+    assert s["read_std"] == pytest.approx(0.44, abs=0.02)  # MANIFEST.md: about 0.44 DN per CFA phase
+    assert 0.02 < s["row_std"] < 0.06  # rows' means spread 0.053-0.055 DN, of which 0.016 is read noise
+
+
+def _write(path: Path, mosaic: np.ndarray) -> Path:
+    write_new_dng(path, np.clip(mosaic, 0, 4095).astype(np.uint16), "RGGB", BLACK, 4095)
+    return path
+
+
+def test_the_calibrate_command_writes_the_sensors_json(tmp_path, capsys):
+    """Three dark frames and two pairs of flats of a camera with known noise, through DNG files and the command."""
+    rng = np.random.default_rng(8)
+    darks = [_write(tmp_path / f"dark{i}.dng", m) for i, m in enumerate(dark_frames(3, read=2.0, row=0.5, fpn=0.8))]
+    black = np.tile(BLACK, (H // 2, W // 2))
+    flats = [_write(tmp_path / f"flat{i}.dng", np.rint(black + 0.5 * rng.poisson(level / 0.5, (H, W))
+                                                        + rng.normal(0, 2.0, (H, W))))
+             for i, level in enumerate((100.0, 100.0, 900.0, 900.0))]  # fmt: skip
+    out = tmp_path / "camera.json"
+    assert calibrate(["--dark", *map(str, darks), "--flat", *map(str, flats), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    np.testing.assert_allclose(result["black"], [64, 66, 62, 65], atol=0.05)
+    assert result["read_std"] == pytest.approx(np.sqrt(4 + 1 / 12), rel=0.02)
+    assert result["row_std"] == pytest.approx(0.5, rel=0.1) and result["fpn_std"] == pytest.approx(0.8, rel=0.05)
+    assert result["gain"] == pytest.approx(0.5, rel=0.05)
+    scale = 4095 - 64.25  # DN from the mean black to white
+    assert result["a"] == pytest.approx(result["gain"] / scale, rel=1e-3)
+    assert result["b"] == pytest.approx(result["read_std"] ** 2 / scale**2, rel=1e-3)
+    assert "read noise" in capsys.readouterr().out
+
+
+def test_the_calibrate_command_on_the_real_dark_frame(tmp_path):
+    out = tmp_path / "imx296.json"
+    assert calibrate(["--dark", str(SHARED / "imx296_dark_frame.dng"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["pattern"] == "BGGR" and len(result["black"]) == 4 and result["white"] == 1023
+    assert result["read_std"] == pytest.approx(0.44, abs=0.02) and "gain" not in result
+
+
+@pytest.mark.parametrize("problem", ["odd flats", "mixed sizes", "corrupt"])
+def test_the_calibrate_command_refuses_bad_frames_with_one_line(tmp_path, capsys, problem):
+    dark = _write(tmp_path / "dark.dng", dark_frames(1, read=2.0, row=0.0, fpn=0.0)[0])
+    args = {"odd flats": ["--dark", str(dark), "--flat", str(dark)],
+            "mixed sizes": ["--dark", str(dark), str(_write(tmp_path / "small.dng", np.full((64, 64), 70.0)))],
+            "corrupt": ["--dark", str(dark), str(SHARED / "bad" / "truncated.dng")]}[problem]  # fmt: skip
+    out = tmp_path / "camera.json"
+    assert calibrate([*args, "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and not out.exists()
