@@ -38,6 +38,7 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
     - ``read_std``: std of what is left once each pixel's offset and each row's are taken away, pooled over
       channels (``read_std_per_channel`` each); with a single frame the pixels' fixed offsets are in it;
     - ``row_std``: std of the row offsets, each row mean's variance less the read noise's share of it, ``1 / w``;
+      ``row_pair_corr``: how much of it the two sensor rows of a packed row share (1 where read out together);
     - ``column_std``: the same for columns, of the fixed part (the mean over frames) with two frames or more;
     - ``fpn_std``: std of the pixels' fixed offsets (the mean over frames, less its temporal share), None with
       one frame;
@@ -53,6 +54,10 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
     read = temporal - rows
     read_var = read.var(axis=(0, 2, 3)) * w / (w - 1)  # the row means took one degree of freedom a row
     row_var = rows[..., 0].var(axis=2, ddof=1).mean(axis=0) - read_var / w
+    # Rows of a pair (the two sensor rows one packed row holds) may share their offset: some sensors read them
+    # together. The correlation of the two rows' offsets, from the channels of one against those of the other.
+    upper, lower = rows[:, :2, :, 0].mean(axis=1), rows[:, 2:, :, 0].mean(axis=1)  # (n, h) each
+    shared = ((upper - upper.mean(axis=1, keepdims=True)) * (lower - lower.mean(axis=1, keepdims=True))).mean()
     result = {
         "pattern": pattern,
         "frames": n,
@@ -60,6 +65,7 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
         "read_std": float(np.sqrt(read_var.mean())),
         "read_std_per_channel": np.sqrt(read_var).tolist(),
         "row_std": float(np.sqrt(max(row_var.mean(), 0.0))),
+        "row_pair_corr": float(np.clip(shared / max(row_var.mean(), 1e-30), 0.0, 1.0)),
         "column_std": None,
         "fpn_std": None,
     }
@@ -96,3 +102,83 @@ def photon_transfer(pairs: Sequence[tuple[np.ndarray, np.ndarray]], pattern: str
     gain, read_var = fit_line(x, y, 1.0 / np.maximum(y, 1e-12) ** 2)
     return {"gain": float(gain), "read_var": float(read_var), "levels": x.tolist(), "variances": y.tolist(),
             "channels": [CHANNELS[i % 4] for i in range(len(x))]}  # fmt: skip
+
+
+# ---- Synthesis: dark frames (and later noise on clean frames) drawn from a calibration ----
+
+SPECTRUM_BANDS = 3  # the row means' power spectrum compared in this many equal bands of frequency
+
+
+def rounded_moments(std: float, shape: float, offset: float) -> tuple[float, float]:
+    """Std and excess kurtosis of round(offset + x) - offset for x Tukey-lambda of ``shape`` scaled to ``std``:
+    what a raw file's whole DN make of continuous read noise (exact, from the distribution's CDF)."""
+    scale = std / np.sqrt(stats.tukeylambda.var(shape))
+    span = int(np.ceil(12 * std)) + 2
+    k = np.arange(-span, span + 1, dtype=np.float64)  # whole DN about the offset's own DN
+    base = np.floor(offset + 0.5)
+    cdf = stats.tukeylambda.cdf((np.append(k - 0.5, k[-1] + 0.5) + base - offset) / scale, shape)
+    p = np.diff(cdf)
+    p /= p.sum()
+    values = k + base - offset
+    mean = (p * values).sum()
+    var = (p * (values - mean) ** 2).sum()
+    return float(np.sqrt(var)), float((p * (values - mean) ** 4).sum() / var**2 - 3)
+
+
+def continuous_read_noise(read_std: float, kurtosis: float, offset: float) -> tuple[float, float]:
+    """(std, Tukey-lambda shape) of the continuous read noise whose whole-DN rounding has the measured ``read_std``
+    and excess ``kurtosis`` (at the black level's fractional ``offset``): a dark frame of a fraction of a DN of
+    noise is mostly one value, and its rounding, not the sensor, makes most of its spread and tails."""
+    from scipy.optimize import least_squares
+
+    def misfit(p: np.ndarray) -> np.ndarray:
+        std, kurt = rounded_moments(p[0], p[1], offset)
+        return np.array([std / read_std - 1, (kurt - kurtosis) / max(abs(kurtosis), 1.0)])
+
+    start = [float(np.sqrt(max(read_std**2 - 1 / 12, 0.01 * read_std**2))), 0.14]
+    fit = least_squares(misfit, start, bounds=([1e-3, -0.2], [10 * read_std + 1, 1.0]))
+    return float(fit.x[0]), float(fit.x[1])
+
+
+def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Generator) -> np.ndarray:
+    """An (H, W) dark frame in whole DN drawn from a ``dark_statistics`` calibration: each channel's black, an
+    offset per sensor row (``row_std``; the two rows of a packed row share ``row_pair_corr`` of it), a fixed offset
+    per pixel (``fpn_std``, when measured) and read noise of the measured std and tails, continuous before rounding
+    (``continuous_read_noise``, which takes the row offsets as small beside a DN, as a real sensor's are), clipped
+    to [0, white]."""
+    from denoise.raw.bayer import unpack_bayer
+
+    height, width = even_shape(*shape)
+    black = np.asarray(calibration["black"], dtype=np.float64)
+    read = np.empty((4, height // 2, width // 2))
+    for channel, level in enumerate(black):  # each channel's own rounding: its black's fraction of a DN
+        std, tails = continuous_read_noise(calibration["read_std"], calibration["read_kurtosis"], float(level % 1.0))
+        draw = stats.tukeylambda.rvs(tails, size=read.shape[1:], random_state=rng)
+        read[channel] = level + draw * std / np.sqrt(stats.tukeylambda.var(tails))
+    mosaic = unpack_bayer(read, calibration["pattern"])
+    shared = calibration.get("row_pair_corr", 0.0)  # the two sensor rows of a packed row: this much in common
+    pairs = np.repeat(rng.normal(0.0, calibration["row_std"] * np.sqrt(shared), (height // 2, 1)), 2, axis=0)
+    mosaic += pairs + rng.normal(0.0, calibration["row_std"] * np.sqrt(1 - shared), (height, 1))
+    if calibration.get("fpn_std"):
+        mosaic += rng.normal(0.0, calibration["fpn_std"], (height, width))
+    return np.clip(np.rint(mosaic), 0, calibration.get("white", np.inf))
+
+
+def row_spectrum(mosaics: Sequence[np.ndarray], pattern: str, bands: int = SPECTRUM_BANDS) -> list[float]:
+    """Mean power (DN^2) of the row means' spectrum in ``bands`` equal bands of frequency (DC left out), over the
+    frames and the 4 channels: white row noise gives equal bands, banding that drifts slowly a heavy first one."""
+    packed = packed_frames(mosaics, pattern)  # (n, 4, h, w)
+    rows = packed.mean(axis=3)
+    rows -= rows.mean(axis=2, keepdims=True)
+    power = np.abs(np.fft.rfft(rows, axis=2)[..., 1:]) ** 2 / rows.shape[2]  # (n, 4, h // 2)
+    return [float(band.mean()) for band in np.array_split(power, bands, axis=2)]
+
+
+def dark_signature(mosaics: Sequence[np.ndarray], pattern: str) -> dict[str, float]:
+    """The numbers a synthetic dark frame must match a real one in: per-channel means, read std, row std, read
+    kurtosis and the row means' spectrum in bands."""
+    s = dark_statistics(mosaics, pattern)
+    signature = {f"black {c}": v for c, v in zip(CHANNELS, s["black"], strict=True)}
+    signature.update(read_std=s["read_std"], row_std=s["row_std"], read_kurtosis=s["read_kurtosis"])
+    signature.update({f"row spectrum {i + 1}": v for i, v in enumerate(row_spectrum(mosaics, pattern))})
+    return signature
