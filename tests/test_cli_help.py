@@ -12,7 +12,8 @@ from conftest import load_module
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["denoise.infer", "denoise.submit", "denoise.export", "denoise.evaluate", "denoise.sheet",
            "denoise.train.__main__", "denoise.model.__main__", "denoise.dataset.synth", "denoise.dataset.calibrate"]
-SCRIPTS = ["ablate", "bench_data", "bench_estimate", "bench_infer", "bench_model", "bench_train", "compare_baselines"]
+SCRIPTS = ["ablate", "bench_data", "bench_estimate", "bench_infer", "bench_model", "bench_train", "compare_baselines",
+           "simulate_camera"]
 
 
 class _Captured(Exception):

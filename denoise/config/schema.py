@@ -89,6 +89,10 @@ class DataConfig:
     noise_a_range: tuple[float, float] = (1e-4, 1e-2)  # shot term (var = a*x + b on normalised values)
     noise_b_range: tuple[float, float] = (1e-6, 1e-3)  # read term
     brightness_range: tuple[float, float] = (1.0, 1.0)  # clean frame scaled by this before synthesis
+    # A camera's row noise, the share of it two sensor rows of a packed row have in common, and its fixed pattern,
+    # the stds as multiples of the read noise's (raw.noise.Structure; `calibrate --dark` prints them): added to
+    # every synthetic crop and to the estimate grid's frames. (0, 0, 0): Poisson-Gaussian noise only.
+    noise_structure: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Procedural scenes (textured dead leaves through a random camera, denoise/dataset/procedural.py) mixed into
     # training: procedural_scenes are made once per seed (kept in the cache) with the first training frame's
     # CFA pattern and levels, and procedural_fraction of the samples are cropped from them instead of from the

@@ -133,6 +133,8 @@ def sensor_calibration(dark_paths: list[str], flat_paths: list[str]) -> dict:
     result["white"] = int(first.white_level)
     scale = first.white_level - sum(result["black"]) / 4  # DN from black to white
     result["b"] = result["read_std"] ** 2 / scale**2  # normalised read variance, as data.noise_b_range takes it
+    read = max(result["read_std"], 1e-12)
+    result["structure"] = [result["row_std"] / read, result["row_pair_corr"], (result["fpn_std"] or 0.0) / read]
     if flat_paths:
         flats = read_matching(flat_paths, "flat")
         if flats[0].mosaic.shape != first.mosaic.shape or flats[0].pattern != first.pattern:
@@ -156,6 +158,8 @@ def print_sensor(result: dict) -> None:
     print(f"row noise:      {result['row_std']:.4g} DN")
     if result["fpn_std"] is not None:
         print(f"fixed pattern:  {result['fpn_std']:.4g} DN per pixel, {result['column_std']:.4g} DN per column")
+    print("data.noise_structure=[{:.3g},{:.3g},{:.3g}]  (rows, their pair correlation, fixed pattern; / read)"
+          .format(*result["structure"]))
     if "gain" in result:
         print(f"shot-noise gain: {result['gain']:.4g} DN per DN of signal; normalised a = {result['a']:.4g}, "
               f"b = {result['b']:.4g}")

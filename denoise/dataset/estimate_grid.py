@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from denoise.raw.noise import add_noise, quantize
+from denoise.raw.noise import NO_STRUCTURE, Structure, add_noise, add_structure, quantize
 from denoise.raw.noise_estimation import estimate_noise
 
 POINTS_PER_DECADE = 2  # grid density in log10 of a and of b: the excess varies smoothly at this scale
@@ -79,19 +79,21 @@ def measure_grid(
     window: float,
     model: str = "gaussian",
     steps: np.ndarray | None = None,
+    structure: Structure = NO_STRUCTURE,
 ) -> EstimateGrid:
     """Run the blind estimate on ``clean`` (4, h, w) normalised, with fresh noise at every grid level.
 
     ``steps`` (4,) is each packed channel's white - black in DN: the noisy frame is rounded and clipped as
-    its DNG would store it, as the synthetic crops are. A level the estimate cannot read (a frame almost all
-    clipped, say) counts as read exactly (excess 0).
+    its DNG would store it, as the synthetic crops are; ``structure``, a camera's row and fixed-pattern noise, is
+    added as to them. A level the estimate cannot read (a frame almost all clipped, say) counts as read exactly
+    (excess 0).
     """
     assert clean.ndim == 3 and clean.shape[0] == 4, f"expected a packed (4, h, w) frame, got {clean.shape}"
     excess = np.zeros((len(log_a), len(log_b), 2))
     for i, la in enumerate(log_a):
         for j, lb in enumerate(log_b):
             a, b = 10.0**la, 10.0**lb
-            noisy = add_noise(clean, a, b, rng, model)
+            noisy = add_structure(add_noise(clean, a, b, rng, model), b, structure, rng)
             if steps is not None:
                 noisy = quantize(noisy, steps)
             try:

@@ -18,7 +18,7 @@ from denoise.dataset.cache import CachedFrame, derived, digest, source_digest
 from denoise.dataset.estimate_grid import EstimateGrid, grid_nodes, measure_grid
 from denoise.dataset.frames import FramePair, whole_frame
 from denoise.raw import bayer, noise, noise_estimation
-from denoise.raw.noise import add_noise, fit_pair_noise, log_uniform, quantize
+from denoise.raw.noise import Structure, add_noise, add_structure, fit_pair_noise, log_uniform, quantize
 from denoise.raw.noise_estimation import REJECT_SIGMAS, estimate_noise
 
 GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from the samples' (seed, index)
@@ -51,7 +51,7 @@ def synthesize(
     clean = np.clip(clean * scale, 0.0, 1.0)  # brighter than white saturates, like a sensor
     a = log_uniform(rng, *synth.noise_a_range)
     b = log_uniform(rng, *synth.noise_b_range)
-    noisy = add_noise(clean, a, b, rng, synth.noise_model)
+    noisy = add_structure(add_noise(clean, a, b, rng, synth.noise_model), b, Structure(*synth.noise_structure), rng)
     if frame is not None:
         noisy = quantize_like(noisy, frame)
     if grid is not None:
@@ -83,7 +83,8 @@ def frame_estimate_grid(
     log_a = grid_nodes(synth.noise_a_range[0] / high, synth.noise_a_range[1] / low)
     log_b = grid_nodes(synth.noise_b_range[0] / high**2, synth.noise_b_range[1] / low**2)
     steps = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
-    return measure_grid(whole_frame(frame, shape), log_a, log_b, rng, window, synth.noise_model, steps)
+    return measure_grid(whole_frame(frame, shape), log_a, log_b, rng, window, synth.noise_model, steps,
+                        Structure(*synth.noise_structure))
 
 
 def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[float, float] | None]:
@@ -117,6 +118,7 @@ def estimate_grids(
             return {"log_a": grid.log_a.tolist(), "log_b": grid.log_b.tolist(), "excess": grid.excess.tolist()}
 
         ranges = [synth.noise_model, *synth.noise_a_range, *synth.noise_b_range, *synth.brightness_range]
+        ranges += list(synth.noise_structure) if any(synth.noise_structure) else []  # old keys stay valid
         key = digest("grid", ranges, window, seed, i, ESTIMATOR)
         stored = derived(f.clean, f"grid-{key}", compute)
         grids.append(EstimateGrid(*(np.asarray(stored[k], dtype=np.float64) for k in ("log_a", "log_b", "excess"))))

@@ -7,6 +7,8 @@ organisers used; the Poisson form draws whole electrons, which matters in the da
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from denoise.raw.noise_estimation import NoiseParams, fit_line
@@ -55,6 +57,35 @@ def add_noise(clean: np.ndarray, a: float, b: float, rng: np.random.Generator, m
     if model == "poisson_gaussian":
         return add_poisson_gaussian_noise(clean, a, b, rng)
     raise ValueError(f"unknown noise model {model!r} (expected 'gaussian' or 'poisson_gaussian')")
+
+
+class Structure(NamedTuple):
+    """A camera's noise beyond Poisson-Gaussian (ELD, Wei et al., CVPR 2020), each std a multiple of the read
+    noise's, sqrt(b): an offset per sensor row, of which the two sensor rows of a packed row share ``pair_corr`` (R
+    and Gr lie on one, Gb and B on the other), and a fixed offset per pixel, drawn afresh for every crop since a
+    crop's place on the sensor is unknown. ``calibrate --dark`` measures them; all 0 (the default) adds nothing."""
+
+    row: float = 0.0
+    pair_corr: float = 0.0
+    fixed: float = 0.0
+
+
+NO_STRUCTURE = Structure()
+
+
+def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.random.Generator) -> np.ndarray:
+    """A packed (4, h, w) noisy frame with ``structure``'s row and fixed-pattern offsets added, float32. Draws from
+    ``rng`` only when the structure is not zero, so a plain noise model's stream is the same as without it."""
+    if structure.row == 0 and structure.fixed == 0:
+        return noisy
+    assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
+    read, h = float(np.sqrt(b)), noisy.shape[1]
+    shared = rng.normal(0.0, structure.row * read * np.sqrt(structure.pair_corr), (h, 1))
+    own = rng.normal(0.0, structure.row * read * np.sqrt(1.0 - structure.pair_corr), (2, h, 1))
+    out = noisy + (shared + own)[[0, 0, 1, 1]]  # R and Gr on one sensor row, Gb and B on the other
+    if structure.fixed > 0:
+        out = out + rng.normal(0.0, structure.fixed * read, noisy.shape)
+    return out.astype(np.float32)
 
 
 def quantize(noisy: np.ndarray, steps: np.ndarray) -> np.ndarray:
