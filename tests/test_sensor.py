@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_module
 from scipy import stats
 
 from denoise.dataset.calibrate import main as calibrate
 from denoise.raw.dng import read_dng, write_new_dng
+from denoise.raw.noise import Structure, add_structure
 from denoise.raw.sensor import dark_signature, dark_statistics, photon_transfer, rounded_moments, synthesize_dark
 
 SHARED = Path(__file__).parents[2] / "shared" / "dng"
@@ -166,3 +168,43 @@ def test_a_synthetic_dark_frame_matches_the_held_out_half_of_the_real_one_in_lev
     for channel in ("R", "Gr", "Gb", "B"):
         assert synthetic[f"black {channel}"] == pytest.approx(real[f"black {channel}"], abs=0.01)
     assert synthetic["read_std"] == pytest.approx(real["read_std"], rel=0.03)
+
+
+def test_no_structure_adds_nothing_and_draws_nothing():
+    noisy, rng = np.zeros((4, 8, 8), dtype=np.float32), np.random.default_rng(12)
+    assert add_structure(noisy, 1e-4, Structure(), rng) is noisy
+    assert rng.random() == np.random.default_rng(12).random()  # the stream of a plain noise model is untouched
+
+
+@pytest.mark.parametrize("pair_corr", [1.0, 0.0])
+def test_structure_adds_row_offsets_shared_as_told_and_a_fixed_pattern(pair_corr):
+    b = 1e-4  # read std 0.01
+    out = add_structure(np.zeros((4, 2048, 256), dtype=np.float32), b, Structure(0.5, pair_corr, 0.3),
+                        np.random.default_rng(13)).astype(np.float64)  # fmt: skip
+    rows = out.mean(axis=2)  # (4, h): each channel's row offsets, plus the fixed pattern's share
+    pattern_only = np.sqrt(2) * 0.3 * 0.01 / np.sqrt(256)  # what the fixed pattern leaves between two row means
+    assert (rows[0] - rows[1]).std() == pytest.approx(pattern_only, rel=0.1)  # R and Gr: one sensor row
+    assert (rows[2] - rows[3]).std() == pytest.approx(pattern_only, rel=0.1)  # Gb and B: the other
+    assert np.corrcoef(rows[0], rows[2])[0, 1] == pytest.approx(pair_corr, abs=0.06)
+    assert rows.std() == pytest.approx(0.5 * 0.01, rel=0.05)
+    assert (out - rows[..., None]).std() == pytest.approx(0.3 * 0.01, rel=0.02)
+
+
+def test_calibrate_reads_the_simulated_cameras_structure_off_its_dark_frames(tmp_path):
+    """scripts/simulate_camera.py on a small demo-like source, then calibrate --dark on the dark frames it wrote."""
+    simulate_camera = load_module(Path(__file__).parents[1] / "scripts" / "simulate_camera.py")
+    source = tmp_path / "demo"
+    (source / "test_gt").mkdir(parents=True)
+    clean = np.tile(np.linspace(1100, 9000, 256), (256, 1))
+    write_new_dng(source / "test_gt" / "gt0.dng", clean.astype(np.uint16), "BGGR", 1024, 16383)
+    meta = {"test": [{"key": "0", "a": 1e-3, "b": 1e-4, "noise": "poisson_gaussian"}]}
+    (source / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "camera"
+    assert simulate_camera.main(["--source", str(source), "--out", str(out), "--structure", "0.5", "1.0", "0.3",
+                                 "--dark", "3"]) == 0  # fmt: skip
+    noisy = read_dng(out / "test" / "noisy0.dng")
+    assert noisy.mosaic.shape == clean.shape and json.loads((out / "meta.json").read_text())["camera_structure"]
+    assert calibrate(["--dark", *map(str, sorted((out / "dark").glob("*.dng"))), "--json", str(out / "c.json")]) == 0
+    row, pair, fixed = json.loads((out / "c.json").read_text())["structure"]
+    assert row == pytest.approx(0.5, rel=0.15) and pair == pytest.approx(1.0, abs=0.05)
+    assert fixed == pytest.approx(0.3, rel=0.1)
