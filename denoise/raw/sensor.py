@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
+from scipy.optimize import least_squares
 
-from denoise.raw.bayer import CHANNELS, even_shape, pack_bayer
+from denoise.raw.bayer import CHANNELS, even_shape, pack_bayer, unpack_bayer
 from denoise.raw.noise_estimation import fit_line
 
 TAIL_SAMPLE = 20_000  # read-noise values the Tukey-lambda shape is fitted to (evenly strided)
@@ -129,8 +130,6 @@ def continuous_read_noise(read_std: float, kurtosis: float, offset: float) -> tu
     """(std, Tukey-lambda shape) of the continuous read noise whose whole-DN rounding has the measured ``read_std``
     and excess ``kurtosis`` (at the black level's fractional ``offset``): a dark frame of a fraction of a DN of
     noise is mostly one value, and its rounding, not the sensor, makes most of its spread and tails."""
-    from scipy.optimize import least_squares
-
     def misfit(p: np.ndarray) -> np.ndarray:
         std, kurt = rounded_moments(p[0], p[1], offset)
         return np.array([std / read_std - 1, (kurt - kurtosis) / max(abs(kurtosis), 1.0)])
@@ -146,8 +145,6 @@ def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Ge
     per pixel (``fpn_std``, when measured) and read noise of the measured std and tails, continuous before rounding
     (``continuous_read_noise``, which takes the row offsets as small beside a DN, as a real sensor's are), clipped
     to [0, white]."""
-    from denoise.raw.bayer import unpack_bayer
-
     height, width = even_shape(*shape)
     black = np.asarray(calibration["black"], dtype=np.float64)
     read = np.empty((4, height // 2, width // 2))
