@@ -15,6 +15,7 @@ normalised ``a`` and ``b`` a training config takes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -165,7 +166,7 @@ def print_sensor(result: dict) -> None:
               f"b = {result['b']:.4g}")
 
 
-def calibrate_pairs(args) -> int:
+def calibrate_pairs(args: argparse.Namespace) -> int:
     """The pairs' table and the suggested ranges (``--data``)."""
     pairs = discover_pairs(args.data, args.noisy_glob, args.clean_glob, args.key_regex)
     if any(p.noisy is None for p in pairs):
