@@ -25,7 +25,7 @@ import numpy as np
 
 from denoise.atomic import write_text_atomic
 from denoise.config import CliParser
-from denoise.raw.bayer import denormalize, normalize, pack_bayer, unpack_bayer
+from denoise.raw.bayer import cfa_black, denormalize, normalize, pack_bayer, unpack_bayer
 from denoise.raw.dng import DngError, read_dng, write_new_dng
 from denoise.raw.noise import Structure, add_noise, add_structure
 
@@ -36,27 +36,27 @@ def simulate(source: Path, out: Path, structure: Structure, seed: int, dark: int
     """Write ``out``/test/noisy{N}.dng, ``dark`` dark frames and ``out``/meta.json; the number of test frames."""
     meta = json.loads((source / "meta.json").read_text())
     rng = np.random.default_rng(seed)
-    fixed = None  # the sensor's pattern in units of the read noise, drawn at the first frame's size
+    sensor = None  # the sensor's fixed pattern (standard normal), drawn once at the first frame's packed size
     (out / "test").mkdir(parents=True, exist_ok=True)
     for entry in meta["test"]:
         clean = read_dng(source / "test_gt" / f"gt{entry['key']}.dng")
         packed = pack_bayer(normalize(clean.mosaic, clean.black_level, clean.white_level), clean.pattern)
+        if sensor is None:
+            sensor = np.random.default_rng([seed, 1]).standard_normal(packed.shape)
         noisy = add_noise(packed, entry["a"], entry["b"], rng, entry.get("noise", "poisson_gaussian"))
-        noisy = add_structure(noisy, entry["b"], structure._replace(fixed=0.0), rng)  # the rows, drawn per frame
-        if fixed is None:
-            fixed = np.random.default_rng([seed, 1]).standard_normal(noisy.shape)
-        noisy = noisy + structure.fixed * np.sqrt(entry["b"]) * fixed[:, : noisy.shape[1], : noisy.shape[2]]
+        noisy = add_structure(noisy, entry["b"], structure, rng, sensor[:, : packed.shape[1], : packed.shape[2]])
         mosaic = denormalize(unpack_bayer(noisy, clean.pattern), clean.black_level, clean.white_level)
         write_new_dng(out / "test" / f"noisy{entry['key']}.dng", mosaic, clean.pattern, clean.black_level,
                       clean.white_level, clean.as_shot_neutral, clean.color_matrix, clean.iso)  # fmt: skip
-    for i in range(dark):  # read noise only, kept below black as a real dark frame keeps it
-        zeros = np.zeros((4, *fixed.shape[1:]), dtype=np.float32)
-        noisy = add_structure(add_noise(zeros, 1e-6, DARK_B, rng), DARK_B, structure._replace(fixed=0.0), rng)
-        noisy = noisy + structure.fixed * np.sqrt(DARK_B) * fixed
-        black = np.asarray(clean.black_level, dtype=np.float64)
-        black = np.tile(black, (noisy.shape[1], noisy.shape[2]))
-        mosaic = np.rint(unpack_bayer(noisy, clean.pattern) * (clean.white_level - black) + black)
+    if dark and sensor is None:
+        raise KeyError(f"{source / 'meta.json'} lists no test frame to take the sensor's size and levels from")
+    if dark:
         (out / "dark").mkdir(exist_ok=True)
+        black = pack_bayer(cfa_black(clean.black_level, np.float64), clean.pattern)  # (4, 1, 1) DN
+    for i in range(dark):  # read noise only, kept below black as a real dark frame keeps it
+        noisy = add_structure(add_noise(np.zeros(sensor.shape, np.float32), 1e-6, DARK_B, rng), DARK_B, structure,
+                              rng, sensor)  # fmt: skip
+        mosaic = unpack_bayer(np.rint(noisy * (clean.white_level - black) + black), clean.pattern)
         write_new_dng(out / "dark" / f"dark{i}.dng", np.clip(mosaic, 0, clean.white_level).astype(np.uint16),
                       clean.pattern, clean.black_level, clean.white_level)  # fmt: skip
     meta["camera_structure"] = list(structure)

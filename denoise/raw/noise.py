@@ -73,9 +73,11 @@ class Structure(NamedTuple):
 NO_STRUCTURE = Structure()
 
 
-def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.random.Generator) -> np.ndarray:
-    """A packed (4, h, w) noisy frame with ``structure``'s row and fixed-pattern offsets added, float32. Draws from
-    ``rng`` only when the structure is not zero, so a plain noise model's stream is the same as without it."""
+def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.random.Generator,
+                  sensor: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """A packed (4, h, w) noisy frame with ``structure``'s row and fixed-pattern offsets added, float32. The fixed
+    pattern is ``sensor`` (a standard-normal (4, h, w) array: one camera's own, the same on each of its frames) or,
+    without it, drawn afresh. Draws from ``rng`` only what it adds, so a plain noise model's stream is unchanged."""
     if structure.row == 0 and structure.fixed == 0:
         return noisy
     assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
@@ -84,7 +86,8 @@ def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.ran
     own = rng.normal(0.0, structure.row * read * np.sqrt(1.0 - structure.pair_corr), (2, h, 1))
     out = noisy + (shared + own)[[0, 0, 1, 1]]  # R and Gr on one sensor row, Gb and B on the other
     if structure.fixed > 0:
-        out = out + rng.normal(0.0, structure.fixed * read, noisy.shape)
+        pattern = rng.standard_normal(noisy.shape) if sensor is None else sensor
+        out = out + structure.fixed * read * pattern
     return out.astype(np.float32)
 
 

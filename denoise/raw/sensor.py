@@ -46,7 +46,11 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
     - ``read_kurtosis`` (excess, 0 for a Gaussian) and ``read_tukey_lambda``: the tails; a Tukey-lambda shape
       under 0.14 means heavier tails than a Gaussian (ELD's read-noise model).
     """
-    packed = packed_frames(mosaics, pattern)  # (n, 4, h, w)
+    return packed_dark_statistics(packed_frames(mosaics, pattern), pattern)
+
+
+def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
+    """``dark_statistics`` of frames already packed, (n, 4, h, w) float64 DN."""
     n, _, h, w = packed.shape
     black = packed.mean(axis=(0, 2, 3))
     fixed = packed.mean(axis=0)  # (4, h, w): each pixel's offset, with 1/n of the temporal noise
@@ -161,10 +165,9 @@ def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Ge
     return np.clip(np.rint(mosaic), 0, calibration.get("white", np.inf))
 
 
-def row_spectrum(mosaics: Sequence[np.ndarray], pattern: str, bands: int = SPECTRUM_BANDS) -> list[float]:
-    """Mean power (DN^2) of the row means' spectrum in ``bands`` equal bands of frequency (DC left out), over the
-    frames and the 4 channels: white row noise gives equal bands, banding that drifts slowly a heavy first one."""
-    packed = packed_frames(mosaics, pattern)  # (n, 4, h, w)
+def row_spectrum(packed: np.ndarray, bands: int = SPECTRUM_BANDS) -> list[float]:
+    """Mean power (DN^2) of the row means' spectrum in ``bands`` equal bands of frequency (DC left out), over packed
+    frames (n, 4, h, w) and their channels: white row noise gives equal bands, slow banding a heavy first one."""
     rows = packed.mean(axis=3)
     rows -= rows.mean(axis=2, keepdims=True)
     power = np.abs(np.fft.rfft(rows, axis=2)[..., 1:]) ** 2 / rows.shape[2]  # (n, 4, h // 2)
@@ -174,8 +177,9 @@ def row_spectrum(mosaics: Sequence[np.ndarray], pattern: str, bands: int = SPECT
 def dark_signature(mosaics: Sequence[np.ndarray], pattern: str) -> dict[str, float]:
     """The numbers a synthetic dark frame must match a real one in: per-channel means, read std, row std, read
     kurtosis and the row means' spectrum in bands."""
-    s = dark_statistics(mosaics, pattern)
+    packed = packed_frames(mosaics, pattern)
+    s = packed_dark_statistics(packed, pattern)
     signature = {f"black {c}": v for c, v in zip(CHANNELS, s["black"], strict=True)}
     signature.update(read_std=s["read_std"], row_std=s["row_std"], read_kurtosis=s["read_kurtosis"])
-    signature.update({f"row spectrum {i + 1}": v for i, v in enumerate(row_spectrum(mosaics, pattern))})
+    signature.update({f"row spectrum {i + 1}": v for i, v in enumerate(row_spectrum(packed))})
     return signature
