@@ -4,6 +4,8 @@ share of the samples) and the per-crop variation of synthetic samples (channel g
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -15,6 +17,7 @@ from denoise.config import ConfigError, DataConfig, load_config
 from denoise.dataset import leaves, procedural
 from denoise.dataset.frames import load_split
 from denoise.dataset.loader import PairDataset, build_train_dataset
+from denoise.dataset.pairs import DatasetError
 
 
 def test_a_scene_is_a_pure_function_of_its_seed_and_stays_in_range():
@@ -199,3 +202,63 @@ def test_scene_level_draws_cover_their_configured_ranges(monkeypatch):
     for values, (low, high) in ((textures, leaves.BETA_RANGE), (grain, leaves.GRAIN_BETA)):
         span = high - low
         assert low <= min(values) < low + 0.05 * span and high - 0.05 * span < max(values) <= high
+
+
+def _camera_file(path, pattern="RGGB", black=(60.0, 61.0, 62.0, 63.0), white=1023):
+    path.write_text(json.dumps({"pattern": pattern, "black": list(black), "white": white, "read_std": 0.4}))
+    return path
+
+
+def test_a_camera_calibration_sets_the_scenes_pattern_and_levels(tmp_path):
+    # GBRG: Gb B on the first row, R Gr on the second (Gr shares the red row); black in R, Gr, Gb, B order.
+    like = procedural.camera_like(_camera_file(tmp_path / "cam.json", "GBRG"))
+    assert like.pattern == "GBRG" and like.white_level == 1023
+    np.testing.assert_array_equal(like.black_level, [[62.0, 63.0], [60.0, 61.0]])
+    np.testing.assert_array_equal(like.channel_black(), [60.0, 61.0, 62.0, 63.0])
+
+
+@pytest.mark.parametrize("content", [
+    "not json", "[1, 2]", '{"pattern": "RGGB", "black": [60, 60, 60], "white": 1023}',
+    '{"pattern": "RGBG", "black": [60, 60, 60, 60], "white": 1023}',
+    '{"pattern": "RGGB", "black": [60, 60, 60, 60], "white": 50}',
+    '{"pattern": "RGGB", "black": [60, 60, 60, 60], "white": 1023.5}',
+])
+def test_a_file_that_is_not_a_calibration_is_named_with_the_problem(tmp_path, content):
+    path = tmp_path / "cam.json"
+    path.write_text(content)
+    with pytest.raises(DatasetError, match=f"^{re.escape(str(path))}: "):
+        procedural.camera_like(path)
+    with pytest.raises(DatasetError, match="cannot read"):
+        procedural.camera_like(tmp_path / "missing.json")
+
+
+def test_without_photos_every_sample_is_a_noisy_crop_of_a_scene_made_like_the_camera(tmp_path, small_scenes):
+    camera = _camera_file(tmp_path / "cam.json", "GRBG", black=(64.0, 64.0, 64.0, 64.0))
+    cfg = DataConfig(root="", camera=str(camera), patch_size=8, samples_per_epoch=40, procedural_scenes=2,
+                     procedural_fraction=1.0, synthetic_fraction=1.0, augment_flips=False)
+    dataset = build_train_dataset(cfg, seed=1)
+    assert dataset.photo_count == 0 and len(dataset) == 40 and len(dataset.frames) == 2
+    assert all(f.clean.pattern == "GRBG" and f.clean.white_level == 1023 for f in dataset.frames)
+    assert sorted(p.name for p in (tmp_path / ".cache").iterdir())[0].startswith("procedural-")  # beside the camera
+    # The scenes, stored normalised in whole DN of the camera's levels: (v * 959) is a whole number.
+    stored = np.concatenate([np.asarray(f.clean.load()).ravel() for f in dataset.frames]) * (1023 - 64)
+    assert np.abs(stored - np.rint(stored)).max() < 1e-3
+    scenes = [np.asarray(f.clean.load()) for f in dataset.frames]
+    for i in range(40):
+        sample = dataset[i]
+        clean = sample["clean"].numpy()
+        windows = [np.lib.stride_tricks.sliding_window_view(s, (4, 8, 8))[0] for s in scenes]
+        assert any((np.abs(w - clean).max(axis=(2, 3, 4)) < 1e-6).any() for w in windows)
+        assert not torch.equal(sample["noisy"], sample["clean"])
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["data.root=", "data.camera="], "data.root"),
+    (["data.root=", "data.camera=cam.json", "data.procedural_fraction=0.5"], "data.procedural_fraction"),
+    (["data.root=", "data.camera=cam.json", "data.procedural_fraction=1", "data.samples_per_epoch=0"],
+     "data.samples_per_epoch"),
+])
+def test_no_photos_settings_that_cannot_train_are_refused_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config("configs/demo.yaml", overrides)
+    load_config("configs/no_photos.yaml", [])  # the shipped recipe passes every rule

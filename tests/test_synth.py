@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from denoise.config import DataConfig
+from denoise.dataset.calibrate import sensor_calibration
 from denoise.dataset.pairs import discover_pairs
 from denoise.dataset.synth import (
+    DARK_FRAMES,
     EVAL_LEVELS,
     TEST_PHOTOS,
     TRAIN_PHOTOS,
@@ -174,3 +176,16 @@ def test_a_killed_build_is_cleared_by_the_next_and_ctrl_c_says_what_was_kept(tmp
     assert main(["--out", str(out), "--train", "2", "--test", "1", "--val", "1", "--train-size", "64", "96",
                  "--test-size", "64", "64"]) == 0  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+def test_dark_frames_give_the_demo_camera_back_through_calibrate(demo):
+    out, _ = demo
+    darks = sorted(str(p) for p in (out / "dark").glob("dark*.dng"))
+    assert len(darks) == DARK_FRAMES
+    result = sensor_calibration(darks, [])
+    read = np.sqrt(EVAL_LEVELS[2][1]) * (16383 - 1024)  # the middle level's read noise, in DN
+    assert result["pattern"] == "BGGR" and result["white"] == 16383
+    # Black within four standard errors of a mean of 3 x 64 x 64 / 4 values per channel; read std within 3%.
+    assert np.abs(np.array(result["black"]) - 1024).max() < 4 * read / np.sqrt(3 * 64 * 64 / 4)
+    assert abs(result["read_std"] / read - 1) < 0.03
+    assert not np.array_equal(read_dng(darks[0]).mosaic, read_dng(darks[1]).mosaic)

@@ -59,6 +59,11 @@ def data_rules(d: DataConfig) -> list[Rule]:
     ranges = [(key, _log_range(getattr(d, key)), "[low, high] with 0 < low <= high")
               for key in ("noise_a_range", "noise_b_range", "brightness_range")]  # fmt: skip
     return [
+        ("root", bool(d.root) or bool(d.camera), "a dataset folder, or '' with data.camera set (no photos)"),
+        ("procedural_fraction", bool(d.root) or d.procedural_fraction == 1,
+         "1 when data.root is '' (the procedural scenes are all there is to train on)"),
+        ("samples_per_epoch", bool(d.root) or d.samples_per_epoch > 0,
+         "more than 0 when data.root is '' (there is no tile grid to count)"),
         ("clean_glob", bool(d.clean_glob), "a glob of the clean frames"),
         ("key_regex", key_regex_problem(d.key_regex) is None, "a regular expression with a group capturing the key"),
         ("val_key_regex", not d.val_key_regex or key_regex_problem(d.val_key_regex) is None,

@@ -53,6 +53,10 @@ class DataConfig:
     noisy_glob: str = "noisy/*_noise.dng"  # "" means a clean-only dataset (needs synthetic_fraction = 1)
     clean_glob: str = "ground truth/*_gt.dng"
     key_regex: str = r"^(\d+)_(?:noise|gt)\.dng$"
+    # No photos at all: with root "" training crops come from the procedural scenes alone (procedural_fraction 1),
+    # which take the CFA pattern and black and white levels from ``camera``, a sensor calibration written by
+    # ``python -m denoise.dataset.calibrate --dark DNG... --json FILE``.
+    camera: str = ""
 
     # Validation split: ``val_keys`` if given, else ``val_count`` keys spread evenly over the sorted keys, held out
     # of ``root``. With ``val_root`` set, validation pairs come from that folder instead (its globs and key regex;
@@ -71,7 +75,7 @@ class DataConfig:
     num_workers: int = 2
     pin_memory: bool = True  # only takes effect when CUDA is available
 
-    # Decoded-frame cache; "" means ``<root>/.cache``.
+    # Decoded-frame cache; "" means ``<root>/.cache`` (with no root, ``.cache`` beside the camera's file).
     cache_dir: str = ""
     cache_dtype: Literal["uint16", "float32"] = "uint16"
 

@@ -67,8 +67,10 @@ class ValFrame:
 
 
 def cache_dir_for(cfg: DataConfig) -> Path:
-    """The configured cache folder, or ``<root>/.cache``."""
-    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.root) / ".cache"
+    """The configured cache folder, or ``<root>/.cache`` (``.cache`` beside ``camera`` when there is no root)."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    return Path(cfg.root) / ".cache" if cfg.root else Path(cfg.camera).parent / ".cache"
 
 
 def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePair]:
@@ -97,8 +99,9 @@ def cache_pairs(pairs: list[Pair], cache_dir: Path, dtype: str) -> list[FramePai
 
 
 def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
-    """Discover, split and cache the dataset: (train, val) pairs; val from ``val_root`` when it is set."""
-    pairs = discover_pairs(cfg.root, cfg.noisy_glob, cfg.clean_glob, cfg.key_regex)
+    """Discover, split and cache the dataset: (train, val) pairs; val from ``val_root`` when it is set. With no
+    ``root`` (procedural scenes only) there are no training pairs, and validation pairs only from ``val_root``."""
+    pairs = discover_pairs(cfg.root, cfg.noisy_glob, cfg.clean_glob, cfg.key_regex) if cfg.root else []
     if cfg.val_root:
         train = pairs
         val_pairs = discover_pairs(cfg.val_root, cfg.val_noisy_glob or cfg.noisy_glob,
@@ -109,8 +112,10 @@ def load_split(cfg: DataConfig) -> tuple[list[FramePair], list[FramePair]]:
         if shared:
             raise DatasetError(f"{shared[0]}: a validation frame is also a training frame (data.val_root and its "
                                f"globs must find other files than data.root's; {len(shared)} shared)")
-    else:
+    elif pairs:
         train, val = split_pairs(pairs, cfg.val_count, cfg.val_keys)
+    else:
+        train, val = [], []
     cached = cache_pairs(train + val, cache_dir_for(cfg), cfg.cache_dtype)
     return cached[: len(train)], cached[len(train) :]
 

@@ -24,7 +24,7 @@ from denoise.dataset.augment import random_flags, transform_pair
 from denoise.dataset.cache import CachedFrame, normalized_region
 from denoise.dataset.frames import FramePair, cache_dir_for, load_split
 from denoise.dataset.pairs import DatasetError
-from denoise.dataset.procedural import procedural_pairs
+from denoise.dataset.procedural import camera_like, procedural_pairs
 from denoise.dataset.samples import check_fits, random_crop, read_window, tile_crops
 from denoise.dataset.synthetic_pairs import estimate_grids, real_noise_levels, synthesize
 from denoise.raw.bayer import IDENTITY
@@ -93,14 +93,14 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng, arrays = np.random.default_rng([self.seed, index]), self._open_maps()
-        tile = self.tiles[index % self.length % len(self.tiles)]
-        frame = tile.frame
+        tile = self.tiles[index % self.length % len(self.tiles)] if self.tiles else None  # none without photos
+        frame = tile.frame if tile else -1
         if self.procedural_fraction > 0 and rng.random() < self.procedural_fraction:  # a scene, cropped at random
             frame = self.photo_count + int(rng.integers(len(self.frames) - self.photo_count))
         pair = self.frames[frame]
         height, width = pair.packed_shape
         patch, augment = self.cfg.patch_size, self.cfg.augment_flips
-        keep_tile = self.cfg.sampling == "tiles" and frame == tile.frame
+        keep_tile = self.cfg.sampling == "tiles" and tile is not None and frame == tile.frame
         crop = tile if keep_tile else random_crop(rng, frame, height, width, patch)
         size = patch + int(augment)
         synthetic = pair.noisy is None or rng.random() < self.cfg.synthetic_fraction
@@ -151,11 +151,13 @@ class EpochDistributedSampler(DistributedSampler):
 
 
 def training_frames(cfg: DataConfig, seed: int) -> tuple[list[FramePair], list[FramePair]]:
-    """(the training split's pairs, the procedural scenes sampled beside them), cached on first use."""
+    """(the training split's pairs, the procedural scenes sampled beside them), cached on first use. The scenes
+    take the first training frame's CFA pattern and levels, or the camera's calibration when there is no frame."""
     train, _ = load_split(cfg)
     if cfg.procedural_scenes == 0 or cfg.procedural_fraction == 0:
         return train, []
-    return train, procedural_pairs(cfg.procedural_scenes, seed, train[0].clean, cache_dir_for(cfg))
+    like = train[0].clean if train else camera_like(cfg.camera)
+    return train, procedural_pairs(cfg.procedural_scenes, seed, like, cache_dir_for(cfg))
 
 
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:
@@ -210,7 +212,8 @@ def build_train_loader(
     check_shared_memory(cfg)
     per_epoch = len(sampler) // cfg.batch_size
     if per_epoch == 0:
-        raise DatasetError(f"{cfg.root}: {len(sampler)} samples per epoch per process < batch_size {cfg.batch_size}")
+        raise DatasetError(f"{cfg.root or cfg.camera}: {len(sampler)} samples per epoch per process < batch_size "
+                           f"{cfg.batch_size}")
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,

@@ -8,6 +8,7 @@ the sensor's range. Everything comes from the generator given, so a scene is a p
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from tqdm import tqdm
 from denoise.dataset.cache import CACHE_VERSION, CachedFrame, load_entry, store_entry
 from denoise.dataset.frames import FramePair
 from denoise.dataset.leaves import leaves_scene
-from denoise.raw.bayer import pack_bayer
+from denoise.dataset.pairs import DatasetError
+from denoise.raw.bayer import PATTERNS, channel_offsets, pack_bayer
 from denoise.raw.noise import quantize
 from denoise.raw.render import mosaic_rgb, random_camera, unprocess
 
@@ -35,6 +37,28 @@ def procedural_mosaic(seed: int, index: int, shape: tuple[int, int], pattern: st
     scene = leaves_scene(rng, *shape)
     rgb_to_cam, gains, exposure = random_camera(rng)
     return mosaic_rgb(unprocess(scene, rgb_to_cam, gains, exposure), pattern)
+
+
+def camera_like(path: str | Path) -> CachedFrame:
+    """A stand-in frame with the CFA pattern and levels of a sensor calibration (``calibrate --dark ... --json``):
+    what procedural scenes are made like when there is no photo. A file that is not such a calibration is a
+    DatasetError naming it and what is wrong."""
+    try:
+        calibration = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{path}: cannot read the camera's calibration ({err})") from err
+    if not isinstance(calibration, dict):
+        raise DatasetError(f"{path}: not a calibration written by calibrate --dark --json (not a JSON object)")
+    pattern, black, white = (calibration.get(k) for k in ("pattern", "black", "white"))
+    numbers = isinstance(black, list) and len(black) == 4 and all(isinstance(v, int | float) for v in black)
+    if pattern not in PATTERNS or not numbers or not isinstance(white, int) or not max(black) < white:
+        raise DatasetError(f"{path}: a camera calibration needs 'pattern' (one of {', '.join(PATTERNS)}), 'black' "
+                           "(4 numbers, R Gr Gb B) and a whole 'white' above them, as calibrate --dark --json writes")
+    black_level = np.zeros((2, 2))
+    for (row, col), level in zip(channel_offsets(pattern), black, strict=True):
+        black_level[row, col] = level
+    return CachedFrame(array_path=Path(), source=Path(path), shape=SCENE_SHAPE, pattern=pattern,
+                       black_level=black_level, white_level=white, as_shot_neutral=None, dtype="uint16")
 
 
 def procedural_pairs(count: int, seed: int, like: CachedFrame, cache_dir: Path) -> list[FramePair]:

@@ -10,7 +10,9 @@ result is mosaicked to BGGR and scaled to black 1024 / white 16383. Photos are s
 (``val/``, for choosing recipes) and the benchmark (``test/``, reported once per recipe) hold every scene of
 their own at each of five levels, with Poisson-Gaussian noise. No scene is in two parts. The validation set also
 holds procedural dead-leaves scenes (``leaves.py``) at the five levels, after its photos: textured content at every
-level, noisy and faint, so that a rule about texture is chosen where both of its mistakes can show.
+level, noisy and faint, so that a rule about texture is chosen where both of its mistakes can show. ``dark/``
+holds three dark frames of the demo's camera (no light, the middle level's read noise): what ``calibrate --dark``
+reads a camera's levels and read noise from when there is no clean photo (``configs/no_photos.yaml``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ VAL_SCENE_STREAM = 0x7661
 # The evaluation's noise levels (a, b), lowest first: the ends of the competition's range and three levels
 # between, low (a textured frame's faint noise is easy to over-read), middle and high.
 EVAL_LEVELS = ((1e-4, 1e-6), (2e-4, 2e-6), (1.5e-3, 5e-5), (8e-3, 6e-4), (1e-2, 1e-3))
+DARK_FRAMES = 3  # dark frames in dark/, at the middle level's read noise, each from its own random stream
+DARK_STREAM = 4  # second seed word of the dark frames, after the three parts' 1-3
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_
             rng = np.random.default_rng([seed, stream, index])
             noisy, clean = _paths(out, split, index)
             _write_pair(recipe, photos[recipe.photo], rng, noisy, clean)
+    write_dark_frames(out, seed, test_size)
     meta = {
         "seed": seed, "pattern": PATTERN, "black_level": BLACK, "white_level": WHITE,
         "noise": "var = a*x + b on normalised values (see each frame's noise), rounded and clipped to [black, white]",
@@ -193,6 +198,21 @@ def build_demo(out: Path, seed: int = 0, n_train: int = 60, n_test: int = 30, n_
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def write_dark_frames(out: Path, seed: int, size: tuple[int, int]) -> list[Path]:
+    """``DARK_FRAMES`` dark frames of the demo's camera in ``out/dark``: black plus read noise of the middle
+    evaluation level's ``b``, whole DN (not clipped at black: a dark frame's values fall either side of it)."""
+    read_std = np.sqrt(EVAL_LEVELS[2][1]) * (WHITE - BLACK)  # DN
+    paths = []
+    for index in range(DARK_FRAMES):
+        rng = np.random.default_rng([seed, DARK_STREAM, index])
+        mosaic = np.clip(np.rint(BLACK + read_std * rng.standard_normal(size)), 0, WHITE)
+        path = out / "dark" / f"dark{index}.dng"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dng.write_new_dng(path, mosaic, PATTERN, BLACK, WHITE, model="demo (dark frame)")
+        paths.append(path)
+    return paths
 
 
 def build_in_place(out: Path, seed: int, n_train: int, n_test: int, n_val: int, train_size: tuple[int, int],
