@@ -13,7 +13,15 @@ from scipy import stats
 from denoise.dataset.calibrate import main as calibrate
 from denoise.raw.dng import read_dng, write_new_dng
 from denoise.raw.noise import Structure, add_structure
-from denoise.raw.sensor import dark_signature, dark_statistics, photon_transfer, rounded_moments, synthesize_dark
+from denoise.raw.sensor import (
+    dark_signature,
+    dark_statistics,
+    photon_transfer,
+    rounded_moments,
+    rounding_gain,
+    row_offsets,
+    synthesize_dark,
+)
 
 SHARED = Path(__file__).parents[2] / "shared" / "dng"
 BLACK = np.array([[64.0, 66.0], [62.0, 65.0]])  # per CFA position of an RGGB mosaic: R, Gr / Gb, B
@@ -208,3 +216,70 @@ def test_calibrate_reads_the_simulated_cameras_structure_off_its_dark_frames(tmp
     row, pair, fixed = json.loads((out / "c.json").read_text())["structure"]
     assert row == pytest.approx(0.5, rel=0.15) and pair == pytest.approx(1.0, abs=0.05)
     assert fixed == pytest.approx(0.3, rel=0.1)
+
+
+def _tukey(rng, shape, std, size):
+    return stats.tukeylambda.rvs(shape, size=size, random_state=rng) * std / np.sqrt(stats.tukeylambda.var(shape))
+
+
+def test_rounding_gain_is_the_slope_of_the_rounded_mean():
+    """Against two million rounded draws at offsets 0.01 DN apart (common random numbers)."""
+    rng = np.random.default_rng(14)
+    for std, shape, offset in ((0.36, 0.38, 0.08), (0.36, -0.07, 0.08), (0.2, 0.14, 0.3), (2.0, 0.14, 0.3)):
+        x = _tukey(rng, shape, std, 2_000_000)
+        slope = (np.rint(offset + 0.005 + x).mean() - np.rint(offset - 0.005 + x).mean()) / 0.01
+        assert rounding_gain(std, shape, offset) == pytest.approx(slope, abs=0.02)
+    assert rounding_gain(2.0, 0.14, 0.3) == pytest.approx(1.0, abs=1e-6)  # wide noise dithers fully
+
+
+def test_rounded_moments_with_row_offsets_match_rows_measured_about_their_means():
+    """Rows of 4096 rounded values, each row moved by a Gaussian offset, each taken about its own mean."""
+    rng = np.random.default_rng(15)
+    std, shape, offset, smear = 0.36, 0.1, 0.08, 0.15
+    rows = np.rint(offset + rng.normal(0, smear, (500, 1)) + _tukey(rng, shape, std, (500, 4096)))
+    about = rows - rows.mean(axis=1, keepdims=True)
+    ours = rounded_moments(std, shape, offset, smear)
+    assert ours[0] == pytest.approx(about.std(), rel=0.005)
+    assert ours[1] == pytest.approx(stats.kurtosis(about.ravel()), rel=0.05)
+    assert abs(ours[1] - rounded_moments(std, shape, offset)[1]) > 0.2  # the offsets matter at this size
+
+
+@pytest.mark.parametrize("spectrum", [[0.5, 0.25, 0.125, 0.125], [0.1, 0.2, 0.3, 0.4]])
+def test_row_offsets_have_the_std_and_the_spectrum_asked_for(spectrum):
+    rows = np.stack([row_offsets(np.random.default_rng(i), 512, 0.3, spectrum) for i in range(200)])
+    assert rows.std(axis=1) == pytest.approx(np.full(200, 0.3))
+    power = (np.abs(np.fft.rfft(rows, axis=1)[:, 1:]) ** 2).mean(axis=0)
+    bands = np.array([band.sum() for band in np.array_split(power, len(spectrum))])
+    np.testing.assert_allclose(bands / bands.sum(), spectrum, rtol=0.1)
+    white = np.stack([row_offsets(np.random.default_rng(i), 512, 0.3, None) for i in range(200)])
+    assert white.std() == pytest.approx(0.3, rel=0.01)
+
+
+def test_a_synthetic_dark_frame_gives_its_calibration_back_row_spectrum_and_tails_included():
+    """A frame of slow banding (a random walk of rows), sub-DN Tukey-lambda read noise, black at 0.1 DN past a
+    whole DN: calibrated, synthesised and calibrated again, every number comes back within its sampling error."""
+    rng = np.random.default_rng(16)
+    banding = np.cumsum(rng.normal(0, 0.02, 1024))
+    banding = np.repeat(0.08 * (banding - banding.mean()) / banding.std(), 2)[:, None]  # rows in pairs, 0.08 DN
+    mosaic = np.rint(60.1 + banding + _tukey(rng, -0.05, 0.35, (2048, 1024)))
+    calibration = dark_statistics([mosaic], "BGGR") | {"white": 1023}
+    assert calibration["row_spectrum"][0] > 0.5  # slow banding: most of the power in the first band of eight
+    again = [dark_statistics([synthesize_dark(mosaic.shape, calibration, np.random.default_rng(i))], "BGGR")
+             for i in range(6)]
+    for key, rel in (("read_std", 0.01), ("read_kurtosis", 0.05), ("row_std", 0.1)):
+        assert np.median([a[key] for a in again]) == pytest.approx(calibration[key], rel=rel), key
+    np.testing.assert_allclose(np.median([a["row_spectrum"] for a in again], axis=0), calibration["row_spectrum"],
+                               atol=0.1)
+
+
+def test_a_dark_frame_drawn_at_another_black_rounds_the_same_sensor_noise_there():
+    """Two sessions of one sensor, black 0.08 DN and 0.4 DN past a whole DN: calibrated on the first, a frame drawn
+    at the second's black matches the second's read std and kurtosis, which differ from the first's."""
+    rng = np.random.default_rng(17)
+    sessions = [np.rint(level + _tukey(rng, 0.1, 0.36, (1024, 1024))) for level in (60.08, 60.4)]
+    first, second = (dark_statistics([m], "RGGB") | {"white": 1023} for m in sessions)
+    assert second["read_std"] / first["read_std"] > 1.1 and second["read_kurtosis"] < first["read_kurtosis"] - 1
+    drawn = dark_statistics([synthesize_dark((1024, 1024), first, np.random.default_rng(18), second["black"])],
+                            "RGGB")  # fmt: skip
+    assert drawn["read_std"] == pytest.approx(second["read_std"], rel=0.02)
+    assert drawn["read_kurtosis"] == pytest.approx(second["read_kurtosis"], abs=0.1)

@@ -22,6 +22,8 @@ from denoise.raw.bayer import CHANNELS, even_shape, pack_bayer, unpack_bayer
 from denoise.raw.noise_estimation import fit_line
 
 TAIL_SAMPLE = 20_000  # read-noise values the Tukey-lambda shape is fitted to (evenly strided)
+SPECTRUM_BANDS = 3  # the row means' power spectrum compared in this many equal bands of frequency
+ROW_SPECTRUM_BANDS = 8  # ... and measured in this many by a calibration, which the synthesis draws rows from
 
 
 def packed_frames(mosaics: Sequence[np.ndarray], pattern: str) -> np.ndarray:
@@ -43,8 +45,11 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
     - ``column_std``: the same for columns, of the fixed part (the mean over frames) with two frames or more;
     - ``fpn_std``: std of the pixels' fixed offsets (the mean over frames, less its temporal share), None with
       one frame;
-    - ``read_kurtosis`` (excess, 0 for a Gaussian) and ``read_tukey_lambda``: the tails; a Tukey-lambda shape
-      under 0.14 means heavier tails than a Gaussian (ELD's read-noise model).
+    - ``read_kurtosis`` (excess, 0 for a Gaussian; ``read_kurtosis_per_channel`` each) and ``read_tukey_lambda``:
+      the tails; a Tukey-lambda shape under 0.14 means heavier tails than a Gaussian (ELD's read-noise model);
+    - ``row_spectrum``: how the row offsets' power spreads over frequency (``row_spectrum``, in
+      ``ROW_SPECTRUM_BANDS`` bands, the read noise's share taken away, as fractions summing to 1): slow banding
+      puts more in the first bands, independent rows spread it evenly.
     """
     return packed_dark_statistics(packed_frames(mosaics, pattern), pattern)
 
@@ -83,6 +88,10 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
                                                  0.0)))  # fmt: skip
     values = read.ravel()
     result["read_kurtosis"] = float(stats.kurtosis(values))
+    result["read_kurtosis_per_channel"] = [float(stats.kurtosis(read[:, c].ravel())) for c in range(4)]
+    power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - read_var.mean() / w  # the read noise's share out
+    power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
+    result["row_spectrum"] = (power / power.sum()).tolist()
     sample = np.sort(values[:: max(1, len(values) // TAIL_SAMPLE)])
     result["read_tukey_lambda"] = float(stats.ppcc_max(sample, brack=(-0.5, 0.5), dist="tukeylambda"))
     return result
@@ -111,55 +120,119 @@ def photon_transfer(pairs: Sequence[tuple[np.ndarray, np.ndarray]], pattern: str
 
 # ---- Synthesis: dark frames (and later noise on clean frames) drawn from a calibration ----
 
-SPECTRUM_BANDS = 3  # the row means' power spectrum compared in this many equal bands of frequency
 
 
-def rounded_moments(std: float, shape: float, offset: float) -> tuple[float, float]:
-    """Std and excess kurtosis of round(offset + x) - offset for x Tukey-lambda of ``shape`` scaled to ``std``:
-    what a raw file's whole DN make of continuous read noise (exact, from the distribution's CDF)."""
+def rounded_moments(std: float, shape: float, offset: float, smear: float = 0.0) -> tuple[float, float, float]:
+    """(std, excess kurtosis, mean) of round(offset + x) - offset for x Tukey-lambda of ``shape`` scaled to ``std``:
+    what a raw file's whole DN make of continuous read noise (exact, from the distribution's CDF). The mean is
+    rounding's bias: narrow noise just past a whole DN mostly rounds down to it.
+
+    ``smear``: the std of a Gaussian offset shared by each row (row noise), which moves where the rounding falls
+    from row to row; std and kurtosis are then those of every row's values about its own mean, over the rows (by
+    Gauss-Hermite quadrature), as ``dark_statistics`` measures them.
+    """
+    scale = std / np.sqrt(stats.tukeylambda.var(shape))
+    span = int(np.ceil(12 * std + 6 * smear)) + 2
+    nodes, weights = np.polynomial.hermite_e.hermegauss(9) if smear > 0 else (np.zeros(1), np.ones(1))
+    second = fourth = bias = 0.0
+    for node, weight in zip(nodes, weights / weights.sum(), strict=True):
+        where = offset + smear * node
+        base = np.floor(where + 0.5)
+        k = np.arange(-span, span + 1, dtype=np.float64)  # whole DN about the row's own DN
+        cdf = stats.tukeylambda.cdf((np.append(k - 0.5, k[-1] + 0.5) + base - where) / scale, shape)
+        p = np.diff(cdf)
+        p /= p.sum()
+        mean = (p * k).sum()
+        second += weight * (p * (k - mean) ** 2).sum()
+        fourth += weight * (p * (k - mean) ** 4).sum()
+        bias += weight * (mean + base - where)
+    return float(np.sqrt(second)), float(fourth / second**2 - 3), float(bias)
+
+
+def rounding_gain(std: float, shape: float, offset: float) -> float:
+    """How much of a small shift before rounding survives in the rounded values' mean: d E[round(offset + x)] /
+    d offset, the density of the read noise at the rounding thresholds summed. Under 1 when the noise is too
+    narrow or too flat-tailed to dither the rounding, so a row offset measured after rounding was larger before."""
     scale = std / np.sqrt(stats.tukeylambda.var(shape))
     span = int(np.ceil(12 * std)) + 2
-    k = np.arange(-span, span + 1, dtype=np.float64)  # whole DN about the offset's own DN
-    base = np.floor(offset + 0.5)
-    cdf = stats.tukeylambda.cdf((np.append(k - 0.5, k[-1] + 0.5) + base - offset) / scale, shape)
-    p = np.diff(cdf)
-    p /= p.sum()
-    values = k + base - offset
-    mean = (p * values).sum()
-    var = (p * (values - mean) ** 2).sum()
-    return float(np.sqrt(var)), float((p * (values - mean) ** 4).sum() / var**2 - 3)
+    thresholds = np.arange(-span, span + 1) + 0.5 + np.floor(offset + 0.5) - offset
+    return float(stats.tukeylambda.pdf(thresholds / scale, shape).sum() / scale)
 
 
-def continuous_read_noise(read_std: float, kurtosis: float, offset: float) -> tuple[float, float]:
-    """(std, Tukey-lambda shape) of the continuous read noise whose whole-DN rounding has the measured ``read_std``
-    and excess ``kurtosis`` (at the black level's fractional ``offset``): a dark frame of a fraction of a DN of
-    noise is mostly one value, and its rounding, not the sensor, makes most of its spread and tails."""
+def level_for_mean(std: float, shape: float, mean: float, smear: float = 0.0) -> float:
+    """The level before rounding whose rounded values average ``mean`` (DN): rounding's bias taken back."""
+    whole = np.floor(mean)
+    offset = mean - whole
+
     def misfit(p: np.ndarray) -> np.ndarray:
-        std, kurt = rounded_moments(p[0], p[1], offset)
-        return np.array([std / read_std - 1, (kurt - kurtosis) / max(abs(kurtosis), 1.0)])
+        return np.array([p[0] + rounded_moments(std, shape, p[0], smear)[2] - offset])
 
-    start = [float(np.sqrt(max(read_std**2 - 1 / 12, 0.01 * read_std**2))), 0.14]
-    fit = least_squares(misfit, start, bounds=([1e-3, -0.2], [10 * read_std + 1, 1.0]))
-    return float(fit.x[0]), float(fit.x[1])
+    return float(whole + least_squares(misfit, [offset], bounds=([offset - 0.5], [offset + 0.5])).x[0])
 
 
-def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Generator) -> np.ndarray:
+def continuous_read_noise(read_std: float, kurtosis: float, mean: float, smear: float = 0.0) -> tuple[float, ...]:
+    """(std, Tukey-lambda shape, level) of the continuous read noise whose whole-DN rounding has the measured
+    ``read_std``, excess ``kurtosis`` and ``mean`` (a channel's black, DN; with row offsets of std ``smear``
+    moving where the rounding falls): a dark frame of a fraction of a DN of noise is mostly one value, and its
+    rounding, not the sensor, makes most of its spread and tails, and moves its mean toward the nearest DN."""
+    whole = np.floor(mean)
+
+    def misfit(p: np.ndarray) -> np.ndarray:
+        std, kurt, bias = rounded_moments(p[0], p[1], p[2], smear)
+        return np.array([std / read_std - 1, (kurt - kurtosis) / max(abs(kurtosis), 1.0),
+                         (p[2] + bias - (mean - whole)) / 0.01])  # fmt: skip
+
+    offset = mean - whole
+    start = [float(np.sqrt(max(read_std**2 - 1 / 12, 0.01 * read_std**2))), 0.14, offset]
+    fit = least_squares(misfit, start, bounds=([1e-3, -0.2, offset - 0.5], [10 * read_std + 1, 1.0, offset + 0.5]))
+    return float(fit.x[0]), float(fit.x[1]), float(whole + fit.x[2])
+
+
+def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequence[float] | None) -> np.ndarray:
+    """``count`` row offsets of ``std``, with power spread over frequency as ``spectrum`` (fractions in equal
+    bands, as a calibration's ``row_spectrum``); independent (white) rows without one. (count,)."""
+    if not spectrum:
+        return rng.normal(0.0, std, count)
+    bins = count // 2 + 1
+    band = np.minimum(np.arange(bins) * len(spectrum) // bins, len(spectrum) - 1)  # each frequency's band
+    shape = np.sqrt(np.asarray(spectrum, dtype=np.float64)[band] / np.bincount(band, minlength=len(spectrum))[band])
+    shape[0] = 0.0  # no offset common to every row: that is the black level's
+    draw = np.fft.irfft(shape * (rng.standard_normal(bins) + 1j * rng.standard_normal(bins)), n=count)
+    return draw * std / max(float(draw.std()), 1e-30)
+
+
+def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Generator,
+                    black: Sequence[float] | None = None) -> np.ndarray:  # fmt: skip
     """An (H, W) dark frame in whole DN drawn from a ``dark_statistics`` calibration: each channel's black, an
-    offset per sensor row (``row_std``; the two rows of a packed row share ``row_pair_corr`` of it), a fixed offset
-    per pixel (``fpn_std``, when measured) and read noise of the measured std and tails, continuous before rounding
-    (``continuous_read_noise``, which takes the row offsets as small beside a DN, as a real sensor's are), clipped
-    to [0, white]."""
+    offset per sensor row (``row_std``, spread over frequency as ``row_spectrum`` when measured; the two rows of a
+    packed row share ``row_pair_corr`` of it), a fixed offset per pixel (``fpn_std``, when measured) and read
+    noise of the measured std and tails, continuous before rounding (``continuous_read_noise``, per channel when
+    measured so, the row offsets moving where the rounding falls; ``rounding_gain``), clipped to [0, white].
+
+    ``black`` (4 values, ``CHANNELS`` order) draws the frame at other black offsets than the calibration's: the
+    continuous read noise is the sensor's, but the black level drifts between sessions, and where it falls within
+    a DN sets how rounding to whole DN shapes the noise (its std and, most, its tails).
+    """
     height, width = even_shape(*shape)
-    black = np.asarray(calibration["black"], dtype=np.float64)
-    read = np.empty((4, height // 2, width // 2))
-    for channel, level in enumerate(black):  # each channel's own rounding: its black's fraction of a DN
-        std, tails = continuous_read_noise(calibration["read_std"], calibration["read_kurtosis"], float(level % 1.0))
+    measured, row_std = np.asarray(calibration["black"], dtype=np.float64), calibration["row_std"]
+    stds = calibration.get("read_std_per_channel") or [calibration["read_std"]] * 4
+    kurtoses = calibration.get("read_kurtosis_per_channel") or [calibration["read_kurtosis"]] * 4
+    read, gains = np.empty((4, height // 2, width // 2)), []
+    for channel in range(4):  # each channel's own rounding: its black's fraction of a DN
+        smear = row_std  # the row offsets before rounding: larger than measured after it by 1 / rounding_gain
+        for _ in range(2):
+            std, tails, level = continuous_read_noise(stds[channel], kurtoses[channel], measured[channel], smear)
+            smear = row_std / max(rounding_gain(std, tails, level % 1.0), 0.1)
+        if black is not None:
+            level = level_for_mean(std, tails, float(black[channel]), smear)
+        gains.append(rounding_gain(std, tails, level % 1.0))
         draw = stats.tukeylambda.rvs(tails, size=read.shape[1:], random_state=rng)
         read[channel] = level + draw * std / np.sqrt(stats.tukeylambda.var(tails))
     mosaic = unpack_bayer(read, calibration["pattern"])
     shared = calibration.get("row_pair_corr", 0.0)  # the two sensor rows of a packed row: this much in common
-    pairs = np.repeat(rng.normal(0.0, calibration["row_std"] * np.sqrt(shared), (height // 2, 1)), 2, axis=0)
-    mosaic += pairs + rng.normal(0.0, calibration["row_std"] * np.sqrt(1 - shared), (height, 1))
+    row_std /= np.mean(gains)  # before rounding, which passes only part of it
+    pairs = row_offsets(rng, height // 2, row_std * np.sqrt(shared), calibration.get("row_spectrum"))
+    mosaic += np.repeat(pairs, 2)[:, None] + rng.normal(0.0, row_std * np.sqrt(1 - shared), (height, 1))
     if calibration.get("fpn_std"):
         mosaic += rng.normal(0.0, calibration["fpn_std"], (height, width))
     return np.clip(np.rint(mosaic), 0, calibration.get("white", np.inf))
