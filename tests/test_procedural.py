@@ -76,6 +76,20 @@ def test_a_procedural_mosaic_is_the_scene_through_a_camera_in_the_pattern_given(
     assert not np.array_equal(mosaic, procedural.procedural_mosaic(seed=1, index=2, shape=(64, 96), pattern="RGGB"))
 
 
+def test_a_gray_scene_has_camera_channels_in_one_ratio_and_a_coloured_one_is_untouched(monkeypatch):
+    coloured = [procedural.procedural_mosaic(0, i, (64, 96), "RGGB") for i in range(12)]
+    seen = []  # the linear camera RGB each scene is mosaicked from
+    real_mosaic = procedural.mosaic_rgb
+    monkeypatch.setattr(procedural, "mosaic_rgb", lambda rgb, pattern: seen.append(rgb) or real_mosaic(rgb, pattern))
+    some = [procedural.procedural_mosaic(0, i, (64, 96), "RGGB", gray=0.5) for i in range(12)]
+    kept = [np.array_equal(a, b) for a, b in zip(coloured, some, strict=True)]
+    assert 2 <= sum(kept) <= 10  # about half lose their colour; the others are the same scene and camera
+    for rgb, same in zip(seen, kept, strict=True):
+        lit = (rgb.min(axis=2) > 0.01) & (rgb.max(axis=2) < 0.99)  # not clipped
+        ratios = rgb[lit] / rgb[lit][:, 1:2]  # each channel over green
+        assert (ratios.std(axis=0).max() < 1e-9) != same  # grey: one fixed multiple per channel, the camera's
+
+
 @pytest.fixture
 def small_scenes(monkeypatch):
     monkeypatch.setattr(procedural, "SCENE_SHAPE", (48, 64))

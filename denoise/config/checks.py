@@ -75,6 +75,7 @@ def data_rules(d: DataConfig) -> list[Rule]:
          "1 for a clean-only dataset (data.noisy_glob '')"),
         ("noise_estimate_window", d.noise_estimate_window > 0, "more than 0"),
         ("procedural_fraction", 0 <= d.procedural_fraction <= 1, "in [0, 1]"),
+        ("procedural_gray", 0 <= d.procedural_gray <= 1, "in [0, 1]"),
         ("procedural_fraction", d.procedural_fraction == 0 or d.procedural_scenes > 0,
          "0 unless data.procedural_scenes is at least 1"),
         *ranges,

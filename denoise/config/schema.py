@@ -103,6 +103,7 @@ class DataConfig:
     # dataset's frames; they always get synthetic noise.
     procedural_scenes: int = 0
     procedural_fraction: float = 0.0
+    procedural_gray: float = 0.0  # the share of scenes drawn without colour (neutral: raw channels move together)
     # What a synthetic sample reports as its noise level to a noise-aware model: the level drawn, or
     # "estimate_grid": what the blind estimate reads off the whole frame with noise at the drawn level, interpolated
     # from a per-frame table measured before training (denoise/dataset/estimate_grid.py), so that training sees

@@ -157,7 +157,7 @@ def training_frames(cfg: DataConfig, seed: int) -> tuple[list[FramePair], list[F
     if cfg.procedural_scenes == 0 or cfg.procedural_fraction == 0:
         return train, []
     like = train[0].clean if train else camera_like(cfg.camera)
-    return train, procedural_pairs(cfg.procedural_scenes, seed, like, cache_dir_for(cfg))
+    return train, procedural_pairs(cfg.procedural_scenes, seed, like, cache_dir_for(cfg), cfg.procedural_gray)
 
 
 def build_train_dataset(cfg: DataConfig, seed: int = 0, noise_levels: bool = False) -> PairDataset:

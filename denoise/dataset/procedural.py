@@ -27,15 +27,23 @@ SCENE_STREAM = 0x6C76  # third seed word of a scene, apart from the samples' (se
 VERSION = 2  # bumped whenever a seed's scenes change, so cached scenes are made again
 
 
-def procedural_mosaic(seed: int, index: int, shape: tuple[int, int], pattern: str) -> np.ndarray:
+LUMA = np.array([0.2126, 0.7152, 0.0722])  # sRGB (Rec. 709) luminance weights
+
+
+def procedural_mosaic(seed: int, index: int, shape: tuple[int, int], pattern: str, gray: float = 0.0) -> np.ndarray:
     """Scene ``index`` of ``seed`` as a clean normalised mosaic, through a random camera. (H, W) float64.
 
     The camera is drawn as the demo builder draws its own (``render.random_camera``): a colour matrix with
     overlapping channel responses, white-balance gains and an exposure, applied backwards from sRGB to linear raw.
+    With probability ``gray`` the scene loses its colour first (its luminance in all three channels), as a grey
+    photo or a neutral surface has: its raw channels then move together, which a scene of coloured shapes never
+    shows. The draw comes after the scene's and the camera's, so a scene that keeps its colour is unchanged.
     """
     rng = np.random.default_rng([seed, index, SCENE_STREAM])
     scene = leaves_scene(rng, *shape)
     rgb_to_cam, gains, exposure = random_camera(rng)
+    if gray > 0 and rng.random() < gray:
+        scene = np.repeat(scene @ LUMA, 3).reshape(scene.shape)
     return mosaic_rgb(unprocess(scene, rgb_to_cam, gains, exposure), pattern)
 
 
@@ -61,8 +69,9 @@ def camera_like(path: str | Path) -> CachedFrame:
                        black_level=black_level, white_level=white, as_shot_neutral=None, dtype="uint16")
 
 
-def procedural_pairs(count: int, seed: int, like: CachedFrame, cache_dir: Path) -> list[FramePair]:
-    """``count`` clean-only frames of scenes of ``seed``, with ``like``'s CFA pattern and levels, cached.
+def procedural_pairs(count: int, seed: int, like: CachedFrame, cache_dir: Path, gray: float = 0.0) -> list[FramePair]:
+    """``count`` clean-only frames of scenes of ``seed``, with ``like``'s CFA pattern and levels, cached; ``gray``
+    as ``procedural_mosaic`` takes it.
 
     Each scene is made once and kept in the frame cache as its packed clean frame, rounded to whole DN like a
     DNG's values, so later runs (and every loader worker) only map it.
@@ -71,11 +80,12 @@ def procedural_pairs(count: int, seed: int, like: CachedFrame, cache_dir: Path) 
     steps = like.white_level - like.channel_black()  # (4,) DN from black to white per packed channel
     cache_dir.mkdir(parents=True, exist_ok=True)
     for index in tqdm(range(count), desc="procedural scenes", unit="scene", leave=False, disable=None):
-        tag = "|".join(map(str, (VERSION, seed, index, SCENE_SHAPE, like.pattern, steps.tolist())))
+        made = (VERSION, seed, index, SCENE_SHAPE, like.pattern, steps.tolist()) + ((gray,) if gray else ())
+        tag = "|".join(map(str, made))
         stem = cache_dir / f"procedural-{hashlib.sha1(tag.encode()).hexdigest()[:12]}"
         entry = load_entry(stem)
         if entry is None:
-            packed = pack_bayer(procedural_mosaic(seed, index, SCENE_SHAPE, like.pattern), like.pattern)
+            packed = pack_bayer(procedural_mosaic(seed, index, SCENE_SHAPE, like.pattern, gray), like.pattern)
             info = {"version": CACHE_VERSION, "source": f"procedural/seed{seed}/scene{index}",
                     "shape": list(SCENE_SHAPE), "pattern": like.pattern, "black_level": like.black_level.tolist(),
                     "white_level": like.white_level, "as_shot_neutral": None, "dtype": "float32"}
