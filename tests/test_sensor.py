@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from conftest import load_module
 from scipy import stats
 
+from denoise.config import load_config
 from denoise.dataset.calibrate import main as calibrate
 from denoise.raw.dng import read_dng, write_new_dng
 from denoise.raw.noise import Structure, add_structure
@@ -115,7 +117,16 @@ def test_the_calibrate_command_writes_the_sensors_json(tmp_path, capsys):
     scale = 4095 - 64.25  # DN from the mean black to white
     assert result["a"] == pytest.approx(result["gain"] / scale, rel=1e-3)
     assert result["b"] == pytest.approx(result["read_std"] ** 2 / scale**2, rel=1e-3)
-    assert "read noise" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "read noise" in printed
+    # The last line is a training command for this camera with no photo, which the config rules accept.
+    command = shlex.split(printed.strip().splitlines()[-1])
+    assert command[:5] == ["python", "-m", "denoise.train", "--config", "configs/no_photos.yaml"]
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "no_photos.yaml", command[5:])
+    assert cfg.data.camera == str(out) and cfg.data.val_root == ""
+    assert cfg.data.noise_a_range[0] < result["a"] < cfg.data.noise_a_range[1]
+    assert cfg.data.noise_b_range[0] < result["b"] < cfg.data.noise_b_range[1]
+    assert cfg.data.noise_structure == pytest.approx(result["structure"], rel=1e-2)
 
 
 def test_the_calibrate_command_on_the_real_dark_frame(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -166,6 +167,22 @@ def print_sensor(result: dict) -> None:
               f"b = {result['b']:.4g}")
 
 
+def no_photos_command(result: dict, path: str) -> str:
+    """The command that trains a denoiser for this camera with no photo (configs/no_photos.yaml): its levels from
+    ``path``, the noise ranges about the measured ``a`` and ``b`` (25% either side), its structure as measured."""
+    (_, _), (b_lo, b_hi) = suggested_ranges([(1.0, result["b"])])
+    noise = [f"'data.noise_b_range=[{b_lo:.3g},{b_hi:.3g}]'"]
+    if "a" in result:
+        (a_lo, a_hi), _ = suggested_ranges([(result["a"], 1.0)])
+        noise.insert(0, f"'data.noise_a_range=[{a_lo:.3g},{a_hi:.3g}]'")
+    structure = "'data.noise_structure=[{:.3g},{:.3g},{:.3g}]'".format(*result["structure"])
+    no_validation = "data.val_root= data.val_noisy_glob= data.val_clean_glob= data.val_key_regex="
+    unmeasured = "" if "a" in result else "; no flat frames: the config's shot-noise range stays"
+    return (f"to train without photos (this setting only; widen the ranges to cover your other ISOs{unmeasured}):\n"
+            f"  python -m denoise.train --config configs/no_photos.yaml data.camera={shlex.quote(path)} "
+            f"{no_validation} {' '.join(noise)} {structure}")
+
+
 def calibrate_pairs(args: argparse.Namespace) -> int:
     """The pairs' table and the suggested ranges (``--data``)."""
     pairs = discover_pairs(args.data, args.noisy_glob, args.clean_glob, args.key_regex)
@@ -228,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print_sensor(result)
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json}\n\n{no_photos_command(result, args.json)}")
     return 0
 
 if __name__ == "__main__":
