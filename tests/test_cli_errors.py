@@ -88,6 +88,9 @@ CASES = [
     ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.runs_dir={junk}"], "junk.pth is a file"),
     ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.runs_dir={junk}/runs"], "junk.pth is a file"),
     ("denoise.train.__main__", ["--config", "configs/demo.yaml", "train.runs_dir=/proc/runs"], "cannot write in /proc"),
+    ("denoise.train.__main__", ["--config", "configs/no_photos.yaml", "data.camera={junk}", "data.val_root=",
+                                "data.val_noisy_glob=", "data.val_clean_glob=", "data.val_key_regex=",
+                                "train.runs_dir={root}/runs"], "junk.pth: cannot read the camera"),
 ]
 
 
