@@ -294,3 +294,18 @@ def test_a_dark_frame_drawn_at_another_black_rounds_the_same_sensor_noise_there(
                             "RGGB")  # fmt: skip
     assert drawn["read_std"] == pytest.approx(second["read_std"], rel=0.02)
     assert drawn["read_kurtosis"] == pytest.approx(second["read_kurtosis"], abs=0.1)
+
+
+def test_the_holdout_script_compares_the_real_frames_halves_and_refuses_a_bad_file(tmp_path, capsys):
+    holdout = load_module(Path(__file__).parents[1] / "scripts" / "dark_holdout.py")
+    out = tmp_path / "holdout.json"
+    assert holdout.main([str(SHARED / "imx296_dark_frame.dng"), "--frames", "2", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 2 and all("half" in name for name in results)  # one frame: its halves, both ways
+    for rows in results.values():
+        assert rows["read_std"]["median"] == pytest.approx(rows["read_std"]["real"], rel=0.03)
+        assert rows["black R"]["median"] == pytest.approx(rows["black R"]["real"], abs=0.02)
+    assert "upper half -> lower half" in capsys.readouterr().out
+    assert holdout.main([str(SHARED / "imx296_dark_frame.dng"), str(SHARED / "bad" / "truncated.dng")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "truncated.dng" in err and len(err.splitlines()) == 1
