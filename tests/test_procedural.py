@@ -236,6 +236,11 @@ def test_a_camera_calibration_sets_the_scenes_pattern_and_levels(tmp_path):
     '{"pattern": "RGBG", "black": [60, 60, 60, 60], "white": 1023}',
     '{"pattern": "RGGB", "black": [60, 60, 60, 60], "white": 50}',
     '{"pattern": "RGGB", "black": [60, 60, 60, 60], "white": 1023.5}',
+    '{"pattern": "RGGB", "black": [60, NaN, 60, 60], "white": 1023}',
+    '{"pattern": "RGGB", "black": [60, 60, 60, -Infinity], "white": 1023}',
+    '{"pattern": "RGGB", "black": [-500, 60, 60, 60], "white": 1023}',
+    '{"pattern": "RGGB", "black": [true, 60, 60, 60], "white": 1023}',
+    '{"pattern": "RGGB", "black": [0, 0, 0, 0], "white": true}',
 ])
 def test_a_file_that_is_not_a_calibration_is_named_with_the_problem(tmp_path, content):
     path = tmp_path / "cam.json"
@@ -266,8 +271,19 @@ def test_without_photos_every_sample_is_a_noisy_crop_of_a_scene_made_like_the_ca
         assert not torch.equal(sample["noisy"], sample["clean"])
 
 
+def test_an_unwritable_scene_cache_is_one_error_naming_it(tmp_path, small_scenes):
+    camera = _camera_file(tmp_path / "cam.json")
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    cfg = DataConfig(root="", camera=str(camera), cache_dir=str(blocked / "cache"), samples_per_epoch=8,
+                     procedural_scenes=1, procedural_fraction=1.0, synthetic_fraction=1.0)
+    with pytest.raises(DatasetError, match="cannot write the frame cache"):
+        build_train_dataset(cfg)
+
+
 @pytest.mark.parametrize(("overrides", "key"), [
     (["data.root=", "data.camera="], "data.root"),
+    (["data.camera=cam.json"], "data.camera"),
     (["data.root=", "data.camera=cam.json", "data.procedural_fraction=0.5"], "data.procedural_fraction"),
     (["data.root=", "data.camera=cam.json", "data.procedural_fraction=1", "data.samples_per_epoch=0"],
      "data.samples_per_epoch"),

@@ -60,6 +60,7 @@ def data_rules(d: DataConfig) -> list[Rule]:
               for key in ("noise_a_range", "noise_b_range", "brightness_range")]  # fmt: skip
     return [
         ("root", bool(d.root) or bool(d.camera), "a dataset folder, or '' with data.camera set (no photos)"),
+        ("camera", not (d.root and d.camera), "'' unless data.root is '' (with photos, scenes are made like them)"),
         ("procedural_fraction", bool(d.root) or d.procedural_fraction == 1,
          "1 when data.root is '' (the procedural scenes are all there is to train on)"),
         ("samples_per_epoch", bool(d.root) or d.samples_per_epoch > 0,

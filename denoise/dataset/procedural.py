@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +59,13 @@ def camera_like(path: str | Path) -> CachedFrame:
     if not isinstance(calibration, dict):
         raise DatasetError(f"{path}: not a calibration written by calibrate --dark --json (not a JSON object)")
     pattern, black, white = (calibration.get(k) for k in ("pattern", "black", "white"))
-    numbers = isinstance(black, list) and len(black) == 4 and all(isinstance(v, int | float) for v in black)
-    if pattern not in PATTERNS or not numbers or not isinstance(white, int) or not max(black) < white:
+    numbers = isinstance(black, list) and len(black) == 4 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in black)
+    whole = isinstance(white, int) and not isinstance(white, bool)
+    if pattern not in PATTERNS or not numbers or not whole or not max(black) < white:
         raise DatasetError(f"{path}: a camera calibration needs 'pattern' (one of {', '.join(PATTERNS)}), 'black' "
-                           "(4 numbers, R Gr Gb B) and a whole 'white' above them, as calibrate --dark --json writes")
+                           "(4 finite numbers from 0, R Gr Gb B) and a whole 'white' above them, as calibrate --dark "
+                           "--json writes")
     black_level = np.zeros((2, 2))
     for (row, col), level in zip(channel_offsets(pattern), black, strict=True):
         black_level[row, col] = level
@@ -76,19 +80,24 @@ def procedural_pairs(count: int, seed: int, like: CachedFrame, cache_dir: Path, 
     Each scene is made once and kept in the frame cache as its packed clean frame, rounded to whole DN like a
     DNG's values, so later runs (and every loader worker) only map it.
     """
-    pairs = []
     steps = like.white_level - like.channel_black()  # (4,) DN from black to white per packed channel
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for index in tqdm(range(count), desc="procedural scenes", unit="scene", leave=False, disable=None):
-        made = (VERSION, seed, index, SCENE_SHAPE, like.pattern, steps.tolist()) + ((gray,) if gray else ())
-        tag = "|".join(map(str, made))
-        stem = cache_dir / f"procedural-{hashlib.sha1(tag.encode()).hexdigest()[:12]}"
-        entry = load_entry(stem)
-        if entry is None:
-            packed = pack_bayer(procedural_mosaic(seed, index, SCENE_SHAPE, like.pattern, gray), like.pattern)
-            info = {"version": CACHE_VERSION, "source": f"procedural/seed{seed}/scene{index}",
-                    "shape": list(SCENE_SHAPE), "pattern": like.pattern, "black_level": like.black_level.tolist(),
-                    "white_level": like.white_level, "as_shot_neutral": None, "dtype": "float32"}
-            entry = store_entry(stem, quantize(packed, steps), info)
-        pairs.append(FramePair(f"procedural{index}", None, entry))
-    return pairs
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        return [_scene_pair(index, seed, like, cache_dir, gray, steps)
+                for index in tqdm(range(count), desc="procedural scenes", unit="scene", leave=False, disable=None)]
+    except OSError as err:
+        raise DatasetError(f"{cache_dir}: cannot write the frame cache ({err}); set data.cache_dir") from err
+
+
+def _scene_pair(index: int, seed: int, like: CachedFrame, cache_dir: Path, gray: float, steps: np.ndarray) -> FramePair:
+    """Scene ``index`` as a clean-only pair, from the cache or made and stored there."""
+    made = (VERSION, seed, index, SCENE_SHAPE, like.pattern, steps.tolist()) + ((gray,) if gray else ())
+    stem = cache_dir / f"procedural-{hashlib.sha1('|'.join(map(str, made)).encode()).hexdigest()[:12]}"
+    entry = load_entry(stem)
+    if entry is None:
+        packed = pack_bayer(procedural_mosaic(seed, index, SCENE_SHAPE, like.pattern, gray), like.pattern)
+        info = {"version": CACHE_VERSION, "source": f"procedural/seed{seed}/scene{index}",
+                "shape": list(SCENE_SHAPE), "pattern": like.pattern, "black_level": like.black_level.tolist(),
+                "white_level": like.white_level, "as_shot_neutral": None, "dtype": "float32"}
+        entry = store_entry(stem, quantize(packed, steps), info)
+    return FramePair(f"procedural{index}", None, entry)

@@ -47,7 +47,7 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
       one frame;
     - ``read_kurtosis`` (excess, 0 for a Gaussian; ``read_kurtosis_per_channel`` each) and ``read_tukey_lambda``:
       the tails; a Tukey-lambda shape under 0.14 means heavier tails than a Gaussian (ELD's read-noise model);
-    - ``row_spectrum``: how the row offsets' power spreads over frequency (``row_spectrum``, in
+    - ``row_spectrum``: how the row offsets' power spreads over frequency (the function ``row_spectrum`` in
       ``ROW_SPECTRUM_BANDS`` bands, the read noise's share taken away, as fractions summing to 1): slow banding
       puts more in the first bands, independent rows spread it evenly.
     """
@@ -93,7 +93,10 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
     result["row_spectrum"] = (power / power.sum()).tolist()
     sample = np.sort(values[:: max(1, len(values) // TAIL_SAMPLE)])
-    result["read_tukey_lambda"] = float(stats.ppcc_max(sample, brack=(-0.5, 0.5), dist="tukeylambda"))
+    try:
+        result["read_tukey_lambda"] = float(stats.ppcc_max(sample, brack=(-0.5, 0.5), dist="tukeylambda"))
+    except (RuntimeError, ValueError):  # nearly every value one DN: no shape to fit
+        result["read_tukey_lambda"] = None
     return result
 
 
@@ -121,7 +124,6 @@ def photon_transfer(pairs: Sequence[tuple[np.ndarray, np.ndarray]], pattern: str
 # ---- Synthesis: dark frames (and later noise on clean frames) drawn from a calibration ----
 
 
-
 def rounded_moments(std: float, shape: float, offset: float, smear: float = 0.0) -> tuple[float, float, float]:
     """(std, excess kurtosis, mean) of round(offset + x) - offset for x Tukey-lambda of ``shape`` scaled to ``std``:
     what a raw file's whole DN make of continuous read noise (exact, from the distribution's CDF). The mean is
@@ -146,13 +148,16 @@ def rounded_moments(std: float, shape: float, offset: float, smear: float = 0.0)
         second += weight * (p * (k - mean) ** 2).sum()
         fourth += weight * (p * (k - mean) ** 4).sum()
         bias += weight * (mean + base - where)
+    if second < 1e-12:  # every value one DN: no spread, and no tails to speak of
+        return 0.0, 0.0, float(bias)
     return float(np.sqrt(second)), float(fourth / second**2 - 3), float(bias)
 
 
 def rounding_gain(std: float, shape: float, offset: float) -> float:
     """How much of a small shift before rounding survives in the rounded values' mean: d E[round(offset + x)] /
-    d offset, the density of the read noise at the rounding thresholds summed. Under 1 when the noise is too
-    narrow or too flat-tailed to dither the rounding, so a row offset measured after rounding was larger before."""
+    d offset, the density of the read noise at the rounding thresholds summed. 1 for noise wide enough to dither
+    the rounding; under 1 when it rarely reaches a threshold (a row offset measured after rounding was larger
+    before), over 1 when a threshold lies close to the level; 0 when none is within reach."""
     scale = std / np.sqrt(stats.tukeylambda.var(shape))
     span = int(np.ceil(12 * std)) + 2
     thresholds = np.arange(-span, span + 1) + 0.5 + np.floor(offset + 0.5) - offset
@@ -183,22 +188,26 @@ def continuous_read_noise(read_std: float, kurtosis: float, mean: float, smear: 
                          (p[2] + bias - (mean - whole)) / 0.01])  # fmt: skip
 
     offset = mean - whole
-    start = [float(np.sqrt(max(read_std**2 - 1 / 12, 0.01 * read_std**2))), 0.14, offset]
+    start = [float(np.sqrt(max(read_std**2 - 1 / 12, 0.25 * read_std**2))), 0.14, offset]
     fit = least_squares(misfit, start, bounds=([1e-3, -0.2, offset - 0.5], [10 * read_std + 1, 1.0, offset + 0.5]))
     return float(fit.x[0]), float(fit.x[1]), float(whole + fit.x[2])
 
 
 def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequence[float] | None) -> np.ndarray:
-    """``count`` row offsets of ``std``, with power spread over frequency as ``spectrum`` (fractions in equal
-    bands, as a calibration's ``row_spectrum``); independent (white) rows without one. (count,)."""
-    if not spectrum:
+    """``count`` row offsets of expected std ``std``, with power spread over frequency as ``spectrum`` (fractions in
+    equal bands, as a calibration's ``row_spectrum``); independent (white) rows without one, or under 4 rows."""
+    if not spectrum or count < 4:
         return rng.normal(0.0, std, count)
     bins = count // 2 + 1
     band = np.minimum(np.arange(bins) * len(spectrum) // bins, len(spectrum) - 1)  # each frequency's band
     shape = np.sqrt(np.asarray(spectrum, dtype=np.float64)[band] / np.bincount(band, minlength=len(spectrum))[band])
     shape[0] = 0.0  # no offset common to every row: that is the black level's
     draw = np.fft.irfft(shape * (rng.standard_normal(bins) + 1j * rng.standard_normal(bins)), n=count)
-    return draw * std / max(float(draw.std()), 1e-30)
+    # Each inner frequency's complex draw gives 4 shape^2 / count^2 of variance to every row; the Nyquist term of an
+    # even count only its real part, shape^2 / count^2.
+    inner = shape[1:-1] if count % 2 == 0 else shape[1:]
+    variance = (4 * (inner**2).sum() + (shape[-1] ** 2 if count % 2 == 0 else 0.0)) / count**2
+    return draw * std / np.sqrt(variance)
 
 
 def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Generator,
@@ -217,20 +226,20 @@ def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Ge
     measured, row_std = np.asarray(calibration["black"], dtype=np.float64), calibration["row_std"]
     stds = calibration.get("read_std_per_channel") or [calibration["read_std"]] * 4
     kurtoses = calibration.get("read_kurtosis_per_channel") or [calibration["read_kurtosis"]] * 4
-    read, gains = np.empty((4, height // 2, width // 2)), []
+    read, smears = np.empty((4, height // 2, width // 2)), []
     for channel in range(4):  # each channel's own rounding: its black's fraction of a DN
-        smear = row_std  # the row offsets before rounding: larger than measured after it by 1 / rounding_gain
+        smear = row_std  # the row offsets before rounding: what was measured after it over rounding_gain
         for _ in range(2):
             std, tails, level = continuous_read_noise(stds[channel], kurtoses[channel], measured[channel], smear)
             smear = row_std / max(rounding_gain(std, tails, level % 1.0), 0.1)
+        smears.append(smear)  # at the calibration's own black: the sensor's row offsets, whatever the black now
         if black is not None:
             level = level_for_mean(std, tails, float(black[channel]), smear)
-        gains.append(rounding_gain(std, tails, level % 1.0))
         draw = stats.tukeylambda.rvs(tails, size=read.shape[1:], random_state=rng)
         read[channel] = level + draw * std / np.sqrt(stats.tukeylambda.var(tails))
     mosaic = unpack_bayer(read, calibration["pattern"])
     shared = calibration.get("row_pair_corr", 0.0)  # the two sensor rows of a packed row: this much in common
-    row_std /= np.mean(gains)  # before rounding, which passes only part of it
+    row_std = float(np.mean(smears))
     pairs = row_offsets(rng, height // 2, row_std * np.sqrt(shared), calibration.get("row_spectrum"))
     mosaic += np.repeat(pairs, 2)[:, None] + rng.normal(0.0, row_std * np.sqrt(1 - shared), (height, 1))
     if calibration.get("fpn_std"):
