@@ -2,11 +2,12 @@
 
     python scripts/dark_holdout.py DNG [DNG...] [--frames 20] [--json FILE]
 
-Each real dark frame is calibrated (``raw.sensor.dark_statistics``) and ``--frames`` synthetic frames are drawn from
-it (``raw.sensor.synthesize_dark``); they are measured like the frame held out (``dark_signature``: per-channel
-means, read std and kurtosis, row std, the row means' spectrum in bands), which is: the other half of the same frame
-(upper against lower, both ways), and each other frame, the synthetic ones drawn at that frame's black (the black
-level drifts between sessions; the continuous read noise is the sensor's). Printed per statistic: the real frame
+Each real dark frame is calibrated (``raw.sensor.dark_statistics``), its noise model fitted once
+(``dark_model``) and ``--frames`` synthetic frames drawn from it (``draw_dark``); they are measured like the frame
+held out (``dark_signature``: per-channel means, read std and kurtosis, row std, the row means' spectrum in bands),
+which is: the other half of the same frame (upper against lower, both ways), and each other frame, the synthetic
+ones drawn at that frame's black (the black level drifts between sessions; the continuous read noise is the
+sensor's). Printed per statistic: the real frame
 held out, how far the calibrated frame itself is from it, and the synthetic frames' median and 10-90% range.
 """
 
@@ -22,7 +23,7 @@ from denoise.atomic import write_text_atomic
 from denoise.config import CliParser
 from denoise.raw.bayer import CHANNELS
 from denoise.raw.dng import DngError, read_dng
-from denoise.raw.sensor import dark_signature, dark_statistics, synthesize_dark
+from denoise.raw.sensor import dark_model, dark_signature, dark_statistics, draw_dark
 
 
 def holdout(source: np.ndarray, held_out: np.ndarray, pattern: str, white: int, frames: int,
@@ -30,8 +31,8 @@ def holdout(source: np.ndarray, held_out: np.ndarray, pattern: str, white: int, 
     """Per statistic: the held-out real value, the source's and the synthetic frames' median and 10-90% range."""
     calibration = dark_statistics([source], pattern) | {"white": white}
     real, own = dark_signature([held_out], pattern), dark_signature([source], pattern)
-    black = [real[f"black {c}"] for c in CHANNELS] if at_black else None
-    drawn = [dark_signature([synthesize_dark(held_out.shape, calibration, np.random.default_rng(i), black)], pattern)
+    model = dark_model(calibration, [real[f"black {c}"] for c in CHANNELS] if at_black else None)  # fitted once
+    drawn = [dark_signature([draw_dark(held_out.shape, model, np.random.default_rng(i))], pattern)
              for i in range(frames)]  # fmt: skip
     rows = {}
     for key, value in real.items():

@@ -170,11 +170,9 @@ def print_sensor(result: dict) -> None:
 def no_photos_command(result: dict, path: str) -> str:
     """The command that trains a denoiser for this camera with no photo (configs/no_photos.yaml): its levels from
     ``path``, the noise ranges about the measured ``a`` and ``b`` (25% either side), its structure as measured."""
-    (_, _), (b_lo, b_hi) = suggested_ranges([(1.0, result["b"])])
-    noise = [f"'data.noise_b_range=[{b_lo:.3g},{b_hi:.3g}]'"]
-    if "a" in result:
-        (a_lo, a_hi), _ = suggested_ranges([(result["a"], 1.0)])
-        noise.insert(0, f"'data.noise_a_range=[{a_lo:.3g},{a_hi:.3g}]'")
+    (a_lo, a_hi), (b_lo, b_hi) = suggested_ranges([(result.get("a", 1.0), result["b"])])  # a: without flats, unused
+    noise = [f"'data.noise_a_range=[{a_lo:.3g},{a_hi:.3g}]'"] if "a" in result else []
+    noise.append(f"'data.noise_b_range=[{b_lo:.3g},{b_hi:.3g}]'")
     structure = "'data.noise_structure=[{:.3g},{:.3g},{:.3g}]'".format(*result["structure"])
     no_validation = "data.val_root= data.val_noisy_glob= data.val_clean_glob= data.val_key_regex="
     unmeasured = "" if "a" in result else "; no flat frames: the config's shot-noise range stays"

@@ -13,6 +13,7 @@ Statistics are per packed CFA channel (``bayer.CHANNELS`` order) and pooled; eve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -124,6 +125,11 @@ def photon_transfer(pairs: Sequence[tuple[np.ndarray, np.ndarray]], pattern: str
 # ---- Synthesis: dark frames (and later noise on clean frames) drawn from a calibration ----
 
 
+def tukey_scale(std: float, shape: float) -> float:
+    """The scale that gives Tukey-lambda noise of ``shape`` the std ``std``."""
+    return float(std / np.sqrt(stats.tukeylambda.var(shape)))
+
+
 def rounded_moments(std: float, shape: float, offset: float, smear: float = 0.0) -> tuple[float, float, float]:
     """(std, excess kurtosis, mean) of round(offset + x) - offset for x Tukey-lambda of ``shape`` scaled to ``std``:
     what a raw file's whole DN make of continuous read noise (exact, from the distribution's CDF). The mean is
@@ -133,7 +139,7 @@ def rounded_moments(std: float, shape: float, offset: float, smear: float = 0.0)
     from row to row; std and kurtosis are then those of every row's values about its own mean, over the rows (by
     Gauss-Hermite quadrature), as ``dark_statistics`` measures them.
     """
-    scale = std / np.sqrt(stats.tukeylambda.var(shape))
+    scale = tukey_scale(std, shape)
     span = int(np.ceil(12 * std + 6 * smear)) + 2
     nodes, weights = np.polynomial.hermite_e.hermegauss(9) if smear > 0 else (np.zeros(1), np.ones(1))
     second = fourth = bias = 0.0
@@ -158,7 +164,7 @@ def rounding_gain(std: float, shape: float, offset: float) -> float:
     d offset, the density of the read noise at the rounding thresholds summed. 1 for noise wide enough to dither
     the rounding; under 1 when it rarely reaches a threshold (a row offset measured after rounding was larger
     before), over 1 when a threshold lies close to the level; 0 when none is within reach."""
-    scale = std / np.sqrt(stats.tukeylambda.var(shape))
+    scale = tukey_scale(std, shape)
     span = int(np.ceil(12 * std)) + 2
     thresholds = np.arange(-span, span + 1) + 0.5 + np.floor(offset + 0.5) - offset
     return float(stats.tukeylambda.pdf(thresholds / scale, shape).sum() / scale)
@@ -210,23 +216,32 @@ def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequ
     return draw * std / np.sqrt(variance)
 
 
-def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Generator,
-                    black: Sequence[float] | None = None) -> np.ndarray:  # fmt: skip
-    """An (H, W) dark frame in whole DN drawn from a ``dark_statistics`` calibration: each channel's black, an
-    offset per sensor row (``row_std``, spread over frequency as ``row_spectrum`` when measured; the two rows of a
-    packed row share ``row_pair_corr`` of it), a fixed offset per pixel (``fpn_std``, when measured) and read
-    noise of the measured std and tails, continuous before rounding (``continuous_read_noise``, per channel when
-    measured so, the row offsets moving where the rounding falls; ``rounding_gain``), clipped to [0, white].
+class DarkModel(NamedTuple):
+    """What a dark frame is drawn from, fitted once from a calibration (``dark_model``): per channel the continuous
+    read noise (std, Tukey-lambda shape) and its level before rounding, DN; the row offsets before rounding."""
 
-    ``black`` (4 values, ``CHANNELS`` order) draws the frame at other black offsets than the calibration's: the
-    continuous read noise is the sensor's, but the black level drifts between sessions, and where it falls within
-    a DN sets how rounding to whole DN shapes the noise (its std and, most, its tails).
+    pattern: str
+    read: list[tuple[float, float, float]]  # (std, shape, level) per channel, CHANNELS order
+    row_std: float
+    row_pair_corr: float
+    row_spectrum: list[float] | None
+    fpn_std: float | None
+    white: float
+
+
+def dark_model(calibration: dict, black: Sequence[float] | None = None) -> DarkModel:
+    """The continuous noise behind a ``dark_statistics`` calibration: read noise of the measured std and tails
+    before rounding (``continuous_read_noise``, per channel when measured so, the row offsets moving where the
+    rounding falls) and the row offsets before rounding (the measured ones over ``rounding_gain``).
+
+    ``black`` (4 values, ``CHANNELS`` order) sets the levels at other black offsets than the calibration's: the
+    continuous noise and row offsets are the sensor's, but the black level drifts between sessions, and where it
+    falls within a DN sets how rounding to whole DN shapes the noise (its std, its tails, the rows).
     """
-    height, width = even_shape(*shape)
     measured, row_std = np.asarray(calibration["black"], dtype=np.float64), calibration["row_std"]
     stds = calibration.get("read_std_per_channel") or [calibration["read_std"]] * 4
     kurtoses = calibration.get("read_kurtosis_per_channel") or [calibration["read_kurtosis"]] * 4
-    read, smears = np.empty((4, height // 2, width // 2)), []
+    read, smears = [], []
     for channel in range(4):  # each channel's own rounding: its black's fraction of a DN
         smear = row_std  # the row offsets before rounding: what was measured after it over rounding_gain
         for _ in range(2):
@@ -235,16 +250,35 @@ def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Ge
         smears.append(smear)  # at the calibration's own black: the sensor's row offsets, whatever the black now
         if black is not None:
             level = level_for_mean(std, tails, float(black[channel]), smear)
+        read.append((std, tails, level))
+    return DarkModel(calibration["pattern"], read, float(np.mean(smears)), calibration.get("row_pair_corr", 0.0),
+                     calibration.get("row_spectrum"), calibration.get("fpn_std"), calibration.get("white", np.inf))
+
+
+def draw_dark(shape: tuple[int, int], model: DarkModel, rng: np.random.Generator) -> np.ndarray:
+    """An (H, W) dark frame in whole DN drawn from ``model``: each channel's read noise about its level, an offset
+    per sensor row (spread over frequency as ``row_spectrum`` when measured; the two rows of a packed row share
+    ``row_pair_corr`` of it), a fixed offset per pixel (``fpn_std``, when measured), rounded and clipped to
+    [0, white]."""
+    height, width = even_shape(*shape)
+    read = np.empty((4, height // 2, width // 2))
+    for channel, (std, tails, level) in enumerate(model.read):
         draw = stats.tukeylambda.rvs(tails, size=read.shape[1:], random_state=rng)
-        read[channel] = level + draw * std / np.sqrt(stats.tukeylambda.var(tails))
-    mosaic = unpack_bayer(read, calibration["pattern"])
-    shared = calibration.get("row_pair_corr", 0.0)  # the two sensor rows of a packed row: this much in common
-    row_std = float(np.mean(smears))
-    pairs = row_offsets(rng, height // 2, row_std * np.sqrt(shared), calibration.get("row_spectrum"))
-    mosaic += np.repeat(pairs, 2)[:, None] + rng.normal(0.0, row_std * np.sqrt(1 - shared), (height, 1))
-    if calibration.get("fpn_std"):
-        mosaic += rng.normal(0.0, calibration["fpn_std"], (height, width))
-    return np.clip(np.rint(mosaic), 0, calibration.get("white", np.inf))
+        read[channel] = level + draw * tukey_scale(std, tails)
+    mosaic = unpack_bayer(read, model.pattern)
+    shared = model.row_pair_corr  # the two sensor rows of a packed row: this much in common
+    pairs = row_offsets(rng, height // 2, model.row_std * np.sqrt(shared), model.row_spectrum)
+    mosaic += np.repeat(pairs, 2)[:, None] + rng.normal(0.0, model.row_std * np.sqrt(1 - shared), (height, 1))
+    if model.fpn_std:
+        mosaic += rng.normal(0.0, model.fpn_std, (height, width))
+    return np.clip(np.rint(mosaic), 0, model.white)
+
+
+def synthesize_dark(shape: tuple[int, int], calibration: dict, rng: np.random.Generator,
+                    black: Sequence[float] | None = None) -> np.ndarray:  # fmt: skip
+    """An (H, W) dark frame in whole DN drawn from a ``dark_statistics`` calibration (``dark_model`` and
+    ``draw_dark``; fit once with ``dark_model`` to draw many)."""
+    return draw_dark(shape, dark_model(calibration, black), rng)
 
 
 def row_spectrum(packed: np.ndarray, bands: int = SPECTRUM_BANDS) -> list[float]:
