@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from train_data import make_pairs, tiny_config
 
 from denoise.config import config_from_dict, dump_config
+from denoise.inference.files import newest_checkpoint
 from denoise.model import build_model
 from denoise.model.checkpoint import load_model
 from denoise.train.loop import TrainingDiverged, train
@@ -274,3 +275,23 @@ def test_a_full_disk_stops_training_with_one_line_and_no_torn_checkpoint(tmp_pat
     assert not [p for p in folder.iterdir() if p.suffix == ".tmp"]  # no torn temporary
     for saved in folder.glob("*.pth"):
         torch.load(saved, weights_only=True)
+
+
+def test_infer_takes_the_last_weights_of_a_finished_run_that_never_validated(tmp_path: Path) -> None:
+    # A run without validation writes no best.pth; infer's default is then its last.pth, once all its epochs are
+    # done, and only if it is newer than every best.pth. A run paused part-way hands nothing over.
+    data = make_pairs(tmp_path / "data", count=2)
+    runs = tmp_path / "runs"
+    validated = train(tiny_config(data, runs)).run_dir / "checkpoints"
+    assert newest_checkpoint(runs) == validated / "best.pth"
+    unvalidated = train(tiny_config(data, runs, "name=blind", "train.val_every=0")).run_dir / "checkpoints"
+    assert sorted(p.name for p in unvalidated.iterdir()) == ["last.pth"]
+    assert newest_checkpoint(runs) == unvalidated / "last.pth"
+    paused = train(tiny_config(data, runs, "name=paused", "train.val_every=0", "train.max_steps=2")).run_dir
+    assert (paused / "checkpoints" / "last.pth").is_file() and newest_checkpoint(runs) == unvalidated / "last.pth"
+    later = time.time() + 60
+    os.utime(validated / "best.pth", (later, later))
+    assert newest_checkpoint(runs) == validated / "best.pth"
+    (unvalidated / "last.pth").write_bytes(b"not a checkpoint")  # unreadable: no run's model
+    os.utime(validated / "best.pth", (1, 1))
+    assert newest_checkpoint(runs) == validated / "best.pth"

@@ -164,7 +164,7 @@ class InferConfig:
 
     test_dir: str = "data/zte/test"  # folder of noisy test frames
     output_dir: str = "result/data"  # where the denoised DNGs go
-    runs_dir: str = "runs"  # searched for the newest best.pth when no checkpoint is given
+    runs_dir: str = "runs"  # searched for the newest best.pth (or unvalidated run's last.pth) without a checkpoint
     # Tile 256 with overlap 64 is the CPU's sweet spot and leaves no visible seams (docs/benchmarks.md).
     tile: int = 256  # packed tile side in pixels; 0 = the whole frame at once
     overlap: int = 64  # packed pixels shared by neighbouring tiles; only tile centres are kept

@@ -20,6 +20,7 @@ from denoise.atomic import remove_stale_temps, unwritable_reason
 from denoise.config import Config, InferConfig, load_config, validate_config
 from denoise.inference.pipeline import denoise_frame, frame_tiles, noise_source
 from denoise.model import resolve_device
+from denoise.model.checkpoint import CheckpointError, checkpoint_config, read_checkpoint
 from denoise.model.nafnet import NoiseAwareNAFNet
 from denoise.raw.dng import DngError, read_dng, write_dng
 
@@ -192,10 +193,25 @@ def summary_line(summary: RunSummary, settings: InferConfig) -> str:
 
 
 def newest_checkpoint(runs_dir: str | Path) -> Path | None:
-    """The most recently modified ``best.pth`` anywhere under ``runs_dir``, or None."""
+    """The model the newest run under ``runs_dir`` hands you, or None: the most recently written ``best.pth``, or
+    ``last.pth`` of a run that finished without validation (which writes no ``best.pth``), whichever is newer."""
     root = Path(runs_dir)
     found = list(root.rglob("best.pth")) if root.is_dir() else []
+    lasts = root.rglob("last.pth") if root.is_dir() else []
+    found += [last for last in lasts if not (last.parent / "best.pth").exists() and finished_unvalidated(last)]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def finished_unvalidated(last: Path) -> bool:
+    """Whether ``last`` is the end of a run that never validated: all its epochs done, no best score.
+    A run that validates always validates its last epoch, so it ends with a ``best.pth``; an unreadable file is
+    no run's model."""
+    try:
+        ckpt = read_checkpoint(last)
+        epochs = checkpoint_config(ckpt, last).train.epochs
+    except CheckpointError:
+        return False
+    return ckpt.get("epoch", 0) >= epochs and ckpt.get("best_score") is None
 
 
 def defaults_config(path: Path | None, trained: Config) -> Config:
