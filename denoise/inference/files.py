@@ -196,10 +196,14 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
     """The model the newest run under ``runs_dir`` hands you, or None: the most recently written ``best.pth``, or
     ``last.pth`` of a run that finished without validation (which writes no ``best.pth``), whichever is newer."""
     root = Path(runs_dir)
-    found = list(root.rglob("best.pth")) if root.is_dir() else []
-    lasts = root.rglob("last.pth") if root.is_dir() else []
-    found += [last for last in lasts if not (last.parent / "best.pth").exists() and finished_unvalidated(last)]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    if not root.is_dir():
+        return None
+    best = max(root.rglob("best.pth"), key=lambda p: p.stat().st_mtime, default=None)
+    since = best.stat().st_mtime if best is not None else float("-inf")
+    # Only a last.pth newer than every best.pth can win: those are read, newest first, until one qualifies.
+    lasts = [p for p in root.rglob("last.pth") if p.stat().st_mtime > since and not (p.parent / "best.pth").exists()]
+    lasts.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((last for last in lasts if finished_unvalidated(last)), best)
 
 
 def finished_unvalidated(last: Path) -> bool:
