@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install_torch.sh  # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu: the CPU-only wheel
 python3 -m pip install -q -e .
 
-if [ ! -d data/demo/val ]; then  # missing, or built before the validation/benchmark split: (re)build it
+# Missing, or built before the validation/benchmark split or the dark frames (README (d)): (re)build it, the same
+# frames again (the builder is deterministic).
+if [ ! -d data/demo/val ] || [ ! -d data/demo/dark ]; then
   python3 -m denoise.dataset.synth --out data/demo --force
 fi
 
