@@ -11,8 +11,9 @@ import pytest
 from conftest import load_module
 from scipy import stats
 
-from denoise.config import load_config
+from denoise.config import DataConfig, load_config
 from denoise.dataset.calibrate import main as calibrate
+from denoise.dataset.synthetic_pairs import synthesize
 from denoise.raw.dng import read_dng, write_new_dng
 from denoise.raw.noise import Structure, add_structure
 from denoise.raw.sensor import (
@@ -127,6 +128,7 @@ def test_the_calibrate_command_writes_the_sensors_json(tmp_path, capsys):
     assert cfg.data.noise_a_range[0] < result["a"] < cfg.data.noise_a_range[1]
     assert cfg.data.noise_b_range[0] < result["b"] < cfg.data.noise_b_range[1]
     assert cfg.data.noise_structure == pytest.approx(result["structure"], rel=1e-2)
+    assert cfg.data.noise_row_spectrum == pytest.approx(result["row_spectrum"], rel=1e-2)
 
 
 def test_the_calibrate_command_on_the_real_dark_frame(tmp_path):
@@ -207,6 +209,49 @@ def test_structure_adds_row_offsets_shared_as_told_and_a_fixed_pattern(pair_corr
     assert np.corrcoef(rows[0], rows[2])[0, 1] == pytest.approx(pair_corr, abs=0.06)
     assert rows.std() == pytest.approx(0.5 * 0.01, rel=0.05)
     assert (out - rows[..., None]).std() == pytest.approx(0.3 * 0.01, rel=0.02)
+
+
+def test_structure_without_a_spectrum_draws_as_it_always_has():
+    """Against the draws written out: shared rows, each sensor row's own, the fixed pattern, in that order."""
+    b, structure = 4e-4, Structure(0.5, 0.6, 0.3)
+    out = add_structure(np.zeros((4, 16, 8), dtype=np.float32), b, structure, np.random.default_rng(17))
+    rng, read = np.random.default_rng(17), 0.02
+    shared = rng.normal(0.0, 0.5 * read * np.sqrt(0.6), (16, 1))
+    own = rng.normal(0.0, 0.5 * read * np.sqrt(0.4), (2, 16, 1))
+    expected = (shared + own)[[0, 0, 1, 1]] + 0.3 * read * rng.standard_normal((4, 16, 8))
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_structure_rows_follow_the_calibrated_spectrum_in_a_training_crop():
+    """Crops of 64 packed rows, rows wholly shared: the row means' power falls in the bands as told, where white
+    rows spread it evenly."""
+    spectrum = (0.55, 0.15, 0.1, 0.1, 0.05, 0.05)
+    for told in (spectrum, ()):
+        rng = np.random.default_rng(18)
+        crops = [add_structure(np.zeros((4, 64, 16), dtype=np.float32), 1e-4, Structure(1.0, 1.0, 0.0, told), rng)
+                 for _ in range(400)]
+        rows = np.stack([crop[0].mean(axis=1) for crop in crops]).astype(np.float64)
+        assert np.sqrt((rows**2).mean()) == pytest.approx(0.01, rel=0.03)  # the row std asked for
+        power = (np.abs(np.fft.rfft(rows, axis=1)) ** 2).mean(axis=0)
+        bins = len(power)  # in the bands row_offsets lays out: frequency k in band k * len(spectrum) // bins
+        band = np.minimum(np.arange(bins) * len(spectrum) // bins, len(spectrum) - 1)
+        shares = np.bincount(band[1:], weights=power[1:]) / power[1:].sum()
+        expected = spectrum if told else np.bincount(band[1:]) / (bins - 1)
+        np.testing.assert_allclose(shares, expected, rtol=0.1, atol=0.01)
+
+
+def test_training_crops_get_the_configured_structure_and_row_spectrum():
+    """synthesize, as training calls it, on a black crop 256 pixels wide: rows in the slowest quarter of
+    frequencies move together from one row to the next; white rows do not."""
+    clean = np.zeros((4, 64, 256), dtype=np.float32)
+    for spectrum, low, high in (((1.0, 0.0, 0.0, 0.0), 0.8, 1.0), ((), -0.3, 0.3)):
+        synth = DataConfig(noise_a_range=(1e-8, 1e-8), noise_b_range=(1e-4, 1e-4), noise_structure=(1.0, 1.0, 0.0),
+                           noise_row_spectrum=spectrum)  # fmt: skip
+        rng = np.random.default_rng(19)
+        rows = np.stack([synthesize(clean, rng, synth)[0][0].mean(axis=1) for _ in range(50)]).astype(np.float64)
+        assert rows.std() == pytest.approx(0.01, rel=0.1)  # the row std, read noise's 0.01 times 1
+        lag = np.mean([np.corrcoef(r[:-1], r[1:])[0, 1] for r in rows])
+        assert low < lag < high
 
 
 def test_calibrate_reads_the_simulated_cameras_structure_off_its_dark_frames(tmp_path):

@@ -7,6 +7,7 @@ depend on the data (a patch larger than a frame) are checked where the data is r
 
 from __future__ import annotations
 
+import math
 import re
 
 from denoise.config.schema import Config, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig
@@ -54,6 +55,15 @@ def model_rules(m: ModelConfig) -> list[Rule]:
     ]
 
 
+def _structure_ok(structure: tuple[float, float, float]) -> bool:
+    row, pair_corr, fixed = structure
+    return all(math.isfinite(v) for v in structure) and row >= 0 and fixed >= 0 and 0 <= pair_corr <= 1
+
+
+def _spectrum_ok(spectrum: tuple[float, ...]) -> bool:
+    return not spectrum or (all(math.isfinite(v) and v >= 0 for v in spectrum) and sum(spectrum) > 0)
+
+
 def data_rules(d: DataConfig) -> list[Rule]:
     """The data section's rules beyond its minimums."""
     ranges = [(key, _log_range(getattr(d, key)), "[low, high] with 0 < low <= high")
@@ -75,6 +85,10 @@ def data_rules(d: DataConfig) -> list[Rule]:
         ("synthetic_fraction", bool(d.noisy_glob) or d.synthetic_fraction == 1,
          "1 for a clean-only dataset (data.noisy_glob '')"),
         ("noise_estimate_window", d.noise_estimate_window > 0, "more than 0"),
+        ("noise_structure", _structure_ok(d.noise_structure),
+         "[rows, pair correlation, fixed pattern]: finite, rows and fixed pattern from 0, the correlation in [0, 1]"),
+        ("noise_row_spectrum", _spectrum_ok(d.noise_row_spectrum),
+         "[] or finite band powers from 0, not all 0 (calibrate's row_spectrum)"),
         ("procedural_fraction", 0 <= d.procedural_fraction <= 1, "in [0, 1]"),
         ("procedural_gray", 0 <= d.procedural_gray <= 1, "in [0, 1]"),
         ("procedural_fraction", d.procedural_fraction == 0 or d.procedural_scenes > 0,

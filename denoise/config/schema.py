@@ -97,6 +97,9 @@ class DataConfig:
     # the stds as multiples of the read noise's (raw.noise.Structure; `calibrate --dark` prints them): added to
     # every synthetic crop and to the estimate grid's frames. (0, 0, 0): Poisson-Gaussian noise only.
     noise_structure: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # How the shared row offsets' power spreads over frequency, in equal bands from slow to fast (calibrate's
+    # row_spectrum, which it prints): slow banding puts most in the first. () draws independent (white) rows.
+    noise_row_spectrum: tuple[float, ...] = ()
     # Procedural scenes (textured dead leaves through a random camera, denoise/dataset/procedural.py) mixed into
     # training: procedural_scenes are made once per seed (kept in the cache) with the first training frame's
     # CFA pattern and levels, and procedural_fraction of the samples are cropped from them instead of from the

@@ -162,18 +162,28 @@ def print_sensor(result: dict) -> None:
         print(f"fixed pattern:  {result['fpn_std']:.4g} DN per pixel, {result['column_std']:.4g} DN per column")
     print("data.noise_structure=[{:.3g},{:.3g},{:.3g}]  (rows, their pair correlation, fixed pattern; / read)"
           .format(*result["structure"]))
+    if result.get("row_spectrum"):
+        print(f"{spectrum_setting(result['row_spectrum'])}  (the rows' power, slow to fast; white rows: equal)")
     if "gain" in result:
         print(f"shot-noise gain: {result['gain']:.4g} DN per DN of signal; normalised a = {result['a']:.4g}, "
               f"b = {result['b']:.4g}")
 
 
+def spectrum_setting(spectrum: list[float]) -> str:
+    """The override that gives training a calibration's row spectrum (its band shares, 3 significant digits)."""
+    return f"data.noise_row_spectrum=[{','.join(f'{v:.3g}' for v in spectrum)}]"
+
+
 def no_photos_command(result: dict, path: str) -> str:
     """The command that trains a denoiser for this camera with no photo (configs/no_photos.yaml): its levels from
-    ``path``, the noise ranges about the measured ``a`` and ``b`` (25% either side), its structure as measured."""
+    ``path``, the noise ranges about the measured ``a`` and ``b`` (25% either side), its structure and row spectrum
+    as measured."""
     (a_lo, a_hi), (b_lo, b_hi) = suggested_ranges([(result.get("a", 1.0), result["b"])])  # a: without flats, unused
     noise = [f"'data.noise_a_range=[{a_lo:.3g},{a_hi:.3g}]'"] if "a" in result else []
     noise.append(f"'data.noise_b_range=[{b_lo:.3g},{b_hi:.3g}]'")
     structure = "'data.noise_structure=[{:.3g},{:.3g},{:.3g}]'".format(*result["structure"])
+    if result.get("row_spectrum"):
+        structure += f" '{spectrum_setting(result['row_spectrum'])}'"
     no_validation = "data.val_root= data.val_noisy_glob= data.val_clean_glob= data.val_key_regex="
     unmeasured = "" if "a" in result else "; no flat frames: the config's shot-noise range stays"
     return (f"to train without photos (this setting only; widen the ranges to cover your other ISOs{unmeasured}):\n"

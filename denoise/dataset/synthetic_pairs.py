@@ -27,6 +27,11 @@ GRID_STREAM = 0x6772  # third seed word of the estimate grid's noise, apart from
 ESTIMATOR = source_digest(noise_estimation, estimate_grid, noise, bayer, sys.modules[__name__])
 
 
+def structure_of(synth: DataConfig) -> Structure:
+    """The camera noise beyond Poisson-Gaussian that ``synth`` adds to synthetic crops."""
+    return Structure(*synth.noise_structure, spectrum=tuple(synth.noise_row_spectrum))
+
+
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:
     """A normalised packed crop (4, h, w) rounded to whole DN and clipped to [black, white], as a DNG stores it."""
     return quantize(noisy, frame.white_level - frame.channel_black())
@@ -51,7 +56,7 @@ def synthesize(
     clean = np.clip(clean * scale, 0.0, 1.0)  # brighter than white saturates, like a sensor
     a = log_uniform(rng, *synth.noise_a_range)
     b = log_uniform(rng, *synth.noise_b_range)
-    noisy = add_structure(add_noise(clean, a, b, rng, synth.noise_model), b, Structure(*synth.noise_structure), rng)
+    noisy = add_structure(add_noise(clean, a, b, rng, synth.noise_model), b, structure_of(synth), rng)
     if frame is not None:
         noisy = quantize_like(noisy, frame)
     if grid is not None:
@@ -84,7 +89,7 @@ def frame_estimate_grid(
     log_b = grid_nodes(synth.noise_b_range[0] / high**2, synth.noise_b_range[1] / low**2)
     steps = frame.white_level - frame.channel_black()  # (4,) DN from black to white per packed channel
     return measure_grid(whole_frame(frame, shape), log_a, log_b, rng, window, synth.noise_model, steps,
-                        Structure(*synth.noise_structure))
+                        structure_of(synth))
 
 
 def real_noise_levels(frames: list[FramePair], window: float) -> list[tuple[float, float] | None]:
@@ -119,6 +124,7 @@ def estimate_grids(
 
         ranges = [synth.noise_model, *synth.noise_a_range, *synth.noise_b_range, *synth.brightness_range]
         ranges += list(synth.noise_structure) if any(synth.noise_structure) else []  # old keys stay valid
+        ranges += list(synth.noise_row_spectrum)
         key = digest("grid", ranges, window, seed, i, ESTIMATOR)
         stored = derived(f.clean, f"grid-{key}", compute)
         grids.append(EstimateGrid(*(np.asarray(stored[k], dtype=np.float64) for k in ("log_a", "log_b", "excess"))))

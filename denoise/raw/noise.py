@@ -7,6 +7,7 @@ organisers used; the Poisson form draws whole electrons, which matters in the da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -62,15 +63,36 @@ def add_noise(clean: np.ndarray, a: float, b: float, rng: np.random.Generator, m
 class Structure(NamedTuple):
     """A camera's noise beyond Poisson-Gaussian (ELD, Wei et al., CVPR 2020), each std a multiple of the read
     noise's, sqrt(b): an offset per sensor row, of which the two sensor rows of a packed row share ``pair_corr`` (R
-    and Gr lie on one, Gb and B on the other), and a fixed offset per pixel, drawn afresh for every crop since a
-    crop's place on the sensor is unknown. ``calibrate --dark`` measures them; all 0 (the default) adds nothing."""
+    and Gr lie on one, Gb and B on the other), the shared part spread over frequency as ``spectrum`` (fractions in
+    equal bands, a calibration's ``row_spectrum``; white rows without), and a fixed offset per pixel, drawn afresh
+    for every crop since a crop's place on the sensor is unknown. ``calibrate --dark`` measures them; all 0 (the
+    default) adds nothing."""
 
     row: float = 0.0
     pair_corr: float = 0.0
     fixed: float = 0.0
+    spectrum: tuple[float, ...] = ()
 
 
 NO_STRUCTURE = Structure()
+
+
+def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequence[float] | None) -> np.ndarray:
+    """``count`` row offsets of expected std ``std``, with power spread over frequency as ``spectrum`` (fractions in
+    equal bands, as a calibration's ``row_spectrum``); independent (white) rows without one, or under 4 rows, drawn
+    as ``rng.normal(0, std, count)`` draws them."""
+    if not spectrum or count < 4:
+        return rng.normal(0.0, std, count)
+    bins = count // 2 + 1
+    band = np.minimum(np.arange(bins) * len(spectrum) // bins, len(spectrum) - 1)  # each frequency's band
+    shape = np.sqrt(np.asarray(spectrum, dtype=np.float64)[band] / np.bincount(band, minlength=len(spectrum))[band])
+    shape[0] = 0.0  # no offset common to every row: that is the black level's
+    draw = np.fft.irfft(shape * (rng.standard_normal(bins) + 1j * rng.standard_normal(bins)), n=count)
+    # Each inner frequency's complex draw gives 4 shape^2 / count^2 of variance to every row; the Nyquist term of an
+    # even count only its real part, shape^2 / count^2.
+    inner = shape[1:-1] if count % 2 == 0 else shape[1:]
+    variance = (4 * (inner**2).sum() + (shape[-1] ** 2 if count % 2 == 0 else 0.0)) / count**2
+    return draw * std / np.sqrt(variance)
 
 
 def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.random.Generator,
@@ -82,7 +104,7 @@ def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.ran
         return noisy
     assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
     read, h = float(np.sqrt(b)), noisy.shape[1]
-    shared = rng.normal(0.0, structure.row * read * np.sqrt(structure.pair_corr), (h, 1))
+    shared = row_offsets(rng, h, structure.row * read * np.sqrt(structure.pair_corr), structure.spectrum)[:, None]
     own = rng.normal(0.0, structure.row * read * np.sqrt(1.0 - structure.pair_corr), (2, h, 1))
     out = noisy + (shared + own)[[0, 0, 1, 1]]  # R and Gr on one sensor row, Gb and B on the other
     if structure.fixed > 0:

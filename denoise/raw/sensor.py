@@ -20,6 +20,7 @@ from scipy import stats
 from scipy.optimize import least_squares
 
 from denoise.raw.bayer import CHANNELS, even_shape, pack_bayer, unpack_bayer
+from denoise.raw.noise import row_offsets
 from denoise.raw.noise_estimation import fit_line
 
 TAIL_SAMPLE = 20_000  # read-noise values the Tukey-lambda shape is fitted to (evenly strided)
@@ -197,23 +198,6 @@ def continuous_read_noise(read_std: float, kurtosis: float, mean: float, smear: 
     start = [float(np.sqrt(max(read_std**2 - 1 / 12, 0.25 * read_std**2))), 0.14, offset]
     fit = least_squares(misfit, start, bounds=([1e-3, -0.2, offset - 0.5], [10 * read_std + 1, 1.0, offset + 0.5]))
     return float(fit.x[0]), float(fit.x[1]), float(whole + fit.x[2])
-
-
-def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequence[float] | None) -> np.ndarray:
-    """``count`` row offsets of expected std ``std``, with power spread over frequency as ``spectrum`` (fractions in
-    equal bands, as a calibration's ``row_spectrum``); independent (white) rows without one, or under 4 rows."""
-    if not spectrum or count < 4:
-        return rng.normal(0.0, std, count)
-    bins = count // 2 + 1
-    band = np.minimum(np.arange(bins) * len(spectrum) // bins, len(spectrum) - 1)  # each frequency's band
-    shape = np.sqrt(np.asarray(spectrum, dtype=np.float64)[band] / np.bincount(band, minlength=len(spectrum))[band])
-    shape[0] = 0.0  # no offset common to every row: that is the black level's
-    draw = np.fft.irfft(shape * (rng.standard_normal(bins) + 1j * rng.standard_normal(bins)), n=count)
-    # Each inner frequency's complex draw gives 4 shape^2 / count^2 of variance to every row; the Nyquist term of an
-    # even count only its real part, shape^2 / count^2.
-    inner = shape[1:-1] if count % 2 == 0 else shape[1:]
-    variance = (4 * (inner**2).sum() + (shape[-1] ** 2 if count % 2 == 0 else 0.0)) / count**2
-    return draw * std / np.sqrt(variance)
 
 
 class DarkModel(NamedTuple):
