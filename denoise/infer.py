@@ -1,6 +1,7 @@
 """Denoise DNG files with a trained checkpoint: ``python -m denoise.infer [--checkpoint] [--input] [--output]``.
 
-With no arguments it takes the newest ``best.pth`` under ``runs/`` and that checkpoint's own ``infer`` section
+With no arguments it takes the newest run's ``best.pth`` under ``runs/`` (a run that finished without validation:
+its ``last.pth``) and that checkpoint's own ``infer`` section
 (test and output folders, tiling, precision), and says what it chose; ``--config`` supplies another ``infer``
 section. ``noisy{N}.dng`` becomes ``denoise{N}.dng``; any other name ``{stem}_denoised.dng``. A bad input is
 reported and skipped; the exit status is 2 if any file failed. The work is ``denoise.inference.files``'.
@@ -32,13 +33,20 @@ from denoise.model.checkpoint import CheckpointError, checkpoint_config, model_f
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = CliParser(prog="python -m denoise.infer", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path,
-                        help="trained model (default: the newest best.pth under runs/, or --config's infer.runs_dir, "
-                             "or a run's last.pth where it finished without validation)")
+                        help="trained model (default: the newest run's best.pth under runs/ or --config's "
+                             "infer.runs_dir; last.pth for a run that finished without validation)")
     parser.add_argument("--input", nargs="+", help="DNG files or folders (default: the checkpoint's infer.test_dir)")
     parser.add_argument("--output", type=Path, help="output folder (default: the checkpoint's infer.output_dir)")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing existing files in input folders")
     add_infer_options(parser)
     return parser.parse_args(argv)
+
+
+def chosen_line(checkpoint: Path, runs_dir: str) -> str:
+    """Why ``checkpoint`` was taken by default."""
+    if checkpoint.name == "best.pth":
+        return f" (the newest run's best.pth under {runs_dir}/)"
+    return f" (the newest run under {runs_dir}/, which finished without validation: its last.pth)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs_dir = named.infer.runs_dir if args.config is not None else InferConfig.runs_dir
         checkpoint = args.checkpoint or newest_checkpoint(runs_dir)
         if checkpoint is None:
-            raise InferError(f"no --checkpoint given and no best.pth under {runs_dir}/ (nor a finished run's last.pth "
-                             "where it had no validation): train first")
+            raise InferError(f"no --checkpoint given and no run under {runs_dir}/ with a best.pth, nor one that "
+                             "finished without validation: train first, or name a last.pth")
         ckpt = read_checkpoint(checkpoint)
         trained = checkpoint_config(ckpt, checkpoint)
         cfg = named if args.config is not None else trained
@@ -58,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = collect_inputs(args.input or [cfg.infer.test_dir])
         output_dir = args.output or Path(cfg.infer.output_dir)
         jobs = plan_jobs(inputs, output_dir, args.overwrite)
-        print(f"checkpoint: {checkpoint}{'' if args.checkpoint else f' (newest {checkpoint.name} under {runs_dir}/)'}")
+        print(f"checkpoint: {checkpoint}{'' if args.checkpoint else chosen_line(checkpoint, runs_dir)}")
         print(f"input: {', '.join(args.input or [cfg.infer.test_dir])} ({len(inputs)} file(s)); output: {output_dir}")
         print(f"settings: {settings_line(settings)}, from {args.config or 'the checkpoint'}'s infer section and flags")
         model = model_from_checkpoint(ckpt, trained, checkpoint, settings.device)

@@ -242,7 +242,8 @@ def test_defaults_from_runs_and_the_checkpoints_own_infer_section(tmp_path: Path
     write_frame(tmp_path / "in" / "noisy0.dng", (24, 24))
     assert main([]) == 0
     printed = capsys.readouterr().out
-    assert str(Path("runs/new/checkpoints/best.pth")) in printed and "(newest best.pth under runs/)" in printed
+    assert str(Path("runs/new/checkpoints/best.pth")) in printed
+    assert "(the newest run's best.pth under runs/)" in printed
     assert "output: res" in printed and "tile 16, overlap 4" in printed and "from the checkpoint's" in printed
     assert (tmp_path / "res" / "denoise0.dng").is_file() and not (tmp_path / "wrong").exists()
     # --config supplies another infer section; flags override either.

@@ -279,7 +279,7 @@ def test_a_full_disk_stops_training_with_one_line_and_no_torn_checkpoint(tmp_pat
 
 def test_infer_takes_the_last_weights_of_a_finished_run_that_never_validated(tmp_path: Path) -> None:
     # A run without validation writes no best.pth; infer's default is then its last.pth, once all its epochs are
-    # done, and only if it is newer than every best.pth. A run paused part-way hands nothing over.
+    # done and if it is the newest run (dated by its newest checkpoint). A run paused part-way hands nothing over.
     data = make_pairs(tmp_path / "data", count=2)
     runs = tmp_path / "runs"
     validated = train(tiny_config(data, runs)).run_dir / "checkpoints"
@@ -289,9 +289,10 @@ def test_infer_takes_the_last_weights_of_a_finished_run_that_never_validated(tmp
     assert newest_checkpoint(runs) == unvalidated / "last.pth"
     paused = train(tiny_config(data, runs, "name=paused", "train.val_every=0", "train.max_steps=2")).run_dir
     assert (paused / "checkpoints" / "last.pth").is_file() and newest_checkpoint(runs) == unvalidated / "last.pth"
-    later = time.time() + 60
-    os.utime(validated / "best.pth", (later, later))
+    later = time.time() + 60  # the validated run goes on (its last.pth newer), its best.pth as old as it was
+    os.utime(validated / "last.pth", (later, later))
     assert newest_checkpoint(runs) == validated / "best.pth"
-    (unvalidated / "last.pth").write_bytes(b"not a checkpoint")  # unreadable: no run's model
+    os.utime(validated / "last.pth", (1, 1))
     os.utime(validated / "best.pth", (1, 1))
+    (unvalidated / "last.pth").write_bytes(b"not a checkpoint")  # unreadable: no run's model
     assert newest_checkpoint(runs) == validated / "best.pth"

@@ -124,7 +124,7 @@ def estimate_grids(
 
         ranges = [synth.noise_model, *synth.noise_a_range, *synth.noise_b_range, *synth.brightness_range]
         ranges += list(synth.noise_structure) if any(synth.noise_structure) else []  # old keys stay valid
-        ranges += list(synth.noise_row_spectrum)
+        ranges += [list(synth.noise_row_spectrum)] if synth.noise_row_spectrum else []  # one item: no collision
         key = digest("grid", ranges, window, seed, i, ESTIMATOR)
         stored = derived(f.clean, f"grid-{key}", compute)
         grids.append(EstimateGrid(*(np.asarray(stored[k], dtype=np.float64) for k in ("log_a", "log_b", "excess"))))

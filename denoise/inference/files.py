@@ -20,7 +20,7 @@ from denoise.atomic import remove_stale_temps, unwritable_reason
 from denoise.config import Config, InferConfig, load_config, validate_config
 from denoise.inference.pipeline import denoise_frame, frame_tiles, noise_source
 from denoise.model import resolve_device
-from denoise.model.checkpoint import CheckpointError, checkpoint_config, read_checkpoint
+from denoise.model.checkpoint import CheckpointError, finished_unvalidated, read_checkpoint
 from denoise.model.nafnet import NoiseAwareNAFNet
 from denoise.raw.dng import DngError, read_dng, write_dng
 
@@ -193,29 +193,22 @@ def summary_line(summary: RunSummary, settings: InferConfig) -> str:
 
 
 def newest_checkpoint(runs_dir: str | Path) -> Path | None:
-    """The model the newest run under ``runs_dir`` hands you, or None: the most recently written ``best.pth``, or
-    ``last.pth`` of a run that finished without validation (which writes no ``best.pth``), whichever is newer."""
+    """The model the newest run under ``runs_dir`` hands you, or None: its ``best.pth``, or the ``last.pth`` of a run
+    that finished without validation (which writes no ``best.pth``). A run is as new as its newest checkpoint; a run
+    with neither (one that is still to validate, or was stopped before) is passed over for the next newest."""
     root = Path(runs_dir)
-    if not root.is_dir():
-        return None
-    best = max(root.rglob("best.pth"), key=lambda p: p.stat().st_mtime, default=None)
-    since = best.stat().st_mtime if best is not None else float("-inf")
-    # Only a last.pth newer than every best.pth can win: those are read, newest first, until one qualifies.
-    lasts = [p for p in root.rglob("last.pth") if p.stat().st_mtime > since and not (p.parent / "best.pth").exists()]
-    lasts.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((last for last in lasts if finished_unvalidated(last)), best)
-
-
-def finished_unvalidated(last: Path) -> bool:
-    """Whether ``last`` is the end of a run that never validated: all its epochs done, no best score.
-    A run that validates always validates its last epoch, so it ends with a ``best.pth``; an unreadable file is
-    no run's model."""
-    try:
-        ckpt = read_checkpoint(last)
-        epochs = checkpoint_config(ckpt, last).train.epochs
-    except CheckpointError:
-        return False
-    return ckpt.get("epoch", 0) >= epochs and ckpt.get("best_score") is None
+    folders = {p.parent for p in root.rglob("*.pth") if p.name in ("best.pth", "last.pth")} if root.is_dir() else set()
+    newest = sorted(folders, key=lambda f: max(p.stat().st_mtime for p in f.glob("*.pth")), reverse=True)
+    for folder in newest:  # only the folders without a best.pth newer than the newest with one are read
+        if (folder / "best.pth").is_file():
+            return folder / "best.pth"
+        last = folder / "last.pth"
+        try:
+            if finished_unvalidated(read_checkpoint(last), last):
+                return last
+        except (CheckpointError, OSError):  # unreadable or not a run's checkpoint: no run's model
+            continue
+    return None
 
 
 def defaults_config(path: Path | None, trained: Config) -> Config:

@@ -39,6 +39,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def finished_unvalidated(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> bool:
+    """Whether ``ckpt`` ends a run that never validated: all its epochs done and no best score. A run that
+    validates always validates its last epoch, so it ends with a ``best.pth``."""
+    return ckpt.get("epoch", 0) >= checkpoint_config(ckpt, path).train.epochs and ckpt.get("best_score") is None
+
+
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Config:
     """The experiment config saved in a checkpoint."""
     if not isinstance(ckpt["config"], dict):

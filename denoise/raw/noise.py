@@ -78,21 +78,26 @@ NO_STRUCTURE = Structure()
 
 
 def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequence[float] | None) -> np.ndarray:
-    """``count`` row offsets of expected std ``std``, with power spread over frequency as ``spectrum`` (fractions in
-    equal bands, as a calibration's ``row_spectrum``); independent (white) rows without one, or under 4 rows, drawn
-    as ``rng.normal(0, std, count)`` draws them."""
-    if not spectrum or count < 4:
-        return rng.normal(0.0, std, count)
+    """``count`` row offsets of expected std ``std``, with power spread over frequency as ``spectrum`` says: the
+    mean power per frequency in equal bands from slow to fast, DC left out, as ``sensor.row_spectrum`` measures it
+    (a calibration's ``row_spectrum``). Independent (white) rows without one, under 4 rows, or where the bands
+    that have power hold no frequency of so few rows; drawn as ``rng.normal(0, std, count)`` draws them."""
     bins = count // 2 + 1
-    band = np.minimum(np.arange(bins) * len(spectrum) // bins, len(spectrum) - 1)  # each frequency's band
-    shape = np.sqrt(np.asarray(spectrum, dtype=np.float64)[band] / np.bincount(band, minlength=len(spectrum))[band])
-    shape[0] = 0.0  # no offset common to every row: that is the black level's
-    draw = np.fft.irfft(shape * (rng.standard_normal(bins) + 1j * rng.standard_normal(bins)), n=count)
-    # Each inner frequency's complex draw gives 4 shape^2 / count^2 of variance to every row; the Nyquist term of an
-    # even count only its real part, shape^2 / count^2.
-    inner = shape[1:-1] if count % 2 == 0 else shape[1:]
-    variance = (4 * (inner**2).sum() + (shape[-1] ** 2 if count % 2 == 0 else 0.0)) / count**2
-    return draw * std / np.sqrt(variance)
+    power = np.zeros(bins)
+    if spectrum and count >= 4:
+        for share, band in zip(spectrum, np.array_split(np.arange(1, bins), len(spectrum)), strict=True):
+            power[band] = share
+    if not power.any():
+        return rng.normal(0.0, std, count)
+    amplitude = np.sqrt(power)
+    draw = amplitude * (rng.standard_normal(bins) + 1j * rng.standard_normal(bins))
+    nyquist = count % 2 == 0
+    if nyquist:  # a real term: its real part alone, with an inner frequency's expected power
+        draw[-1] = np.sqrt(2.0) * draw[-1].real
+    # Each row's variance: an inner frequency gives 4 |amplitude|^2 / count^2, the Nyquist term 2 |amplitude|^2.
+    inner = power[1:-1] if nyquist else power[1:]
+    variance = (4 * inner.sum() + (2 * power[-1] if nyquist else 0.0)) / count**2
+    return np.fft.irfft(draw, n=count) * std / np.sqrt(variance)
 
 
 def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.random.Generator,
