@@ -238,6 +238,16 @@ def test_structure_rows_carry_the_spectrum_calibrate_measures_in_a_training_crop
     np.testing.assert_allclose(measured / measured.sum(), told or [0.25] * 4, rtol=0.05)
 
 
+def test_a_dark_frame_too_short_for_the_bands_has_no_spectrum_and_calibrate_prints_none(tmp_path, capsys):
+    frame = np.rint(64 + np.random.default_rng(20).normal(0, 2, (24, 32))).astype(np.uint16)  # 12 packed rows
+    write_new_dng(tmp_path / "dark.dng", frame, "RGGB", 64, 1023)
+    assert calibrate(["--dark", str(tmp_path / "dark.dng"), "--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["row_spectrum"] is None
+    command = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not any("noise_row_spectrum" in word for word in command)
+    load_config(Path(__file__).parents[1] / "configs" / "no_photos.yaml", command[5:])  # accepted as printed
+
+
 def test_training_crops_get_the_configured_structure_and_row_spectrum():
     """synthesize, as training calls it, on a black crop 256 pixels wide: rows in the slowest quarter of
     frequencies move together from one row to the next; white rows do not."""

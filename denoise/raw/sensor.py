@@ -50,7 +50,8 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
     - ``read_kurtosis`` (excess, 0 for a Gaussian; ``read_kurtosis_per_channel`` each) and ``read_tukey_lambda``:
       the tails; a Tukey-lambda shape under 0.14 means heavier tails than a Gaussian (ELD's read-noise model);
     - ``row_spectrum``: how the row offsets' power spreads over frequency (the function ``row_spectrum`` in
-      ``ROW_SPECTRUM_BANDS`` bands, the read noise's share taken away, as fractions summing to 1): slow banding
+      ``ROW_SPECTRUM_BANDS`` bands, the read noise's share taken away, as fractions summing to 1; None for a frame
+      of too few rows to fill the bands): slow banding
       puts more in the first bands, independent rows spread it evenly.
     """
     return packed_dark_statistics(packed_frames(mosaics, pattern), pattern)
@@ -91,9 +92,11 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     values = read.ravel()
     result["read_kurtosis"] = float(stats.kurtosis(values))
     result["read_kurtosis_per_channel"] = [float(stats.kurtosis(read[:, c].ravel())) for c in range(4)]
-    power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - read_var.mean() / w  # the read noise's share out
-    power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
-    result["row_spectrum"] = (power / power.sum()).tolist()
+    result["row_spectrum"] = None  # a frame of fewer packed rows than twice the bands has too few frequencies
+    if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS:
+        power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - read_var.mean() / w  # the read noise's out
+        power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
+        result["row_spectrum"] = (power / power.sum()).tolist()
     sample = np.sort(values[:: max(1, len(values) // TAIL_SAMPLE)])
     try:
         result["read_tukey_lambda"] = float(stats.ppcc_max(sample, brack=(-0.5, 0.5), dist="tukeylambda"))
