@@ -11,19 +11,15 @@ import pytest
 from conftest import load_module
 from scipy import stats
 
-from denoise.config import DataConfig, load_config
+from denoise.config import load_config
 from denoise.dataset.calibrate import main as calibrate
-from denoise.dataset.synthetic_pairs import synthesize
 from denoise.raw.dng import read_dng, write_new_dng
-from denoise.raw.noise import Structure, add_structure
 from denoise.raw.sensor import (
     dark_signature,
     dark_statistics,
     photon_transfer,
     rounded_moments,
     rounding_gain,
-    row_offsets,
-    row_spectrum,
     synthesize_dark,
 )
 
@@ -192,52 +188,6 @@ def test_a_synthetic_dark_frame_matches_the_held_out_half_of_the_real_one_in_lev
     assert synthetic["read_std"] == pytest.approx(real["read_std"], rel=0.03)
 
 
-def test_no_structure_adds_nothing_and_draws_nothing():
-    noisy, rng = np.zeros((4, 8, 8), dtype=np.float32), np.random.default_rng(12)
-    assert add_structure(noisy, 1e-4, Structure(), rng) is noisy
-    assert rng.random() == np.random.default_rng(12).random()  # the stream of a plain noise model is untouched
-
-
-@pytest.mark.parametrize("pair_corr", [1.0, 0.0])
-def test_structure_adds_row_offsets_shared_as_told_and_a_fixed_pattern(pair_corr):
-    b = 1e-4  # read std 0.01
-    out = add_structure(np.zeros((4, 2048, 256), dtype=np.float32), b, Structure(0.5, pair_corr, 0.3),
-                        np.random.default_rng(13)).astype(np.float64)  # fmt: skip
-    rows = out.mean(axis=2)  # (4, h): each channel's row offsets, plus the fixed pattern's share
-    pattern_only = np.sqrt(2) * 0.3 * 0.01 / np.sqrt(256)  # what the fixed pattern leaves between two row means
-    assert (rows[0] - rows[1]).std() == pytest.approx(pattern_only, rel=0.1)  # R and Gr: one sensor row
-    assert (rows[2] - rows[3]).std() == pytest.approx(pattern_only, rel=0.1)  # Gb and B: the other
-    assert np.corrcoef(rows[0], rows[2])[0, 1] == pytest.approx(pair_corr, abs=0.06)
-    assert rows.std() == pytest.approx(0.5 * 0.01, rel=0.05)
-    assert (out - rows[..., None]).std() == pytest.approx(0.3 * 0.01, rel=0.02)
-
-
-def test_structure_without_a_spectrum_draws_as_it_always_has():
-    """Against the draws written out: shared rows, each sensor row's own, the fixed pattern, in that order."""
-    b, structure = 4e-4, Structure(0.5, 0.6, 0.3)
-    out = add_structure(np.zeros((4, 16, 8), dtype=np.float32), b, structure, np.random.default_rng(17))
-    rng, read = np.random.default_rng(17), 0.02
-    shared = rng.normal(0.0, 0.5 * read * np.sqrt(0.6), (16, 1))
-    own = rng.normal(0.0, 0.5 * read * np.sqrt(0.4), (2, 16, 1))
-    expected = (shared + own)[[0, 0, 1, 1]] + 0.3 * read * rng.standard_normal((4, 16, 8))
-    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-9)
-
-
-@pytest.mark.parametrize("told", [(0.150, 0.120, 0.133, 0.130, 0.118, 0.115, 0.115, 0.120),  # the IMX296's
-                                  (0.55, 0.15, 0.1, 0.1, 0.05, 0.05),  # slow banding
-                                  ()])  # white rows
-def test_structure_rows_carry_the_spectrum_calibrate_measures_in_a_training_crop(told):
-    """Crops of 64 packed rows, rows wholly shared, measured as calibrate measures a dark frame's rows: the shares
-    asked for come back, white rows' evenly."""
-    rng = np.random.default_rng(18)
-    crops = np.stack([add_structure(np.zeros((4, 64, 4), dtype=np.float32), 1e-4, Structure(1.0, 1.0, 0.0, told),
-                                    rng) for _ in range(2000)])  # fmt: skip
-    assert np.sqrt((crops.astype(np.float64) ** 2).mean()) == pytest.approx(0.01, rel=0.02)  # the row std asked
-    bands = len(told) or 4
-    measured = np.array(row_spectrum(crops, bands))
-    np.testing.assert_allclose(measured / measured.sum(), told or [0.25] * 4, rtol=0.05)
-
-
 def test_a_dark_frame_too_short_for_the_bands_has_no_spectrum_and_calibrate_prints_none(tmp_path, capsys):
     frame = np.rint(64 + np.random.default_rng(20).normal(0, 2, (24, 32))).astype(np.uint16)  # 12 packed rows
     write_new_dng(tmp_path / "dark.dng", frame, "RGGB", 64, 1023)
@@ -246,20 +196,6 @@ def test_a_dark_frame_too_short_for_the_bands_has_no_spectrum_and_calibrate_prin
     command = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
     assert not any("noise_row_spectrum" in word for word in command)
     load_config(Path(__file__).parents[1] / "configs" / "no_photos.yaml", command[5:])  # accepted as printed
-
-
-def test_training_crops_get_the_configured_structure_and_row_spectrum():
-    """synthesize, as training calls it, on a black crop 256 pixels wide: rows in the slowest quarter of
-    frequencies move together from one row to the next; white rows do not."""
-    clean = np.zeros((4, 64, 256), dtype=np.float32)
-    for spectrum, low, high in (((1.0, 0.0, 0.0, 0.0), 0.8, 1.0), ((), -0.3, 0.3)):
-        synth = DataConfig(noise_a_range=(1e-8, 1e-8), noise_b_range=(1e-4, 1e-4), noise_structure=(1.0, 1.0, 0.0),
-                           noise_row_spectrum=spectrum)  # fmt: skip
-        rng = np.random.default_rng(19)
-        rows = np.stack([synthesize(clean, rng, synth)[0][0].mean(axis=1) for _ in range(50)]).astype(np.float64)
-        assert rows.std() == pytest.approx(0.01, rel=0.1)  # the row std, read noise's 0.01 times 1
-        lag = np.mean([np.corrcoef(r[:-1], r[1:])[0, 1] for r in rows])
-        assert low < lag < high
 
 
 def test_calibrate_reads_the_simulated_cameras_structure_off_its_dark_frames(tmp_path):
@@ -306,18 +242,6 @@ def test_rounded_moments_with_row_offsets_match_rows_measured_about_their_means(
     assert ours[0] == pytest.approx(about.std(), rel=0.005)
     assert ours[1] == pytest.approx(stats.kurtosis(about.ravel()), rel=0.05)
     assert abs(ours[1] - rounded_moments(std, shape, offset)[1]) > 0.2  # the offsets matter at this size
-
-
-@pytest.mark.parametrize("spectrum", [[0.5, 0.25, 0.125, 0.125], [0.1, 0.2, 0.3, 0.4]])
-def test_row_offsets_have_the_std_and_the_spectrum_asked_for(spectrum):
-    rows = np.stack([row_offsets(np.random.default_rng(i), 512, 0.3, spectrum) for i in range(200)])
-    assert np.sqrt((rows**2).mean()) == pytest.approx(0.3, rel=0.02)  # the std asked for, on average ...
-    assert rows.std(axis=1).std() > 0.005  # ... each frame's own varying about it, as a real frame's does
-    power = (np.abs(np.fft.rfft(rows, axis=1)[:, 1:]) ** 2).mean(axis=0)
-    bands = np.array([band.sum() for band in np.array_split(power, len(spectrum))])
-    np.testing.assert_allclose(bands / bands.sum(), spectrum, rtol=0.1)
-    white = np.stack([row_offsets(np.random.default_rng(i), 512, 0.3, None) for i in range(200)])
-    assert white.std() == pytest.approx(0.3, rel=0.01)
 
 
 def test_a_synthetic_dark_frame_gives_its_calibration_back_row_spectrum_and_tails_included():
