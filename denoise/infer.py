@@ -46,7 +46,7 @@ def chosen_line(checkpoint: Path, runs_dir: str) -> str:
     """Why ``checkpoint`` was taken by default."""
     if checkpoint.name == "best.pth":
         return f" (the newest run's best.pth under {runs_dir}/)"
-    return f" (the newest run under {runs_dir}/, which finished without validation: its last.pth)"
+    return f" (the newest run under {runs_dir}/ to finish without validation: its last.pth)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,12 +47,14 @@ def test_structure_without_a_spectrum_draws_as_it_always_has():
 @pytest.mark.parametrize("told", [(0.150, 0.120, 0.133, 0.130, 0.118, 0.115, 0.115, 0.120),  # the IMX296's
                                   (0.55, 0.15, 0.1, 0.1, 0.05, 0.05),  # slow banding
                                   ()])  # white rows
-def test_structure_rows_carry_the_spectrum_calibrate_measures_in_a_training_crop(told):
-    """Crops of 64 packed rows, rows wholly shared, measured as calibrate measures a dark frame's rows: the shares
-    asked for come back, white rows' evenly."""
+@pytest.mark.parametrize("pair_corr", [1.0, 0.5])
+def test_structure_rows_carry_the_spectrum_calibrate_measures_in_a_training_crop(told, pair_corr):
+    """Crops of 64 packed rows, measured as calibrate measures a dark frame's rows (shared and own parts together):
+    the shares asked for come back, white rows' evenly."""
     rng = np.random.default_rng(18)
-    crops = np.stack([add_structure(np.zeros((4, 64, 4), dtype=np.float32), 1e-4, Structure(1.0, 1.0, 0.0, told),
-                                    rng) for _ in range(2000)])  # fmt: skip
+    structure = Structure(1.0, pair_corr, 0.0, told)
+    crops = np.stack([add_structure(np.zeros((4, 64, 4), dtype=np.float32), 1e-4, structure, rng)
+                      for _ in range(2000)])  # fmt: skip
     assert np.sqrt((crops.astype(np.float64) ** 2).mean()) == pytest.approx(0.01, rel=0.02)  # the row std asked
     bands = len(told) or 4
     measured = np.array(row_spectrum(crops, bands))
@@ -83,3 +85,26 @@ def test_row_offsets_have_the_std_and_the_spectrum_asked_for(spectrum):
     np.testing.assert_allclose(bands / bands.sum(), spectrum, rtol=0.1)
     white = np.stack([row_offsets(np.random.default_rng(i), 512, 0.3, None) for i in range(200)])
     assert white.std() == pytest.approx(0.3, rel=0.01)
+
+
+@pytest.mark.parametrize("count", [4, 5, 8, 9])
+def test_row_offsets_have_the_std_asked_for_with_all_power_at_the_fastest_frequencies(count):
+    """The Nyquist term of an even count (a real term) and the last inner term of an odd one, each alone: their
+    variance is what the normalisation assumes."""
+    spectrum = (0.0,) * (count // 2 - 1) + (1.0,)  # one band a frequency, power only in the fastest
+    rows = np.stack([row_offsets(np.random.default_rng(i), count, 0.3, spectrum) for i in range(20000)])
+    assert np.sqrt((rows**2).mean()) == pytest.approx(0.3, rel=0.015)
+    if count % 2 == 0:  # at the Nyquist frequency alone, rows alternate exactly
+        np.testing.assert_allclose(rows[:, 1:], -rows[:, :-1], atol=1e-12)
+
+
+def test_too_few_rows_for_the_bands_draw_white_rows_as_calibrate_measures_none():
+    fast = (0.0,) * 7 + (1.0,)  # power only at the fastest frequencies: neighbouring rows opposite where it applies
+
+    def lag(count: int) -> float:
+        rows = [row_offsets(np.random.default_rng(i), count, 1.0, fast) for i in range(300)]
+        return float(np.mean([np.corrcoef(r[:-1], r[1:])[0, 1] for r in rows]))
+
+    assert lag(32) < -0.8 and abs(lag(14)) < 0.1
+    np.testing.assert_array_equal(row_offsets(np.random.default_rng(5), 14, 1.0, fast),
+                                  np.random.default_rng(5).normal(0.0, 1.0, 14))

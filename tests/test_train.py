@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from train_data import make_pairs, tiny_config
 
 from denoise.config import config_from_dict, dump_config
+from denoise.infer import main as infer_main
 from denoise.inference.files import newest_checkpoint
 from denoise.model import build_model
 from denoise.model.checkpoint import load_model
@@ -277,16 +278,23 @@ def test_a_full_disk_stops_training_with_one_line_and_no_torn_checkpoint(tmp_pat
         torch.load(saved, weights_only=True)
 
 
-def test_infer_takes_the_last_weights_of_a_finished_run_that_never_validated(tmp_path: Path) -> None:
+def test_infer_takes_the_last_weights_of_a_finished_run_that_never_validated(tmp_path: Path, monkeypatch,
+                                                                              capsys) -> None:  # fmt: skip
     # A run without validation writes no best.pth; infer's default is then its last.pth, once all its epochs are
     # done and if it is the newest run (dated by its newest checkpoint). A run paused part-way hands nothing over.
     data = make_pairs(tmp_path / "data", count=2)
     runs = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)
+    denoise_one = ["--input", str(data / "noisy" / "0_noise.dng"), "--output", "out"]
+    assert infer_main(denoise_one) == 2 and "train first" in capsys.readouterr().err  # no run yet
     validated = train(tiny_config(data, runs)).run_dir / "checkpoints"
     assert newest_checkpoint(runs) == validated / "best.pth"
     unvalidated = train(tiny_config(data, runs, "name=blind", "train.val_every=0")).run_dir / "checkpoints"
     assert sorted(p.name for p in unvalidated.iterdir()) == ["last.pth"]
     assert newest_checkpoint(runs) == unvalidated / "last.pth"
+    capsys.readouterr()
+    assert infer_main(denoise_one) == 0 and (tmp_path / "out" / "0_noise_denoised.dng").is_file()
+    assert "to finish without validation: its last.pth" in capsys.readouterr().out
     paused = train(tiny_config(data, runs, "name=paused", "train.val_every=0", "train.max_steps=2")).run_dir
     assert (paused / "checkpoints" / "last.pth").is_file() and newest_checkpoint(runs) == unvalidated / "last.pth"
     later = time.time() + 60  # the validated run goes on (its last.pth newer), its best.pth as old as it was

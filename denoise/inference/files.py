@@ -198,7 +198,7 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
     with neither (one that is still to validate, or was stopped before) is passed over for the next newest."""
     root = Path(runs_dir)
     folders = {p.parent for p in root.rglob("*.pth") if p.name in ("best.pth", "last.pth")} if root.is_dir() else set()
-    newest = sorted(folders, key=lambda f: max(p.stat().st_mtime for p in f.glob("*.pth")), reverse=True)
+    newest = sorted(folders, key=_last_written, reverse=True)
     for folder in newest:  # only the folders without a best.pth newer than the newest with one are read
         if (folder / "best.pth").is_file():
             return folder / "best.pth"
@@ -209,6 +209,17 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
         except (CheckpointError, OSError):  # unreadable or not a run's checkpoint: no run's model
             continue
     return None
+
+
+def _last_written(folder: Path) -> float:
+    """When the newest checkpoint in ``folder`` was written (one removed meanwhile does not count)."""
+    times = []
+    for path in folder.glob("*.pth"):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    return max(times, default=float("-inf"))
 
 
 def defaults_config(path: Path | None, trained: Config) -> Config:

@@ -63,8 +63,9 @@ def add_noise(clean: np.ndarray, a: float, b: float, rng: np.random.Generator, m
 class Structure(NamedTuple):
     """A camera's noise beyond Poisson-Gaussian (ELD, Wei et al., CVPR 2020), each std a multiple of the read
     noise's, sqrt(b): an offset per sensor row, of which the two sensor rows of a packed row share ``pair_corr`` (R
-    and Gr lie on one, Gb and B on the other), the shared part spread over frequency as ``spectrum`` (fractions in
-    equal bands, a calibration's ``row_spectrum``; white rows without), and a fixed offset per pixel, drawn afresh
+    and Gr lie on one, Gb and B on the other), both parts spread over frequency as ``spectrum`` (fractions in equal
+    bands, a calibration's ``row_spectrum``, which measures them together; white rows without), and a fixed offset
+    per pixel, drawn afresh
     for every crop since a crop's place on the sensor is unknown. ``calibrate --dark`` measures them; all 0 (the
     default) adds nothing."""
 
@@ -80,11 +81,11 @@ NO_STRUCTURE = Structure()
 def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequence[float] | None) -> np.ndarray:
     """``count`` row offsets of expected std ``std``, with power spread over frequency as ``spectrum`` says: the
     mean power per frequency in equal bands from slow to fast, DC left out, as ``sensor.row_spectrum`` measures it
-    (a calibration's ``row_spectrum``). Independent (white) rows without one, under 4 rows, or where the bands
-    that have power hold no frequency of so few rows; drawn as ``rng.normal(0, std, count)`` draws them."""
+    (a calibration's ``row_spectrum``). Independent (white) rows without one, or for fewer rows than twice the
+    bands (too few frequencies to lay them out); drawn as ``rng.normal(0, std, count)`` draws them."""
     bins = count // 2 + 1
     power = np.zeros(bins)
-    if spectrum and count >= 4:
+    if spectrum and count // 2 >= len(spectrum):  # every band holds a frequency, as calibrate measures them
         for share, band in zip(spectrum, np.array_split(np.arange(1, bins), len(spectrum)), strict=True):
             power[band] = share
     if not power.any():
@@ -110,7 +111,8 @@ def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.ran
     assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
     read, h = float(np.sqrt(b)), noisy.shape[1]
     shared = row_offsets(rng, h, structure.row * read * np.sqrt(structure.pair_corr), structure.spectrum)[:, None]
-    own = rng.normal(0.0, structure.row * read * np.sqrt(1.0 - structure.pair_corr), (2, h, 1))
+    own_std = structure.row * read * np.sqrt(1.0 - structure.pair_corr)  # each sensor row's own, same spectrum
+    own = np.stack([row_offsets(rng, h, own_std, structure.spectrum) for _ in range(2)])[..., None]
     out = noisy + (shared + own)[[0, 0, 1, 1]]  # R and Gr on one sensor row, Gb and B on the other
     if structure.fixed > 0:
         pattern = rng.standard_normal(noisy.shape) if sensor is None else sensor

@@ -255,7 +255,10 @@ def draw_dark(shape: tuple[int, int], model: DarkModel, rng: np.random.Generator
     mosaic = unpack_bayer(read, model.pattern)
     shared = model.row_pair_corr  # the two sensor rows of a packed row: this much in common
     pairs = row_offsets(rng, height // 2, model.row_std * np.sqrt(shared), model.row_spectrum)
-    mosaic += np.repeat(pairs, 2)[:, None] + rng.normal(0.0, model.row_std * np.sqrt(1 - shared), (height, 1))
+    own = np.empty(height)  # each sensor row's own part, the two rows of a pair apart, with the same spectrum
+    for first in (0, 1):
+        own[first::2] = row_offsets(rng, height // 2, model.row_std * np.sqrt(1 - shared), model.row_spectrum)
+    mosaic += (np.repeat(pairs, 2) + own)[:, None]
     if model.fpn_std:
         mosaic += rng.normal(0.0, model.fpn_std, (height, width))
     return np.clip(np.rint(mosaic), 0, model.white)
