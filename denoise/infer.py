@@ -1,10 +1,10 @@
 """Denoise DNG files with a trained checkpoint: ``python -m denoise.infer [--checkpoint] [--input] [--output]``.
 
 With no arguments it takes the newest run's ``best.pth`` under ``runs/`` (a run that finished without validation:
-its ``last.pth``) and that checkpoint's own ``infer`` section
-(test and output folders, tiling, precision), and says what it chose; ``--config`` supplies another ``infer``
-section. ``noisy{N}.dng`` becomes ``denoise{N}.dng``; any other name ``{stem}_denoised.dng``. A bad input is
-reported and skipped; the exit status is 2 if any file failed. The work is ``denoise.inference.files``'.
+its ``last.pth``) and that checkpoint's own ``infer`` section (test and output folders, tiling, precision), and
+says what it chose; ``--config`` supplies another ``infer`` section. ``noisy{N}.dng`` becomes ``denoise{N}.dng``;
+any other name ``{stem}_denoised.dng``. A bad input is reported and skipped; the exit status is 2 if any file
+failed. The work is ``denoise.inference.files``'.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class DataConfig:
     # the stds as multiples of the read noise's (raw.noise.Structure; `calibrate --dark` prints them): added to
     # every synthetic crop and to the estimate grid's frames. (0, 0, 0): Poisson-Gaussian noise only.
     noise_structure: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    # How the shared row offsets' power spreads over frequency, in equal bands from slow to fast (calibrate's
+    # How the row offsets' power spreads over frequency, in equal bands from slow to fast (calibrate's
     # row_spectrum, which it prints): slow banding puts most in the first. () draws independent (white) rows.
     noise_row_spectrum: tuple[float, ...] = ()
     # Procedural scenes (textured dead leaves through a random camera, denoise/dataset/procedural.py) mixed into

@@ -29,7 +29,7 @@ ESTIMATOR = source_digest(noise_estimation, estimate_grid, noise, bayer, sys.mod
 
 def structure_of(synth: DataConfig) -> Structure:
     """The camera noise beyond Poisson-Gaussian that ``synth`` adds to synthetic crops."""
-    return Structure(*synth.noise_structure, spectrum=tuple(synth.noise_row_spectrum))
+    return Structure(*synth.noise_structure, spectrum=synth.noise_row_spectrum)
 
 
 def quantize_like(noisy: np.ndarray, frame: CachedFrame) -> np.ndarray:

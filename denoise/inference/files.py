@@ -196,10 +196,14 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
     """The model the newest run under ``runs_dir`` hands you, or None: its ``best.pth``, or the ``last.pth`` of a run
     that finished without validation (which writes no ``best.pth``). A run is as new as its newest checkpoint; a run
     with neither (one that is still to validate, or was stopped before) is passed over for the next newest."""
-    root = Path(runs_dir)
-    folders = {p.parent for p in root.rglob("*.pth") if p.name in ("best.pth", "last.pth")} if root.is_dir() else set()
-    newest = sorted(folders, key=_last_written, reverse=True)
-    for folder in newest:  # only the folders without a best.pth newer than the newest with one are read
+    written: dict[Path, float] = {}  # each run folder: when its newest checkpoint was written
+    for path in Path(runs_dir).rglob("*.pth") if Path(runs_dir).is_dir() else []:
+        try:
+            if path.name in ("best.pth", "last.pth"):
+                written[path.parent] = max(written.get(path.parent, float("-inf")), path.stat().st_mtime)
+        except OSError:  # removed meanwhile: does not count
+            continue
+    for folder in sorted(written, key=written.__getitem__, reverse=True):  # read only until a run has a model
         if (folder / "best.pth").is_file():
             return folder / "best.pth"
         last = folder / "last.pth"
@@ -209,17 +213,6 @@ def newest_checkpoint(runs_dir: str | Path) -> Path | None:
         except (CheckpointError, OSError):  # unreadable or not a run's checkpoint: no run's model
             continue
     return None
-
-
-def _last_written(folder: Path) -> float:
-    """When the newest checkpoint in ``folder`` was written (one removed meanwhile does not count)."""
-    times = []
-    for path in folder.glob("*.pth"):
-        try:
-            times.append(path.stat().st_mtime)
-        except OSError:
-            continue
-    return max(times, default=float("-inf"))
 
 
 def defaults_config(path: Path | None, trained: Config) -> Config:

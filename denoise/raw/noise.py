@@ -65,9 +65,8 @@ class Structure(NamedTuple):
     noise's, sqrt(b): an offset per sensor row, of which the two sensor rows of a packed row share ``pair_corr`` (R
     and Gr lie on one, Gb and B on the other), both parts spread over frequency as ``spectrum`` (fractions in equal
     bands, a calibration's ``row_spectrum``, which measures them together; white rows without), and a fixed offset
-    per pixel, drawn afresh
-    for every crop since a crop's place on the sensor is unknown. ``calibrate --dark`` measures them; all 0 (the
-    default) adds nothing."""
+    per pixel, drawn afresh for every crop since a crop's place on the sensor is unknown. ``calibrate --dark``
+    measures them; all 0 (the default) adds nothing."""
 
     row: float = 0.0
     pair_corr: float = 0.0
