@@ -30,7 +30,8 @@ BROKEN = {
              "noise_a_range=[1e-2, 1e-4]", "brightness_range=[0, 1]", "noise_estimate_window=0", "patch_size=0",
              "num_workers=-1", "val_key_regex=^[0-9]+$;val_root=v", "val_root=;val_clean_glob=gt*.dng",
              "noise_structure=[0.1, 1.5, 0]", "noise_structure=[-0.1, 0.5, 0]", "noise_row_spectrum=[0.5, -0.1]",
-             "noise_row_spectrum=[0, 0]", "noise_structure=[0.1, -0.1, 0]", "noise_structure=[0.1, 0.5, -1]"],
+             "noise_row_spectrum=[0, 0]", "noise_structure=[0.1, -0.1, 0]", "noise_structure=[0.1, 0.5, -1]",
+             "noise_row_spectrum=[0.5, 0.5];noise_structure=[0, 0.5, 0.1]"],
     "train": ["betas=[0.9, 1.0]", "min_lr=1.0;lr=0.1", "threads=-2"],
     "infer": ["tile=-1", "overlap=64;tile=64", "batch_size=0"],
 }  # fmt: skip

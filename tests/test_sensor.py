@@ -188,8 +188,21 @@ def test_a_synthetic_dark_frame_matches_the_held_out_half_of_the_real_one_in_lev
     assert synthetic["read_std"] == pytest.approx(real["read_std"], rel=0.03)
 
 
-def test_a_dark_frame_too_short_for_the_bands_has_no_spectrum_and_calibrate_prints_none(tmp_path, capsys):
-    frame = np.rint(64 + np.random.default_rng(20).normal(0, 2, (24, 32))).astype(np.uint16)  # 12 packed rows
+def _no_row_noise(rng: np.random.Generator) -> np.ndarray:
+    """A 128 x 64 dark frame whose rows all hold one row's values, shuffled within each CFA column parity: every
+    channel's row means are equal, so it measures no row noise at all."""
+    base = np.rint(64 + rng.normal(0, 2, 64))
+    rows = [np.empty(64) for _ in range(128)]
+    for row in rows:
+        row[0::2], row[1::2] = rng.permutation(base[0::2]), rng.permutation(base[1::2])
+    return np.stack(rows).astype(np.uint16)
+
+
+@pytest.mark.parametrize("case", ["too short for the bands", "no row noise"])
+def test_a_dark_frame_without_a_row_spectrum_to_measure_has_none_and_calibrate_prints_none(tmp_path, capsys, case):
+    rng = np.random.default_rng(20)
+    frame = (np.rint(64 + rng.normal(0, 2, (24, 32))).astype(np.uint16) if case == "too short for the bands"
+             else _no_row_noise(rng))  # 12 packed rows; or 64 without row noise  # fmt: skip
     write_new_dng(tmp_path / "dark.dng", frame, "RGGB", 64, 1023)
     assert calibrate(["--dark", str(tmp_path / "dark.dng"), "--json", str(tmp_path / "c.json")]) == 0
     assert json.loads((tmp_path / "c.json").read_text())["row_spectrum"] is None

@@ -92,8 +92,9 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     values = read.ravel()
     result["read_kurtosis"] = float(stats.kurtosis(values))
     result["read_kurtosis_per_channel"] = [float(stats.kurtosis(read[:, c].ravel())) for c in range(4)]
-    result["row_spectrum"] = None  # a frame of fewer packed rows than twice the bands has too few frequencies
-    if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS:
+    # None when there are too few packed rows for the bands (twice as many are needed), or no row noise to shape.
+    result["row_spectrum"] = None
+    if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS and result["row_std"] > 0:
         power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - read_var.mean() / w  # the read noise's out
         power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
         result["row_spectrum"] = (power / power.sum()).tolist()
