@@ -90,7 +90,8 @@ def data_rules(d: DataConfig) -> list[Rule]:
         ("noise_row_spectrum", _spectrum_ok(d.noise_row_spectrum),
          "[] or finite band powers from 0, not all 0 (calibrate's row_spectrum)"),
         ("noise_row_spectrum", not d.noise_row_spectrum or d.noise_structure[0] > 0,
-         "[] unless data.noise_structure's rows are above 0 (it shapes the row noise; with none it does nothing)"),
+         "[] unless data.noise_structure's first value, the rows, is above 0 (it shapes the row noise; with none it "
+         "does nothing)"),
         ("procedural_fraction", 0 <= d.procedural_fraction <= 1, "in [0, 1]"),
         ("procedural_gray", 0 <= d.procedural_gray <= 1, "in [0, 1]"),
         ("procedural_fraction", d.procedural_fraction == 0 or d.procedural_scenes > 0,

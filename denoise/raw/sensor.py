@@ -51,8 +51,8 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
       the tails; a Tukey-lambda shape under 0.14 means heavier tails than a Gaussian (ELD's read-noise model);
     - ``row_spectrum``: how the row offsets' power spreads over frequency (the function ``row_spectrum`` in
       ``ROW_SPECTRUM_BANDS`` bands, the read noise's share taken away, as fractions summing to 1; None for a frame
-      of too few rows to fill the bands): slow banding puts more in the first bands, independent rows spread it
-      evenly.
+      of too few rows to fill the bands, or when no row noise is measured): slow banding puts more in the first
+      bands, independent rows spread it evenly.
     """
     return packed_dark_statistics(packed_frames(mosaics, pattern), pattern)
 
