@@ -211,6 +211,18 @@ def test_a_dark_frame_without_a_row_spectrum_to_measure_has_none_and_calibrate_p
     load_config(Path(__file__).parents[1] / "configs" / "no_photos.yaml", command[5:])  # accepted as printed
 
 
+def test_a_row_spectrum_is_recorded_only_for_row_noise_above_the_read_noises_share_of_the_row_means():
+    # 64 packed rows of 32 pixels, read noise 2 DN: a row mean's variance from it alone is 4 / 32, and its estimate
+    # over 4 channels of 63 degrees of freedom has a standard error of 0.011 DN^2 with no row noise at all.
+    def spectrum(row: float, seed: int):
+        rng = np.random.default_rng(seed)
+        frame = 64 + rng.normal(0, 2, (128, 64)) + np.repeat(rng.normal(0, row, 128)[:, None], 64, axis=1)
+        return dark_statistics([np.rint(frame).astype(np.uint16)], "RGGB")["row_spectrum"]
+
+    assert sum(spectrum(0.0, seed) is not None for seed in range(20)) <= 1  # past 4 standard errors: rare
+    assert all(spectrum(0.33, seed) is not None for seed in range(20))  # a row variance of 10 standard errors
+
+
 def test_calibrate_reads_the_simulated_cameras_structure_off_its_dark_frames(tmp_path):
     """scripts/simulate_camera.py on a small demo-like source, then calibrate --dark on the dark frames it wrote."""
     simulate_camera = load_module(Path(__file__).parents[1] / "scripts" / "simulate_camera.py")

@@ -51,8 +51,8 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
       the tails; a Tukey-lambda shape under 0.14 means heavier tails than a Gaussian (ELD's read-noise model);
     - ``row_spectrum``: how the row offsets' power spreads over frequency (the function ``row_spectrum`` in
       ``ROW_SPECTRUM_BANDS`` bands, the read noise's share taken away, as fractions summing to 1; None for a frame
-      of too few rows to fill the bands, or when no row noise is measured): slow banding puts more in the first
-      bands, independent rows spread it evenly.
+      of too few rows to fill the bands, or when the row noise is too small to tell from the read noise's share
+      of the row means): slow banding puts more in the first bands, independent rows spread it evenly.
     """
     return packed_dark_statistics(packed_frames(mosaics, pattern), pattern)
 
@@ -92,9 +92,11 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     values = read.ravel()
     result["read_kurtosis"] = float(stats.kurtosis(values))
     result["read_kurtosis_per_channel"] = [float(stats.kurtosis(read[:, c].ravel())) for c in range(4)]
-    # None when there are too few packed rows for the bands (twice as many are needed), or no row noise to shape.
+    # None when there are too few packed rows for the bands (twice as many are needed), or no row noise measurable
+    # to shape: the row variance within 4 standard errors of its estimate's spread with read noise alone.
+    error = read_var.mean() / w * np.sqrt(2 / ((h - 1) * rows.shape[1] * n))
     result["row_spectrum"] = None
-    if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS and result["row_std"] > 0:
+    if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS and row_var.mean() > 4 * error:
         power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - read_var.mean() / w  # the read noise's out
         power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
         result["row_spectrum"] = (power / power.sum()).tolist()
