@@ -93,7 +93,7 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     result["read_kurtosis"] = float(stats.kurtosis(values))
     result["read_kurtosis_per_channel"] = [float(stats.kurtosis(read[:, c].ravel())) for c in range(4)]
     # None when there are too few packed rows for the bands (twice as many are needed), or no row noise measurable
-    # to shape: the row variance within 4 standard errors of its estimate's spread with read noise alone.
+    # to shape: a row variance within 4 standard errors of 0, the errors of its estimate with read noise alone.
     error = read_var.mean() / w * np.sqrt(2 / ((h - 1) * rows.shape[1] * n))
     result["row_spectrum"] = None
     if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS and row_var.mean() > 4 * error:
