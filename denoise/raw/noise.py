@@ -100,6 +100,17 @@ def row_offsets(rng: np.random.Generator, count: int, std: float, spectrum: Sequ
     return np.fft.irfft(draw, n=count) * std / np.sqrt(variance)
 
 
+def sensor_row_offsets(rng: np.random.Generator, count: int, std: float, pair_corr: float,
+                       spectrum: Sequence[float] | None) -> np.ndarray:
+    """The row offsets of ``count`` pairs of sensor rows (the two that one packed row holds), (2, count): of
+    expected std ``std``, ``pair_corr`` of it shared by the two rows of a pair and the rest each row's own, both
+    parts spread over frequency as ``spectrum`` says (``row_offsets``). Row 0 is the upper sensor row of each
+    pair (R and Gr in an RGGB frame), row 1 the lower."""
+    shared = row_offsets(rng, count, std * np.sqrt(pair_corr), spectrum)
+    own_std = std * np.sqrt(1.0 - pair_corr)
+    return shared + np.stack([row_offsets(rng, count, own_std, spectrum) for _ in range(2)])
+
+
 def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.random.Generator,
                   sensor: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """A packed (4, h, w) noisy frame with ``structure``'s row and fixed-pattern offsets added, float32. The fixed
@@ -109,10 +120,8 @@ def add_structure(noisy: np.ndarray, b: float, structure: Structure, rng: np.ran
         return noisy
     assert noisy.ndim == 3 and noisy.shape[0] == 4, f"expected a packed (4, h, w) frame, got {noisy.shape}"
     read, h = float(np.sqrt(b)), noisy.shape[1]
-    shared = row_offsets(rng, h, structure.row * read * np.sqrt(structure.pair_corr), structure.spectrum)[:, None]
-    own_std = structure.row * read * np.sqrt(1.0 - structure.pair_corr)  # each sensor row's own, same spectrum
-    own = np.stack([row_offsets(rng, h, own_std, structure.spectrum) for _ in range(2)])[..., None]
-    out = noisy + (shared + own)[[0, 0, 1, 1]]  # R and Gr on one sensor row, Gb and B on the other
+    rows = sensor_row_offsets(rng, h, structure.row * read, structure.pair_corr, structure.spectrum)[..., None]
+    out = noisy + rows[[0, 0, 1, 1]]  # R and Gr on one sensor row, Gb and B on the other
     if structure.fixed > 0:
         pattern = rng.standard_normal(noisy.shape) if sensor is None else sensor
         out = out + structure.fixed * read * pattern

@@ -20,7 +20,7 @@ from scipy import stats
 from scipy.optimize import least_squares
 
 from denoise.raw.bayer import CHANNELS, even_shape, pack_bayer, unpack_bayer
-from denoise.raw.noise import row_offsets
+from denoise.raw.noise import sensor_row_offsets
 from denoise.raw.noise_estimation import fit_line
 
 TAIL_SAMPLE = 20_000  # read-noise values the Tukey-lambda shape is fitted to (evenly strided)
@@ -59,7 +59,7 @@ def dark_statistics(mosaics: Sequence[np.ndarray], pattern: str) -> dict:
 
 def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     """``dark_statistics`` of frames already packed, (n, 4, h, w) float64 DN."""
-    n, _, h, w = packed.shape
+    n, channels, h, w = packed.shape
     black = packed.mean(axis=(0, 2, 3))
     fixed = packed.mean(axis=0)  # (4, h, w): each pixel's offset, with 1/n of the temporal noise
     temporal = (packed - fixed) * np.sqrt(n / (n - 1)) if n > 1 else packed - black[:, None, None]
@@ -94,10 +94,11 @@ def packed_dark_statistics(packed: np.ndarray, pattern: str) -> dict:
     result["read_kurtosis_per_channel"] = [float(stats.kurtosis(read[:, c].ravel())) for c in range(4)]
     # None when there are too few packed rows for the bands (twice as many are needed), or no row noise measurable
     # to shape: a row variance within 4 standard errors of 0, the errors of its estimate with read noise alone.
-    error = read_var.mean() / w * np.sqrt(2 / ((h - 1) * rows.shape[1] * n))
+    floor = read_var.mean() / w  # the read noise's share of a row mean's variance
+    error = floor * np.sqrt(2 / ((h - 1) * channels * n))
     result["row_spectrum"] = None
-    if temporal.shape[2] // 2 >= ROW_SPECTRUM_BANDS and row_var.mean() > 4 * error:
-        power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - read_var.mean() / w  # the read noise's out
+    if h // 2 >= ROW_SPECTRUM_BANDS and row_var.mean() > 4 * error:
+        power = np.array(row_spectrum(temporal, ROW_SPECTRUM_BANDS)) - floor  # the read noise's share out
         power = power.clip(min=0.05 * max(power.max(), 1e-30))  # no band at 0: a floor keeps the shape drawable
         result["row_spectrum"] = (power / power.sum()).tolist()
     sample = np.sort(values[:: max(1, len(values) // TAIL_SAMPLE)])
@@ -256,12 +257,8 @@ def draw_dark(shape: tuple[int, int], model: DarkModel, rng: np.random.Generator
         draw = stats.tukeylambda.rvs(tails, size=read.shape[1:], random_state=rng)
         read[channel] = level + draw * tukey_scale(std, tails)
     mosaic = unpack_bayer(read, model.pattern)
-    shared = model.row_pair_corr  # the two sensor rows of a packed row: this much in common
-    pairs = row_offsets(rng, height // 2, model.row_std * np.sqrt(shared), model.row_spectrum)
-    own = np.empty(height)  # each sensor row's own part, the two rows of a pair apart, with the same spectrum
-    for first in (0, 1):
-        own[first::2] = row_offsets(rng, height // 2, model.row_std * np.sqrt(1 - shared), model.row_spectrum)
-    mosaic += (np.repeat(pairs, 2) + own)[:, None]
+    rows = sensor_row_offsets(rng, height // 2, model.row_std, model.row_pair_corr, model.row_spectrum)
+    mosaic += rows.T.reshape(height, 1)  # the upper and lower sensor row of each pair, in turn
     if model.fpn_std:
         mosaic += rng.normal(0.0, model.fpn_std, (height, width))
     return np.clip(np.rint(mosaic), 0, model.white)
